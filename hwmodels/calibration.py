@@ -1,0 +1,135 @@
+"""Fitted efficiency parameters: a small versioned file, keyed by architecture class.
+
+Layout of a profile (JSON):
+  schema, feature_set     versions the file was written for (a mismatch is an error, not a guess)
+  split                   the deterministic fit/hold-out rule used when fitting (salt, holdout_fraction)
+  sources                 every measurement file fitted on: sha256 of its bytes, rows, rows in the fit
+  params[arch][class][group] = {log_floor, theta, rows, fit_median_ape}
+``group`` is the dtype family of the operator (gemm: quant format; attention: KV dtype; moe: quant
+format; elementwise: 'any'; collective: backend). The class ``generic`` is fitted on every device
+together; it serves architecture classes that have no measurements (e.g. Blackwell, CDNA).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES
+from workloads.errors import ConfigError, MissingDataError
+
+SCHEMA_VERSION = 1
+GENERIC = "generic"
+DEFAULT_GROUP = {"gemm": "bf16", "attn_prefill": "bf16", "attn_decode": "bf16", "moe": "bf16",
+                 "elementwise": "any", "collective": "nccl"}
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    """Coefficients of one (architecture class, operator class, dtype group)."""
+
+    log_floor: float
+    theta: np.ndarray
+    rows: int = 0
+    fit_median_ape: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A loaded calibration profile; ``lookup`` walks the documented fallback chain."""
+
+    params: dict = field(repr=False)
+    split: dict
+    sources: tuple
+    path: str = ""
+
+    def lookup(self, arch: str, op_class: str, group: str) -> tuple[ClassParams, str]:
+        """Parameters for an operator, and the key they came from (for reports).
+
+        Order: (arch, group), (arch, group without kernel family), (arch, default group), then the
+        same three in the generic class. A bare dtype group names that dtype's principal kernel.
+        """
+        base = group.split(":", 1)[0]
+        chain = []
+        for a in (arch, GENERIC):
+            for g in (group, base, DEFAULT_GROUP[op_class]):
+                if (a, g) not in chain:
+                    chain.append((a, g))
+        for a, g in chain:
+            p = self.params.get(a, {}).get(op_class, {}).get(g)
+            if p is not None:
+                return p, f"{a}/{op_class}/{g}"
+        raise MissingDataError(
+            f"no calibrated parameters for {op_class} ({group}) on architecture class {arch!r} "
+            f"nor the generic class in profile {self.path or '<default>'}; run `simulate calibrate` "
+            f"on measurements of this operator class")
+
+    def source_hashes(self) -> dict[str, dict]:
+        return {s["sha256"]: s for s in self.sources}
+
+    def to_json(self) -> dict:
+        params = {a: {c: {g: {"log_floor": p.log_floor, "theta": [float(v) for v in p.theta],
+                              "rows": p.rows, "fit_median_ape": p.fit_median_ape}
+                          for g, p in groups.items()} for c, groups in classes.items()}
+                  for a, classes in self.params.items()}
+        return {"schema": SCHEMA_VERSION, "feature_set": FEATURE_SET_VERSION, "split": self.split,
+                "sources": list(self.sources), "params": params}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+def profile_from_json(data: dict, path: str = "") -> Profile:
+    """Validate and load a profile dict; errors name the file and the bad key."""
+    where = path or "<profile>"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a calibration profile must be a JSON object")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise ConfigError(f"{where}: `schema` must be {SCHEMA_VERSION}, got {data.get('schema')!r}; "
+                          f"refit with `simulate calibrate`")
+    if data.get("feature_set") != FEATURE_SET_VERSION:
+        raise ConfigError(f"{where}: `feature_set` must be {FEATURE_SET_VERSION!r}, got "
+                          f"{data.get('feature_set')!r}; refit with `simulate calibrate`")
+    params: dict = {}
+    for arch, classes in data.get("params", {}).items():
+        for cls, groups in classes.items():
+            if cls not in NUM_FEATURES:
+                raise ConfigError(f"{where}: unknown operator class {cls!r} under params.{arch}")
+            for group, p in groups.items():
+                theta = np.asarray(p["theta"], dtype=np.float64)
+                if theta.shape != (NUM_FEATURES[cls],):
+                    raise ConfigError(f"{where}: params.{arch}.{cls}.{group}.theta must have "
+                                      f"{NUM_FEATURES[cls]} values, got {theta.size}")
+                params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
+                    float(p["log_floor"]), theta, int(p.get("rows", 0)),
+                    float(p.get("fit_median_ape", float("nan"))))
+    return Profile(params=params, split=dict(data.get("split", {})),
+                   sources=tuple(data.get("sources", ())), path=path)
+
+
+def load_profile(path: str | Path) -> Profile:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"calibration profile {str(p)!r} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    return profile_from_json(data, str(p))
+
+
+DEFAULT_PROFILE_NAME = "default.json"
+
+
+@lru_cache(maxsize=1)
+def default_profile() -> Profile:
+    """The calibration shipped with the package (fitted on the training split of the shipped data)."""
+    ref = resources.files("hwmodels") / "data" / "calibration" / DEFAULT_PROFILE_NAME
+    if not ref.is_file():
+        raise MissingDataError("the package ships no calibration profile (hwmodels/data/calibration/"
+                               "default.json); build it with `python -m validation.calibrate --default`")
+    return profile_from_json(json.loads(ref.read_text()), "hwmodels/data/calibration/default.json")

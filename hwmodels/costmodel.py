@@ -1,0 +1,242 @@
+"""Operator cost: measured-style operator descriptions -> predicted seconds and joules.
+
+``OperatorCostModel`` prices a table of operators (the standard measurement table of
+validation/loaders.py, or one built by the caller) on the device each row names. It is what
+`simulate validate` and `simulate calibrate` use; the simulator's per-iteration query lives in
+hwmodels/deployment.py and shares the same compiled efficiency model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwmodels import efficiency as eff
+from hwmodels.calibration import Profile, default_profile
+from hwmodels.devices import DeviceSpec, get_device
+from workloads import operators as ops
+from workloads.errors import LLMSimError
+from workloads.quant import get_kv_format, get_quant_format
+
+DTYPE_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
+
+# Measured dtype labels -> (quantization format, compute dtype override or None).
+# 'w4a16_mxfp4' is MXFP4 weights run by a 16-bit Marlin kernel on GPUs without FP4 units.
+MEASURED_DTYPE = {
+    "bf16": ("bf16", None), "fp16": ("fp16", None), "fp32": ("fp32", None),
+    "fp8": ("fp8", None), "fp8_block": ("fp8_block", None), "int8": ("w8a8", None),
+    "int4_wo": ("w4a16", None), "w4a16": ("w4a16", None), "w4a16_mxfp4": ("mxfp4", "bf16"),
+    "nvfp4": ("nvfp4", None), "mxfp4": ("mxfp4", None),
+}
+
+
+# Kernel implementations measured side by side for one dtype behave differently (DeepGEMM vs
+# CUTLASS fp8 block GEMMs, FA3 vs FA4); each gets its own coefficients, keyed "<dtype>:<family>".
+_KERNEL_FAMILIES = ("deepgemm", "flashinfer", "cutlass", "marlin", "oaitriton", "triton", "fa4", "fa3",
+                    "flash_attn", "torch", "vllm_default")
+
+
+def kernel_family(kernel: str) -> str:
+    """Short name of a measured kernel's implementation family ('' when unknown or unnamed)."""
+    k = str(kernel or "").lower().replace("-", "_")
+    if "oaitriton" in k:
+        return "oaitriton"
+    for fam in _KERNEL_FAMILIES:
+        if fam in k:
+            return fam
+    return ""
+
+
+def param_group(op_class: str, dtype: str, kv_dtype: str = "", kernel: str = "", variant: str = "") -> str:
+    """The dtype family (and kernel family, when the data name one) whose coefficients price an op.
+
+    gemm/moe: the quantization format; attention: the KV-cache dtype; elementwise: 'any';
+    collectives: the backend (nccl, custom_graph, custom_eager).
+    """
+    if op_class in ("gemm", "moe", "attn_prefill", "attn_decode"):
+        if op_class in ("gemm", "moe"):
+            fmt = MEASURED_DTYPE.get(dtype, (dtype, None))[0]
+            base = "bf16" if fmt in ("bf16", "fp16", "fp32") else fmt
+        else:
+            base = "fp8" if kv_dtype in ("fp8", "fp8_e4m3", "int8") else "bf16"
+        fam = kernel_family(kernel)
+        return f"{base}:{fam}" if fam else base
+    if op_class == "elementwise":
+        return "any"
+    text = f"{kernel} {variant}".lower()
+    if "custom" in text or "vllm_" in text:
+        return "custom_graph" if "graph" in text else "custom_eager"
+    return "nccl"
+
+
+def attention_compute_dtype(device: DeviceSpec, kv_dtype: str) -> str:
+    """FlashAttention-3 runs QK^T and PV in FP8 when the KV cache is FP8 on a GPU with FP8 units."""
+    return "fp8" if kv_dtype in ("fp8", "fp8_e4m3") and device.supports("fp8") else "bf16"
+
+
+def _moe_skew(distribution: str) -> float:
+    """Router skew feature: 0 for balanced routing, the power-law exponent otherwise."""
+    d = str(distribution or "balanced")
+    if d.startswith("power_law_"):
+        return float(d.rsplit("_", 1)[1])
+    return 0.0
+
+
+@dataclass(frozen=True)
+class PricedRows:
+    """Predictions for a table of operators, aligned with its rows."""
+
+    seconds: np.ndarray       # NaN where the row could not be expressed
+    reason: np.ndarray        # '' where predicted, else why not (object array of str)
+    param_key: np.ndarray     # which calibration entry priced the row
+    op_class: np.ndarray
+
+
+class OperatorCostModel:
+    """Prices operator rows with a calibration profile (the shipped one by default)."""
+
+    def __init__(self, profile: Profile | None = None):
+        self.profile = profile if profile is not None else default_profile()
+
+    # -- shape rows ---------------------------------------------------------------------------
+    @staticmethod
+    def shape_rows(op_class: str, g: pd.DataFrame, device: DeviceSpec) -> tuple[np.ndarray, np.ndarray]:
+        """(shape rows, device vector) of a group of rows that share class, dtype and device."""
+        f = lambda c: g[c].to_numpy(np.float64)  # noqa: E731
+        first = g.iloc[0]
+        bw = device.memory_bandwidth_bytes_per_s
+        link = device.scale_up_link.bandwidth_bytes_per_s if device.scale_up_link is not None else bw
+        if op_class in ("gemm", "moe"):
+            fmt_name, compute_override = MEASURED_DTYPE.get(first["dtype"], (first["dtype"], None))
+            fmt = get_quant_format(fmt_name)
+            compute = compute_override or fmt.compute_dtype
+            act_b = DTYPE_BYTES[fmt.activation_dtype] if compute_override is None else 2.0
+            dev = np.array([device.peak_flops(compute), bw, device.num_sms, link])
+            if op_class == "gemm":
+                m, n, k = f("m"), f("n"), f("k")
+                flops, nbytes = ops.gemm_work_v(m, n, k, act_b, fmt.bytes_per_weight)
+                return np.column_stack([m, n, k, flops, nbytes]), dev
+            T, H, I = f("tokens"), f("hidden"), f("inter")
+            K, E = f("topk"), f("experts")
+            tp = np.nan_to_num(f("moe_tp"), nan=1.0)
+            ep = np.nan_to_num(f("moe_ep"), nan=1.0)
+            flops, nbytes = ops.moe_work_v(T, H, I / tp, K, E, ep, fmt.bytes_per_weight, act_b)
+            skew = g["distribution"].map(_moe_skew).to_numpy(np.float64)
+            return np.column_stack([T, H, I / tp, K, E, ep, skew, flops, nbytes]), dev
+        if op_class in ("attn_prefill", "attn_decode"):
+            kv_name = str(first.get("kv_dtype") or "bf16")
+            dev = np.array([device.peak_flops(attention_compute_dtype(device, kv_name)), bw, device.num_sms, link])
+            kv_b = get_kv_format(kv_name).bytes_per_element
+            b, h, kvh, d = f("batch"), f("heads"), f("kv_heads"), f("head_dim")
+            w = np.nan_to_num(f("window"), nan=0.0)
+            if op_class == "attn_prefill":
+                s = f("seq")
+                c = np.nan_to_num(f("ctx"), nan=0.0)
+                flops, nbytes = ops.attention_prefill_work_v(b, s, c, h, kvh, d, kv_b, w)
+                return np.column_stack([b, s, c, h, kvh, d, w, flops, nbytes]), dev
+            L = f("ctx") + 1.0  # the new token attends to the cached tokens and itself
+            flops, nbytes = ops.attention_decode_work_v(b, L, h, kvh, d, kv_b, w)
+            return np.column_stack([b, L, h, kvh, d, w, flops, nbytes]), dev
+        if op_class == "elementwise":
+            dev = np.array([device.peak_flops("bf16"), bw, device.num_sms, link])
+            kind = g["kind"].to_numpy(object).copy()
+            variant = g["variant"].fillna("").to_numpy(object)
+            kind[(kind == "activation") & (variant == "gelu")] = "gelu"
+            tokens, width = _elementwise_extent(g, kind)
+            code = np.array([ops.ELEMENTWISE_CODE[k] for k in kind], dtype=np.int64)
+            act_b = DTYPE_BYTES.get(str(first["dtype"]), 2.0)
+            flops, nbytes = ops.elementwise_work_v(code, tokens, width, act_b)
+            return np.column_stack([code, flops, nbytes]), dev
+        # collective
+        dev = np.array([device.peak_flops("bf16"), bw, device.num_sms, link])
+        code = np.array([ops.COLLECTIVE_CODE[k] for k in g["kind"]], dtype=np.int64)
+        ranks = f("num_gpus")
+        factor = ops.collective_traffic_factor_v(code, ranks)
+        return np.column_stack([code, ranks, f("message_bytes"), factor]), dev
+
+    # -- prediction ---------------------------------------------------------------------------
+    def price(self, table: pd.DataFrame, *, device: str | DeviceSpec | None = None) -> PricedRows:
+        """Predict every row of a standard measurement table (device from its `device` column
+        unless ``device`` overrides it). Rows the model cannot express get NaN and a reason."""
+        n = len(table)
+        seconds = np.full(n, np.nan)
+        reason = np.full(n, "", dtype=object)
+        key = np.full(n, "", dtype=object)
+        op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
+        for grp in operator_groups(table, device=device):
+            if grp.error:
+                reason[grp.positions] = grp.error
+                continue
+            try:
+                p, pkey = self.profile.lookup(grp.device.arch_class, grp.op_class, grp.group)
+            except LLMSimError as e:
+                reason[grp.positions] = str(e)
+                continue
+            seconds[grp.positions] = eff.predict_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes,
+                                                      grp.device_vector, p.log_floor, p.theta)
+            key[grp.positions] = pkey
+        return PricedRows(seconds, reason, key, op_class)
+
+
+@dataclass(frozen=True)
+class OperatorGroup:
+    """Rows of a table that share device, operator class and dtype group, as compiled shape rows."""
+
+    positions: np.ndarray
+    op_class: str
+    group: str
+    device: DeviceSpec | None
+    shapes: np.ndarray | None
+    device_vector: np.ndarray | None
+    error: str = ""
+
+
+def operator_groups(table: pd.DataFrame, *, device: str | DeviceSpec | None = None):
+    """Yield the table's rows grouped for pricing or fitting; unexpressable rows come with a reason."""
+    n = len(table)
+    op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
+    t = table.assign(_cls=op_class, _pos=np.arange(n))
+    unknown = t["_cls"] == ""
+    if unknown.any():
+        yield OperatorGroup(t.loc[unknown, "_pos"].to_numpy(), "", "", None, None, None,
+                            "operator kind not modelled")
+    t = t[~unknown]
+    per_node = t["variant"].str.extract(r"devices_per_node=(\d+)", expand=False).astype(float)
+    if per_node.notna().any():
+        cross = ((t["_cls"] == "collective") & (t["num_gpus"] > per_node)).to_numpy()
+        if cross.any():
+            yield OperatorGroup(t.loc[cross, "_pos"].to_numpy(), "collective", "", None, None, None,
+                                "collective spans several nodes: needs a cluster model")
+        t = t[~cross]
+    if t.empty:
+        return
+    t = t.assign(_group=[param_group(c, d, kv, kn, v) for c, d, kv, kn, v in zip(
+        t["_cls"], t["dtype"].fillna(""), t["kv_dtype"].fillna(""), t["kernel"].fillna(""),
+        t["variant"].fillna(""))])
+    dev_names = t["device"] if device is None else [device if isinstance(device, str) else device.name] * len(t)
+    t = t.assign(_dev=list(dev_names))
+    for (dev_name, cls, group, _dtype, _kv), g in t.groupby(
+            ["_dev", "_cls", "_group", "dtype", "kv_dtype"], sort=True, dropna=False):
+        pos = g["_pos"].to_numpy()
+        try:
+            spec = device if isinstance(device, DeviceSpec) else get_device(dev_name)
+            shapes, dvec = OperatorCostModel.shape_rows(cls, g, spec)
+        except LLMSimError as e:
+            yield OperatorGroup(pos, cls, group, None, None, None, str(e))
+            continue
+        yield OperatorGroup(pos, cls, group, spec, np.ascontiguousarray(shapes), dvec)
+
+
+def _elementwise_extent(g: pd.DataFrame, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, width) of elementwise operators from the standard table's columns."""
+    tokens = g["tokens"].to_numpy(np.float64).copy()
+    width = g["hidden"].to_numpy(np.float64).copy()
+    is_rope = kind == "rope"
+    width[is_rope] = ((g["heads"] + g["kv_heads"]) * g["head_dim"]).to_numpy(np.float64)[is_rope]
+    is_act = (kind == "activation") | (kind == "gelu")
+    width[is_act] = g["inter"].to_numpy(np.float64)[is_act]
+    is_sm = kind == "softmax"
+    tokens[is_sm] = g["m"].to_numpy(np.float64)[is_sm]
+    width[is_sm] = g["n"].to_numpy(np.float64)[is_sm]
+    return tokens, width

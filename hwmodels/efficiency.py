@@ -1,0 +1,337 @@
+"""Calibrated efficiency model: what a roofline misses, per operator class.
+
+An operator's time is ``t = floor + exp(base + x . theta)`` where
+  base   = log of the roofline time max(FLOPs / peak, bytes / bandwidth) from the datasheet,
+  x      = dimensionless features of the shape (log sizes, compute/memory balance, tile and wave
+           quantisation against the device's SM count), fixed per operator class,
+  theta  = coefficients fitted per architecture class (validation/calibrate.py),
+  floor  = a fitted small-shape latency floor (launch and synchronisation).
+Features only see datasheet numbers and the shape, so a device with no measurements is predicted
+from its datasheet plus the coefficients of its architecture class.
+
+The feature code is compiled (numba) and shared by the fit, the validation and the simulator's
+per-iteration query: one definition, no per-op Python on the hot path.
+
+Shape rows (float64) per class, with ``flops`` and ``bytes`` from workloads.operators:
+  gemm          m, n, k, flops, bytes
+  attn_prefill  batch, new_tokens, context, heads, kv_heads, head_dim, window, flops, bytes
+  attn_decode   batch, context, heads, kv_heads, head_dim, window, flops, bytes
+  moe           tokens, hidden, inter_per_rank, topk, experts, ep, skew, flops, bytes
+  elementwise   kind_code, flops, bytes
+  collective    kind_code, ranks, message_bytes, traffic_factor
+Device vector (float64): peak FLOP/s for the op's compute dtype, memory bandwidth (B/s), SM count,
+link bandwidth (B/s per direction).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+CLASS_INDEX = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "moe": 3, "elementwise": 4, "collective": 5}
+NUM_FEATURES = {"gemm": 52 + 63 + 63 + 49, "attn_prefill": 52 + 40 + 25 + 40, "attn_decode": 54 + 70 + 21 + 30, "moe": 20, "elementwise": 18, "collective": 14}
+SHAPE_COLUMNS = {
+    "gemm": ("m", "n", "k", "flops", "bytes"),
+    "attn_prefill": ("batch", "new_tokens", "context", "heads", "kv_heads", "head_dim", "window", "flops", "bytes"),
+    "attn_decode": ("batch", "context", "heads", "kv_heads", "head_dim", "window", "flops", "bytes"),
+    "moe": ("tokens", "hidden", "inter", "topk", "experts", "ep", "skew", "flops", "bytes"),
+    "elementwise": ("kind_code", "flops", "bytes"),
+    "collective": ("kind_code", "ranks", "message_bytes", "traffic_factor"),
+}
+FEATURE_SET_VERSION = "v1"
+_GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
+
+
+@njit(cache=True, inline="always")
+def _l(x):
+    return math.log2(max(x, 1.0)) / 10.0
+
+
+@njit(cache=True)
+def _poly3(a, b, c, x, j):
+    """Monomials of (a, b, c) up to degree 3, constant included: 20 terms written from x[j]."""
+    v = (a, b, c)
+    x[j] = 1.0
+    j += 1
+    for i in range(3):
+        x[j] = v[i]
+        j += 1
+    for i in range(3):
+        for k in range(i, 3):
+            x[j] = v[i] * v[k]
+            j += 1
+    for i in range(3):
+        for k in range(i, 3):
+            for m in range(k, 3):
+                x[j] = v[i] * v[k] * v[m]
+                j += 1
+    return j
+
+
+@njit(cache=True)
+def _poly3_4(a, b, c, d, x, j):
+    """Monomials of (a, b, c, d) up to degree 3, constant included: 35 terms written from x[j]."""
+    v = (a, b, c, d)
+    x[j] = 1.0
+    j += 1
+    for i in range(4):
+        x[j] = v[i]
+        j += 1
+    for i in range(4):
+        for k in range(i, 4):
+            x[j] = v[i] * v[k]
+            j += 1
+    for i in range(4):
+        for k in range(i, 4):
+            for m in range(k, 4):
+                x[j] = v[i] * v[k] * v[m]
+                j += 1
+    return j
+
+
+@njit(cache=True)
+def _poly2(a, b, c, x, j):
+    """Monomials of (a, b, c) up to degree 2, constant included: 10 terms."""
+    v = (a, b, c)
+    x[j] = 1.0
+    j += 1
+    for i in range(3):
+        x[j] = v[i]
+        j += 1
+    for i in range(3):
+        for k in range(i, 3):
+            x[j] = v[i] * v[k]
+            j += 1
+    return j
+
+
+@njit(cache=True)
+def _balance(flops, nbytes, dev, x, j):
+    """Compute/memory balance r = ln(t_compute / t_memory) and its bends; returns (j, base)."""
+    tc = max(flops, 1.0) / dev[0]
+    tm = max(nbytes, 1.0) / dev[1]
+    r = math.log(tc / tm)
+    x[j] = r / 10.0
+    x[j + 1] = (r / 10.0) ** 2
+    x[j + 2] = max(r, 0.0) / 10.0
+    return j + 3, math.log(max(tc, tm))
+
+
+@njit(cache=True)
+def _wave_efficiency(ctas, sms):
+    """Fraction of SM slots busy when ``ctas`` blocks run in whole waves over ``sms`` SMs."""
+    c = max(ctas, 1.0)
+    return c / (math.ceil(c / sms) * sms)
+
+
+@njit(cache=True)
+def _fa_block_n(head_dim):
+    """KV tile length of FlashAttention-3's forward kernels by head dimension (tokens) [inferred
+    from its sm90 tile-size table; the fit absorbs the residual]."""
+    if head_dim <= 64:
+        return 192.0
+    if head_dim <= 128:
+        return 176.0
+    if head_dim <= 192:
+        return 112.0
+    if head_dim <= 256:
+        return 80.0
+    return 64.0
+
+
+@njit(cache=True)
+def _fa_num_splits(mblocks, nblocks, sms):
+    """Split-KV count FlashAttention picks (flash_api num_splits_heuristic): split the KV sequence
+    only when the (batch x heads x query-block) tiles fill less than 80% of the SMs, choosing the
+    fewest splits within 85% of the best wave efficiency."""
+    if mblocks >= 0.8 * sms:
+        return 1.0
+    max_splits = int(min(128.0, sms, nblocks))
+    best = 0.0
+    for sp in range(1, max_splits + 1):
+        if sp > 1 and math.ceil(nblocks / sp) == math.ceil(nblocks / (sp - 1)):
+            continue
+        w = mblocks * sp / sms
+        best = max(best, w / math.ceil(w))
+    for sp in range(1, max_splits + 1):
+        if sp > 1 and math.ceil(nblocks / sp) == math.ceil(nblocks / (sp - 1)):
+            continue
+        w = mblocks * sp / sms
+        if w / math.ceil(w) >= 0.85 * best:
+            return float(sp)
+    return 1.0
+
+
+@njit(cache=True)
+def _split_features(mblocks, nblocks, sms, x, j):
+    """Parallelism after split-KV: log splits, wave efficiency, KV tiles per split, waves (5 terms)."""
+    sp = _fa_num_splits(mblocks, nblocks, sms)
+    waves = mblocks * sp / sms
+    x[j] = math.log2(sp) / 10.0
+    x[j + 1] = math.log(waves / math.ceil(waves))
+    x[j + 2] = math.log2(math.ceil(nblocks / sp)) / 10.0
+    x[j + 3] = x[j] * x[j]
+    x[j + 4] = math.log2(math.ceil(waves)) / 10.0
+    return j + 5
+
+
+@njit(cache=True)
+def _hat2(u, u0, nu, v, v0, nv, x, j):
+    """Tensor product of piecewise-linear hats over two log2 coordinates, knots every 2 octaves
+    from u0 (nu knots) and v0 (nv knots); coordinates are clamped to the knot range so the edge
+    correction extends flat. A coarse, smooth efficiency correction: at most 4 non-zero terms."""
+    a = min(max((u - u0) / 2.0, 0.0), nu - 1.0)
+    b = min(max((v - v0) / 2.0, 0.0), nv - 1.0)
+    ia = min(int(a), nu - 2)
+    ib = min(int(b), nv - 2)
+    fa = a - ia
+    fb = b - ib
+    x[j + ia * nv + ib] += (1.0 - fa) * (1.0 - fb)
+    x[j + (ia + 1) * nv + ib] += fa * (1.0 - fb)
+    x[j + ia * nv + ib + 1] += (1.0 - fa) * fb
+    x[j + (ia + 1) * nv + ib + 1] += fa * fb
+    return j + nu * nv
+
+
+@njit(cache=True)
+def _fill(cls, s, dev, x):
+    """Write the feature row of shape ``s`` (class ``cls``) into ``x``; return the log roofline time."""
+    x[:] = 0.0
+    if cls == 0:  # gemm
+        m, n, k = s[0], s[1], s[2]
+        off = 0 if m <= _GEMM_SPLIT_M else 26
+        j = _poly3(_l(m), _l(n), _l(k), x, off)
+        j, base = _balance(s[3], s[4], dev, x, j)
+        for tile_m in (64.0, 128.0, 256.0):
+            tiles = math.ceil(m / tile_m) * math.ceil(n / 128.0)
+            x[j] = math.log(_wave_efficiency(tiles, dev[2]))
+            j += 1
+        lm, ln, lk = math.log2(m), math.log2(n), math.log2(k)
+        j = _hat2(lm, 0.0, 9, ln, 4.0, 7, x, 52)
+        j = _hat2(lm, 0.0, 9, lk, 4.0, 7, x, j)
+        _hat2(ln, 4.0, 7, lk, 4.0, 7, x, j)
+        return base
+    if cls == 1:  # attn_prefill
+        b, sq, ctx, h, kvh, d, w = s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+        lb, ls, lh, ld = _l(b), _l(sq), _l(h), _l(d) - 0.7
+        lg, lc = _l(h / max(kvh, 1.0)), _l(1.0 + ctx)
+        j = _poly3_4(lb, ls, lh, ld, x, 0)
+        x[j] = lg
+        x[j + 1] = lg * ls
+        x[j + 2] = lg * lb
+        x[j + 3] = lc
+        x[j + 4] = lc * ls
+        span = sq + ctx
+        x[j + 5] = 1.0 if w > 0 else 0.0
+        x[j + 6] = math.log(min(w, span) / span) / 10.0 if w > 0 else 0.0
+        x[j + 7] = x[j + 6] * ls
+        j += 8
+        j, base = _balance(s[7], s[8], dev, x, j)
+        x[j] = math.log(_wave_efficiency(b * h * math.ceil(sq / 128.0), dev[2]))
+        kv_len = min(span, max(w, sq)) if w > 0 else span
+        j = _split_features(b * h * math.ceil(sq / 128.0), math.ceil(kv_len / _fa_block_n(d)), dev[2], x, j + 1)
+        lb2, ls2, lh2 = math.log2(b), math.log2(sq), math.log2(h)
+        j = _hat2(lb2, 0.0, 5, ls2, 0.0, 8, x, j)
+        j = _hat2(lb2, 0.0, 5, lh2, 0.0, 5, x, j)
+        _hat2(ls2, 0.0, 8, lh2, 0.0, 5, x, j)
+        return base
+    if cls == 2:  # attn_decode
+        b, L, h, kvh, d, w = s[0], s[1], s[2], s[3], s[4], s[5]
+        lb, lL, lk, ld = _l(b), _l(L), _l(kvh), _l(d) - 0.7
+        lg = _l(h / max(kvh, 1.0))
+        j = _poly3_4(lb, lL, lk, ld, x, 0)
+        x[j] = lg
+        x[j + 1] = lg * lg
+        x[j + 2] = lg * lb
+        x[j + 3] = lg * lL
+        x[j + 4] = 1.0 if w > 0 else 0.0
+        x[j + 5] = math.log(min(w, L) / L) / 10.0 if w > 0 else 0.0
+        x[j + 6] = x[j + 5] * lb
+        # paged decode kernels change their split of the KV sequence past one 128-token tile
+        x[j + 7] = max(lL - 0.7, 0.0)
+        x[j + 8] = 1.0 if L > 128.0 else 0.0
+        x[j + 9] = x[j + 7] * lb
+        j += 10
+        j, base = _balance(s[6], s[7], dev, x, j)
+        x[j] = math.log(_wave_efficiency(b * kvh, dev[2]))
+        kv_len = min(L, w) if w > 0 else L
+        # decode packs a KV head's query heads into one 64-row query block (pack-GQA)
+        mblocks = b * kvh * math.ceil(h / max(kvh, 1.0) / 64.0)
+        j = _split_features(mblocks, math.ceil(kv_len / _fa_block_n(d)), dev[2], x, j + 1)
+        lb2, lL2, lk2 = math.log2(b), math.log2(L), math.log2(kvh)
+        j = _hat2(lb2, 0.0, 7, lL2, 0.0, 10, x, j)
+        j = _hat2(lb2, 0.0, 7, lk2, 0.0, 3, x, j)
+        _hat2(lL2, 0.0, 10, lk2, 0.0, 3, x, j)
+        return base
+    if cls == 3:  # moe
+        T, H, I, K, E, ep, skew = s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+        lt = _l(T * K / max(E, 1.0))
+        j = _poly2(lt, _l(H) - 1.2, _l(I) - 1.1, x, 0)
+        x[j] = _l(E / max(ep, 1.0))
+        x[j + 1] = _l(K)
+        x[j + 2] = skew
+        x[j + 3] = skew * lt
+        x[j + 4] = lt * lt * lt
+        x[j + 5] = _l(T)
+        x[j + 6] = _l(T) ** 2
+        j += 7
+        j, base = _balance(s[7], s[8], dev, x, j)
+        return base
+    if cls == 4:  # elementwise
+        code = int(s[0])
+        nbytes = max(s[2], 1.0)
+        lB = _l(nbytes) - 2.0
+        x[code] = 1.0
+        x[8 + code] = lB
+        x[16] = lB * lB
+        x[17] = lB * lB * lB
+        return math.log(nbytes / dev[1])
+    # collective
+    code = int(s[0])
+    ranks = s[1]
+    nbytes = max(s[2], 1.0)
+    lB = _l(nbytes) - 2.0
+    x[code] = 1.0
+    x[5 + code] = lB
+    x[10] = lB * lB
+    x[11] = _l(ranks)
+    x[12] = _l(ranks) * lB
+    x[13] = lB * lB * lB
+    return math.log(max(nbytes * s[3], 1.0) / dev[3])
+
+
+@njit(cache=True)
+def features(cls, shapes, dev, nfeat):
+    """Feature matrix and log-roofline base of every shape row (used by the fit)."""
+    n = shapes.shape[0]
+    X = np.zeros((n, nfeat))
+    base = np.zeros(n)
+    for i in range(n):
+        base[i] = _fill(cls, shapes[i], dev, X[i])
+    return X, base
+
+
+@njit(cache=True)
+def predict_rows(cls, shapes, dev, log_floor, theta):
+    """Predicted seconds of every shape row."""
+    n = shapes.shape[0]
+    out = np.empty(n)
+    x = np.zeros(theta.shape[0])
+    floor = math.exp(log_floor)
+    for i in range(n):
+        base = _fill(cls, shapes[i], dev, x)
+        acc = base
+        for j in range(theta.shape[0]):
+            acc += x[j] * theta[j]
+        out[i] = floor + math.exp(acc)
+    return out
+
+
+@njit(cache=True)
+def predict_one(cls, shape, dev, log_floor, theta, scratch):
+    """Predicted seconds of one shape row; ``scratch`` is a reusable feature buffer."""
+    acc = _fill(cls, shape, dev, scratch)
+    for j in range(theta.shape[0]):
+        acc += scratch[j] * theta[j]
+    return math.exp(log_floor) + math.exp(acc)

@@ -1,0 +1,292 @@
+"""The cluster front end (arrivals, routing) and the ``simulate`` entry point.
+
+Arrivals are fed one at a time (only the next arrival is on the heap), so a million-request trace
+costs its input arrays and not a million heap entries. Each arrival builds a :class:`Request`, asks the
+router for a replica and submits it; a replica that can never fit it rejects it.
+
+Routers have one method, ``route(request, replicas, now) -> index``, over read-only
+:class:`ReplicaStatus` views. Registry names: ``round-robin``, ``least-outstanding`` (fewest requests
+queued or running), ``least-kv`` (lowest (KV blocks in use + blocks the queued prompts need) / capacity),
+``power-of-two`` (two distinct replicas drawn from the router's own random stream, the one with fewer
+outstanding requests wins). Ties go to the lower replica index.
+
+Invariant C1 (request conservation): at the end, completed + rejected + unfinished = requests fed,
+and without ``until_s`` unfinished = 0 (``tests/sim/test_properties.py``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.costs import IterationCostModel
+from sim.kernel import PRIORITY_ARRIVAL, Kernel
+from sim.metrics import SLO, MetricsCollector, dumps, to_json_dict, write_records
+from sim.registry import Registry, stream
+from sim.replica import Replica, ReplicaConfig
+from sim.request import Request
+from workloads.errors import ConfigError
+
+
+class ReplicaStatus:
+    """What a router may see of one replica."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, replica: Replica):
+        self._r = replica
+
+    @property
+    def index(self) -> int:
+        return self._r.index
+
+    @property
+    def outstanding(self) -> int:
+        return self._r.outstanding
+
+    def kv_load(self) -> float:
+        return self._r.kv_load()
+
+
+class RoundRobinRouter:
+    def __init__(self, num_replicas: int, rng: np.random.Generator):
+        self._n = num_replicas
+        self._next = 0
+
+    def route(self, request: Request, replicas: Sequence[ReplicaStatus], now: float) -> int:
+        i = self._next
+        self._next = (i + 1) % self._n
+        return i
+
+
+class LeastOutstandingRouter:
+    def __init__(self, num_replicas: int, rng: np.random.Generator):
+        pass
+
+    def route(self, request: Request, replicas: Sequence[ReplicaStatus], now: float) -> int:
+        best = 0
+        best_n = replicas[0].outstanding
+        for i in range(1, len(replicas)):
+            n = replicas[i].outstanding
+            if n < best_n:
+                best, best_n = i, n
+        return best
+
+
+class LeastKVRouter:
+    def __init__(self, num_replicas: int, rng: np.random.Generator):
+        pass
+
+    def route(self, request: Request, replicas: Sequence[ReplicaStatus], now: float) -> int:
+        loads = [r.kv_load() for r in replicas]
+        return loads.index(min(loads))
+
+
+class PowerOfTwoRouter:
+    def __init__(self, num_replicas: int, rng: np.random.Generator):
+        self._n = num_replicas
+        self._rng = rng
+
+    def route(self, request: Request, replicas: Sequence[ReplicaStatus], now: float) -> int:
+        if self._n == 1:
+            return 0
+        a, b = self._rng.choice(self._n, size=2, replace=False)
+        a, b = (int(a), int(b)) if a < b else (int(b), int(a))
+        return b if replicas[b].outstanding < replicas[a].outstanding else a
+
+
+ROUTERS: Registry[type] = Registry("router")
+ROUTERS.register("round-robin", RoundRobinRouter, aliases=("rr",))
+ROUTERS.register("least-outstanding", LeastOutstandingRouter, aliases=("least-outstanding-requests", "lor", "least-loaded"))
+ROUTERS.register("least-kv", LeastKVRouter, aliases=("least-kv-load", "kv"))
+ROUTERS.register("power-of-two", PowerOfTwoRouter, aliases=("p2c", "power-of-two-choices", "po2"))
+
+
+@dataclass
+class SimResult:
+    """``summary``: the aggregate metrics (``sim.metrics.JSON_KEYS`` and more); ``replicas``: per-replica
+    counters; ``records``: per-request columns (empty without ``keep_requests``)."""
+
+    summary: dict
+    replicas: list[dict]
+    records: dict[str, np.ndarray]
+    request_ids: np.ndarray | None
+    wall_events: int
+
+    def to_json_dict(self) -> dict:
+        return to_json_dict(self.summary)
+
+    def to_json(self) -> str:
+        return dumps(self.summary)
+
+    def requests_frame(self):
+        import pandas as pd
+
+        frame = pd.DataFrame(self.records)
+        if self.request_ids is not None and len(frame):
+            frame.insert(0, "request_id", np.asarray(self.request_ids)[self.records["index"]])
+        return frame
+
+    def write_requests(self, path):
+        return write_records(self.records, path, self.request_ids)
+
+
+class Cluster:
+    """Replicas behind a router, fed from request arrays on one kernel."""
+
+    def __init__(self, kernel: Kernel, configs: Sequence[ReplicaConfig], cost_models: Sequence, *,
+                 router: str = "round-robin", seed: int = 0, metrics: MetricsCollector, tracer=None):
+        self.kernel = kernel
+        self.metrics = metrics
+        self.replicas = [Replica(i, c, m, kernel, self._finished, tracer)
+                         for i, (c, m) in enumerate(zip(configs, cost_models))]
+        self._status = tuple(ReplicaStatus(r) for r in self.replicas)
+        self.router = ROUTERS.get(router)(len(self.replicas), stream(seed, "router"))
+        self._arrival = self._prompt = self._output = self._priority = None
+        self._next = 0
+        self._n = 0
+        self._closed_loop: tuple[int, float] | None = None
+        self.fed = 0
+
+    def feed(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
+             priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None) -> None:
+        """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``."""
+        # Kept as arrays (not lists of Python numbers) so memory is the input's 8 bytes per value.
+        self._arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
+        self._prompt = np.ascontiguousarray(prompt_tokens, dtype=np.int64)
+        self._output = np.ascontiguousarray(output_tokens, dtype=np.int64)
+        self._priority = None if priority is None else np.ascontiguousarray(priority, dtype=np.int64)
+        self._n = len(self._arrival)
+        self._closed_loop = closed_loop
+        if closed_loop is None:
+            if self._n:
+                self.kernel.schedule(float(self._arrival[0]), PRIORITY_ARRIVAL, self._arrive, None)
+        else:
+            users, _think = closed_loop
+            for _ in range(min(users, self._n)):
+                self.kernel.schedule(self.kernel.now, PRIORITY_ARRIVAL, self._arrive_closed, None)
+
+    def _admit(self, i: int, now: float) -> None:
+        prio = 0 if self._priority is None else int(self._priority[i])
+        r = Request(i, now, int(self._prompt[i]), int(self._output[i]), prio)
+        self.fed += 1
+        self.metrics.note_arrival(now)
+        k = self.router.route(r, self._status, now)
+        if not self.replicas[k].submit(r):
+            self.metrics.on_reject(r)
+            if self._closed_loop is not None:
+                self._user_done(now)
+
+    def _arrive(self, _arg) -> None:
+        i = self._next
+        self._next = i + 1
+        if self._next < self._n:
+            self.kernel.schedule(float(self._arrival[self._next]), PRIORITY_ARRIVAL, self._arrive, None)
+        self._admit(i, self.kernel.now)
+
+    def _arrive_closed(self, _arg) -> None:
+        i = self._next
+        if i >= self._n:
+            return
+        self._next = i + 1
+        self._admit(i, self.kernel.now)
+
+    def _user_done(self, now: float) -> None:
+        if self._next < self._n:
+            self.kernel.schedule(now + self._closed_loop[1], PRIORITY_ARRIVAL, self._arrive_closed, None)
+
+    def _finished(self, r: Request) -> None:
+        self.metrics.on_finish(r)
+        if self._closed_loop is not None:
+            self._user_done(r.finish_s)
+
+
+def _as_list(value, n: int, what: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ConfigError(f"{what} must have one entry per replica ({n}), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_models, *,
+             num_replicas: int | None = None, router: str = "round-robin", seed: int = 0,
+             keep_requests: bool = True, slo: SLO | None = None, tracer=None,
+             until_s: float | None = None) -> SimResult:
+    """Serve ``requests`` on a cluster and return its metrics.
+
+    ``requests``: any object with int/float arrays ``arrival_s``, ``prompt_tokens``, ``output_tokens``
+    (and optionally ``request_id``, ``priority``; a ``closed_loop`` attribute ``(users, think_time_s)``
+    makes arrivals closed-loop: each user sends its next request ``think_time_s`` after the last one
+    completes) -- e.g. a :class:`workloads.traces.RequestTrace`.
+    ``replicas``: one :class:`ReplicaConfig` (repeated ``num_replicas`` times, default 1) or one per replica.
+    ``cost_models``: one :class:`~sim.costs.IterationCostModel` shared by all replicas or one per replica.
+    ``seed``: master seed of the simulator's random streams (the router's). ``keep_requests=False``
+    keeps memory flat (streaming percentiles, see :mod:`sim.metrics`). ``tracer``: e.g.
+    :class:`sim.trace.ChromeTracer`. ``until_s``: stop the clock there; requests not done are unfinished.
+    """
+    if isinstance(replicas, ReplicaConfig):
+        n = 1 if num_replicas is None else int(num_replicas)
+        configs = [replicas] * n
+    else:
+        configs = list(replicas)
+        if num_replicas is not None and num_replicas != len(configs):
+            raise ConfigError(f"num_replicas={num_replicas} but {len(configs)} replica configs were given")
+    n = len(configs)
+    if n < 1:
+        raise ConfigError(f"need at least one replica, got {n}")
+    for c in configs:
+        if not isinstance(c, ReplicaConfig):
+            raise ConfigError(f"replicas must be ReplicaConfig, got {type(c).__name__}")
+    models = _as_list(cost_models, n, "cost_models")
+    for m in models:
+        if not isinstance(m, IterationCostModel):
+            raise ConfigError(f"cost model {m!r} does not implement iteration(prefill_lens, prefill_offsets, decode_ctx)")
+    arrival = np.asarray(requests.arrival_s, dtype=np.float64)
+    prompt = np.asarray(requests.prompt_tokens, dtype=np.int64)
+    output = np.asarray(requests.output_tokens, dtype=np.int64)
+    if not (len(arrival) == len(prompt) == len(output)):
+        raise ConfigError("arrival_s, prompt_tokens and output_tokens must have the same length")
+    if len(prompt) and (prompt.min() < 1 or output.min() < 1):
+        raise ConfigError("prompt_tokens and output_tokens must be >= 1")
+    if len(arrival) and not (np.all(np.isfinite(arrival)) and arrival.min() >= 0):
+        raise ConfigError("arrival_s must be finite and >= 0")
+    priority = getattr(requests, "priority", None)
+    priority = None if priority is None else np.asarray(priority, dtype=np.int64)
+    closed_loop = getattr(requests, "closed_loop", None)
+    order = None
+    if closed_loop is None and len(arrival) > 1 and np.any(np.diff(arrival) < 0):
+        order = np.argsort(arrival, kind="stable")
+        arrival, prompt, output = arrival[order], prompt[order], output[order]
+        priority = None if priority is None else priority[order]
+    kernel = Kernel()
+    metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
+    cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
+    cluster.feed(arrival, prompt, output, priority, closed_loop)
+    kernel.run(until_s)
+    unfinished = cluster.fed - metrics.completed - metrics.rejected + (len(arrival) - cluster.fed)
+    summary = metrics.summary(energy_j=0.0, preemptions=0, unfinished=unfinished)
+    makespan = summary["makespan_s"]
+    energy = 0.0
+    per_replica = []
+    for rep in cluster.replicas:
+        idle = max(0.0, makespan - rep.busy_s) if makespan > 0 else 0.0
+        e = rep.energy_j + rep.config.idle_power_w * idle
+        energy += e
+        per_replica.append({"replica": rep.index, "iterations": rep.iterations, "preemptions": rep.preemptions,
+                            "finished": rep.finished, "rejected": rep.rejected, "busy_s": rep.busy_s,
+                            "energy_j": e, "peak_kv_blocks": rep.kv.peak_used_blocks,
+                            "kv_blocks": rep.kv.num_blocks})
+    summary = metrics.summary(energy_j=energy, preemptions=sum(r.preemptions for r in cluster.replicas),
+                              unfinished=unfinished)
+    summary["iterations"] = sum(r.iterations for r in cluster.replicas)
+    records = metrics.records() if keep_requests else {}
+    if keep_requests and order is not None:
+        records["index"] = order[records["index"]]  # back to positions in the caller's trace
+        resort = np.argsort(records["index"], kind="stable")
+        records = {k: v[resort] for k, v in records.items()}
+    ids = getattr(requests, "request_id", None)
+    return SimResult(summary=summary, replicas=per_replica, records=records,
+                     request_ids=None if ids is None else np.asarray(ids), wall_events=kernel.events_processed)
+

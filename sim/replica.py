@@ -1,0 +1,414 @@
+"""One serving replica: a waiting queue, a running set, a KV block manager and the iteration loop.
+
+Each iteration the replica asks its scheduler for a :class:`~sim.request.Batch`, applies its
+preemptions, allocates KV, asks the cost model for the iteration's time and energy, and schedules
+one ``PRIORITY_ITERATION`` event at its end. At the end it advances every request, emits first tokens
+and completions, and plans the next iteration in the same callback.
+
+Decode runs. When the batch is decode-only, has no preemption, and the scheduler is
+``steady_decode`` (contract S5 in :mod:`sim.schedulers`), the next iterations are the same batch with
+each context one token longer until a request finishes or the KV cache cannot hold the growth. The
+replica then plans up to that many iterations with one cost call (``decode_run`` when the cost model
+has it) and one event; an arrival at this replica ends the run at the end of the iteration in flight,
+exactly where the per-iteration loop would have consulted the scheduler. End times are accumulated
+in the same order as the per-iteration loop, so both give bit-identical results
+(``tests/sim/test_replica.py::test_decode_runs_match_per_iteration_loop``).
+
+Invariants: R1 every admitted request finishes exactly once (``FINISHED``), or the replica rejects it
+at arrival (``REJECTED``) because ``prompt + output`` tokens can never fit beside the watermark.
+R2 KV blocks in use never exceed capacity (``BlockManager`` raises). R3 iterations on one replica
+never overlap and their end times never decrease.
+"""
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.kernel import PRIORITY_ITERATION, Kernel
+from sim.kv import BlockManager, KVView
+from sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
+from sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
+from workloads.errors import ConfigError
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+#: Per-iteration cost calls planned at once for a decode run when the cost model has no ``decode_run``.
+_FALLBACK_RUN = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaConfig:
+    """One replica's serving settings.
+
+    Give the KV capacity as ``kv_blocks`` (blocks of ``block_size`` tokens) or ``kv_capacity_tokens``
+    (rounded down to whole blocks), computed by the caller from the memory left after weights.
+    ``watermark_fraction`` of the blocks stays free when admitting (vLLM's default 0.01).
+    ``idle_power_w`` is drawn while the replica has nothing to run. ``fuse_decode`` plans runs of
+    identical decode iterations with one event (same results; off only to check that claim);
+    ``max_fused_steps`` bounds one run.
+    """
+
+    kv_blocks: int | None = None
+    kv_capacity_tokens: int | None = None
+    block_size: int = 16
+    watermark_fraction: float = 0.01
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    idle_power_w: float = 0.0
+    fuse_decode: bool = True
+    max_fused_steps: int = 2048
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.block_size, int) and self.block_size >= 1):
+            raise ConfigError(f"block_size must be an int >= 1, got {self.block_size!r}")
+        if (self.kv_blocks is None) == (self.kv_capacity_tokens is None):
+            raise ConfigError("give exactly one of kv_blocks and kv_capacity_tokens, got "
+                              f"kv_blocks={self.kv_blocks!r}, kv_capacity_tokens={self.kv_capacity_tokens!r}")
+        if self.kv_blocks is not None and not (isinstance(self.kv_blocks, int) and self.kv_blocks >= 1):
+            raise ConfigError(f"kv_blocks must be an int >= 1, got {self.kv_blocks!r}")
+        if self.kv_capacity_tokens is not None and not (
+                isinstance(self.kv_capacity_tokens, int) and self.kv_capacity_tokens >= self.block_size):
+            raise ConfigError(f"kv_capacity_tokens must be an int >= block_size ({self.block_size}), "
+                              f"got {self.kv_capacity_tokens!r}")
+        if not 0.0 <= self.watermark_fraction < 1.0:
+            raise ConfigError(f"watermark_fraction must be in [0, 1), got {self.watermark_fraction!r}")
+        if not (self.idle_power_w >= 0.0):
+            raise ConfigError(f"idle_power_w must be >= 0, got {self.idle_power_w!r}")
+        if not isinstance(self.scheduler, SchedulerConfig):
+            raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
+        if not (isinstance(self.max_fused_steps, int) and self.max_fused_steps >= 1):
+            raise ConfigError(f"max_fused_steps must be an int >= 1, got {self.max_fused_steps!r}")
+
+    @property
+    def num_blocks(self) -> int:
+        if self.kv_blocks is not None:
+            return self.kv_blocks
+        return self.kv_capacity_tokens // self.block_size
+
+    @property
+    def watermark_blocks(self) -> int:
+        return int(self.watermark_fraction * self.num_blocks)
+
+
+class Replica:
+    """The engine of one replica. Read-only status for routers: ``outstanding``, ``kv_load()``."""
+
+    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "kv", "_kv_view",
+                 "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
+                 "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
+                 "_steady", "_max_steps", "outstanding", "iterations", "preemptions", "energy_j",
+                 "busy_s", "finished", "rejected")
+
+    def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
+                 tracer=None):
+        if not hasattr(cost_model, "iteration"):
+            raise ConfigError(f"cost model for replica {index} has no iteration() method: {cost_model!r}")
+        self.index = index
+        self.config = config
+        self.kernel = kernel
+        self.scheduler = make_scheduler(config.scheduler)
+        self.cost = cost_model
+        self._decode_run = getattr(cost_model, "decode_run", None)
+        self.kv = BlockManager(num_blocks=config.num_blocks, block_size=config.block_size,
+                               watermark_blocks=config.watermark_blocks)
+        self._kv_view = KVView(self.kv)
+        self._waiting: list[Request] = []
+        self._running: list[Request] = []
+        self._busy = False
+        self._kick_pending = False
+        self._token = 0
+        self._on_finish = on_finish
+        self._tracer = tracer
+        self._batch: Batch | None = None
+        self._run_k = 0
+        self._run_ends: np.ndarray | None = None
+        self._run_energy: np.ndarray | None = None
+        self._run_start = 0.0
+        self._run_ctx: np.ndarray | None = None
+        self._fuse = config.fuse_decode
+        self._steady = bool(getattr(self.scheduler, "steady_decode", False))
+        self._max_steps = config.max_fused_steps
+        self.outstanding = 0
+        self.iterations = 0
+        self.preemptions = 0
+        self.energy_j = 0.0
+        self.busy_s = 0.0
+        self.finished = 0
+        self.rejected = 0
+
+    # ------------------------------------------------------------------ status for routers and tests
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    def used_blocks(self) -> int:
+        """KV blocks in use now, including the growth of decode-run iterations already completed."""
+        used = self.kv.num_blocks - self.kv.free_blocks
+        if self._busy and self._run_k > 1:
+            done = int(np.searchsorted(self._run_ends, self.kernel.now, "left"))
+            if done > 0:
+                ctx = self._run_ctx
+                bs = self.kv.block_size
+                used += int(((ctx + (done + bs)) // bs).sum()) - int(((ctx + bs) // bs).sum())
+        return used
+
+    def kv_load(self) -> float:
+        """(Blocks in use + blocks the waiting prompts need) / capacity."""
+        bs = self.kv.block_size
+        queued = 0
+        for r in self._waiting:
+            queued += (r.prefill_target + bs - 1) // bs
+        return (self.used_blocks() + queued) / self.kv.num_blocks
+
+    def admissible(self, r: Request) -> bool:
+        """Whether ``r`` can ever run here (its whole ``prompt + output`` fits beside the watermark)."""
+        kv = self.kv
+        return kv.blocks_for(r.prompt_tokens + r.output_tokens) <= kv.num_blocks - kv.watermark_blocks
+
+    # ------------------------------------------------------------------ arrivals
+    def submit(self, r: Request) -> bool:
+        """Queue ``r`` now; ``False`` (and ``r.state = REJECTED``) when it can never fit."""
+        if not self.admissible(r):
+            r.state = REJECTED
+            r.replica = self.index
+            self.rejected += 1
+            return False
+        r.replica = self.index
+        r.state = WAITING
+        insort(self._waiting, r, key=request_key)
+        self.outstanding += 1
+        if not self._busy:
+            if not self._kick_pending:
+                self._kick_pending = True
+                self.kernel.schedule(self.kernel.now, PRIORITY_ITERATION, self._kick, None)
+        elif self._run_k > 1:
+            self._truncate()
+        return True
+
+    def _kick(self, _arg) -> None:
+        self._kick_pending = False
+        if not self._busy:
+            self._plan()
+
+    def _truncate(self) -> None:
+        """End the current decode run at the end of the iteration in flight."""
+        ends = self._run_ends
+        j = int(np.searchsorted(ends, self.kernel.now, "left"))
+        if j + 1 < self._run_k:
+            self._run_k = j + 1
+            self._token += 1
+            self.kernel.schedule(float(ends[j]), PRIORITY_ITERATION, self._on_end, self._token)
+
+    # ------------------------------------------------------------------ the iteration loop
+    def _plan(self) -> None:
+        kernel = self.kernel
+        now = kernel.now
+        kv = self.kv
+        bs = kv.block_size
+        waiting = self._waiting
+        running = self._running
+        batch = self.scheduler.schedule(ReplicaView(now, tuple(waiting), tuple(running), self._kv_view))
+        preempt = batch.preempt
+        if preempt:
+            for v in preempt:
+                running.remove(v)
+                kv.free(v.blocks)
+                v.blocks = 0
+                v.cached = 0
+                v.prefill_target = v.prompt_tokens + v.generated
+                v.preemptions += 1
+                v.state = WAITING
+                insort(waiting, v, key=request_key)
+            self.preemptions += len(preempt)
+        if not batch:
+            if waiting or running:
+                if preempt:
+                    return self._plan()
+                raise RuntimeError(f"scheduler {type(self.scheduler).__name__} returned an empty batch with "
+                                   f"{len(waiting)} waiting and {len(running)} running on replica {self.index}")
+            self._busy = False
+            self._batch = None
+            return
+        prefill = batch.prefill
+        if prefill:
+            lens = batch.prefill_tokens
+            offsets = []
+            for r, n in zip(prefill, lens):
+                if r.state == WAITING:
+                    waiting.remove(r)
+                    insort(running, r, key=request_key)
+                    r.state = RUNNING
+                    if r.first_scheduled_s < 0.0:
+                        r.first_scheduled_s = now
+                offsets.append(r.cached)
+                need = (r.cached + n + bs - 1) // bs - r.blocks
+                if need > 0:
+                    kv.allocate(need)
+                    r.blocks += need
+            p_lens = np.array(lens, dtype=np.int64)
+            p_offs = np.array(offsets, dtype=np.int64)
+        decode = batch.decode
+        nd = len(decode)
+        grow = 0
+        for r in decode:
+            need = (r.cached + bs) // bs - r.blocks
+            if need > 0:
+                grow += need
+                r.blocks += need
+        if grow:
+            kv.allocate(grow)
+        ctx = np.fromiter([r.cached for r in decode], dtype=np.int64, count=nd) if nd else _EMPTY
+        self._batch = batch
+        self._busy = True
+        self._run_start = now
+        self._token += 1
+        if not prefill and self._fuse and self._steady and not preempt:
+            k = self._max_steps
+            for r in decode:
+                left = r.output_tokens - r.generated
+                if left < k:
+                    k = left
+            if k > 1:
+                self._plan_run(ctx, k, now)
+                return
+        if prefill:
+            t, e = self.cost.iteration(p_lens, p_offs, ctx)
+        else:
+            t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
+        self._run_k = 1
+        end = now + t
+        self._run_ends = None
+        self._run_energy = e
+        kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)
+
+    def _plan_run(self, ctx: np.ndarray, k: int, now: float) -> None:
+        """Plan up to ``k`` decode iterations of the current batch (step 1 is already allocated)."""
+        kv = self.kv
+        bs = kv.block_size
+        held = int(((ctx + bs) // bs).sum())
+        free = kv.free_blocks
+        if int(((ctx + (k + bs - 1)) // bs).sum()) - held > free:
+            lo, hi = 1, k  # lo fits, hi does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if int(((ctx + (mid + bs - 1)) // bs).sum()) - held > free:
+                    hi = mid
+                else:
+                    lo = mid
+            k = lo
+        if k > 1:
+            if self._decode_run is not None:
+                times, energies = self._decode_run(ctx, k)
+            else:
+                k = min(k, _FALLBACK_RUN)
+                iteration = self.cost.iteration
+                pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
+                times = np.array([p[0] for p in pairs])
+                energies = np.array([p[1] for p in pairs])
+            ends = np.empty(k + 1)
+            ends[0] = now
+            ends[1:] = times
+            np.add.accumulate(ends, out=ends)
+            self._run_ends = ends[1:]
+            self._run_energy = energies
+            self._run_ctx = ctx
+            self._run_k = k
+            self.kernel.schedule(float(ends[k]), PRIORITY_ITERATION, self._on_end, self._token)
+        else:
+            t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
+            self._run_k = 1
+            self._run_ends = None
+            self._run_energy = e
+            self.kernel.schedule(now + t, PRIORITY_ITERATION, self._on_end, self._token)
+
+    def _on_end(self, token: int) -> None:
+        if token != self._token:
+            return  # a decode run that an arrival cut short
+        now = self.kernel.now
+        k = self._run_k
+        batch = self._batch
+        if self._run_ends is None:
+            self.energy_j += self._run_energy
+        else:
+            # Accumulated in iteration order, as the per-iteration loop does, so both agree to the bit.
+            acc = np.empty(k + 1)
+            acc[0] = self.energy_j
+            acc[1:] = self._run_energy[:k]
+            self.energy_j = float(np.add.accumulate(acc)[k])
+        self.busy_s += now - self._run_start
+        self.iterations += k
+        if self._tracer is not None:
+            self._trace(batch, k, now)
+        bs = self.kv.block_size
+        finished = None
+        if batch.prefill:
+            for r, n in zip(batch.prefill, batch.prefill_tokens):
+                c = r.cached + n
+                r.cached = c
+                if c >= r.prefill_target:
+                    r.generated += 1
+                    if r.first_token_s < 0.0:
+                        r.first_token_s = now
+                    if r.generated >= r.output_tokens:
+                        if finished is None:
+                            finished = [r]
+                        else:
+                            finished.append(r)
+        if k == 1:
+            for r in batch.decode:
+                r.cached += 1
+                g = r.generated + 1
+                r.generated = g
+                if g >= r.output_tokens:
+                    if finished is None:
+                        finished = [r]
+                    else:
+                        finished.append(r)
+        else:
+            grow = 0
+            for r in batch.decode:
+                c = r.cached + k
+                r.cached = c
+                need = (c + bs - 1) // bs - r.blocks
+                if need > 0:
+                    grow += need
+                    r.blocks += need
+                g = r.generated + k
+                r.generated = g
+                if g >= r.output_tokens:
+                    if finished is None:
+                        finished = [r]
+                    else:
+                        finished.append(r)
+            if grow:
+                self.kv.allocate(grow)
+        if finished is not None:
+            running = self._running
+            kv = self.kv
+            on_finish = self._on_finish
+            for r in finished:
+                running.remove(r)
+                kv.free(r.blocks)
+                r.blocks = 0
+                r.state = FINISHED
+                r.finish_s = now
+                self.outstanding -= 1
+                self.finished += 1
+                on_finish(r)
+        self._plan()
+
+    def _trace(self, batch: Batch, k: int, now: float) -> None:
+        n_prefill = int(sum(batch.prefill_tokens))
+        n_decode = len(batch.decode)
+        if k == 1:
+            self._tracer.iteration(self.index, self._run_start, now, n_prefill, n_decode)
+        else:
+            ends = self._run_ends[:k]
+            starts = np.empty(k)
+            starts[0] = self._run_start
+            starts[1:] = ends[:-1]
+            self._tracer.decode_run(self.index, starts, ends, n_decode)

@@ -1,0 +1,192 @@
+"""Replica engine: hand-computed timings, rejection, decode runs identical to the per-iteration loop."""
+import numpy as np
+import pytest
+
+from sim_test_helpers import Trace
+from sim.cluster import ROUTERS, simulate
+from sim.costs import ToyCost
+from sim.replica import ReplicaConfig
+from sim.schedulers import SCHEDULERS, SchedulerConfig
+from sim.trace import ChromeTracer
+from workloads.errors import ConfigError
+
+E = np.zeros(0, dtype=np.int64)
+
+
+def test_one_request_timeline_matches_the_cost_model_by_hand():
+    cost = ToyCost()
+    t = Trace([1.0], [100], [4])
+    res = simulate(t, ReplicaConfig(kv_blocks=100), cost)
+    prefill, _ = cost.iteration(np.array([100]), np.array([0]), E)
+    decodes = [cost.iteration(E, E, np.array([100 + k]))[0] for k in range(3)]
+    rec = res.records
+    assert rec["first_token_s"][0] == 1.0 + prefill
+    assert rec["finish_s"][0] == pytest.approx(1.0 + prefill + sum(decodes), rel=1e-15)
+    s = res.summary
+    assert s["ttft_mean_s"] == pytest.approx(prefill, rel=1e-12) and s["requests_completed"] == 1 and s["iterations"] == 4
+    assert s["tpot_mean_s"] == pytest.approx(sum(decodes) / 3)
+    assert s["energy_j"] == pytest.approx(cost.power_w * (prefill + sum(decodes)))
+
+
+def test_one_token_output_finishes_at_prefill_and_has_no_tpot():
+    res = simulate(Trace([0.0], [50], [1]), ReplicaConfig(kv_blocks=10), ToyCost())
+    assert res.summary["requests_completed"] == 1 and res.summary["tpot_mean_s"] != res.summary["tpot_mean_s"]
+    assert res.to_json_dict()["tpot_mean_s"] is None
+
+
+def test_requests_that_can_never_fit_are_rejected_and_counted():
+    cfg = ReplicaConfig(kv_blocks=10, block_size=16, watermark_fraction=0.0)  # 160 tokens
+    res = simulate(Trace([0.0, 0.1, 0.2], [100, 150, 60], [60, 20, 100]), cfg, ToyCost())
+    s = res.summary
+    assert (s["requests_completed"], s["requests_rejected"], s["requests_unfinished"]) == (2, 1, 0)
+    assert list(res.records["status"]) == ["finished", "rejected", "finished"]
+
+
+@pytest.mark.parametrize("policy", SCHEDULERS.names())
+@pytest.mark.parametrize("router,replicas", [("round-robin", 1), ("least-kv", 3), ("power-of-two", 2),
+                                             ("least-outstanding", 2)])
+def test_decode_runs_match_per_iteration_loop(policy, router, replicas):
+    rng = np.random.default_rng(7)
+    n = 150
+    t = Trace(np.sort(rng.uniform(0, 20, n)), rng.integers(1, 600, n), rng.integers(1, 200, n))
+    out = []
+    for fuse in (True, False):
+        cfg = ReplicaConfig(kv_blocks=120, block_size=8, fuse_decode=fuse,
+                            scheduler=SchedulerConfig(policy=policy, max_num_seqs=24, max_num_batched_tokens=512))
+        res = simulate(t, cfg, ToyCost(), num_replicas=replicas, router=router, seed=3)
+        out.append(res)
+    assert out[0].to_json() == out[1].to_json()
+    for key in ("first_token_s", "finish_s", "replica", "preemptions"):
+        assert np.array_equal(out[0].records[key], out[1].records[key])
+    assert out[0].wall_events <= out[1].wall_events
+
+
+class NoRunCost:
+    """Only the protocol's iteration(): the replica falls back to per-step calls inside decode runs."""
+
+    def __init__(self):
+        self.inner = ToyCost()
+        self.calls = 0
+
+    def iteration(self, a, b, c):
+        self.calls += 1
+        return self.inner.iteration(a, b, c)
+
+
+def test_cost_model_without_decode_run_gives_identical_results():
+    rng = np.random.default_rng(1)
+    t = Trace(np.sort(rng.uniform(0, 5, 40)), rng.integers(1, 300, 40), rng.integers(1, 100, 40))
+    cfg = ReplicaConfig(kv_blocks=200)
+    assert simulate(t, cfg, NoRunCost()).to_json() == simulate(t, cfg, ToyCost()).to_json()
+
+
+def test_arrival_during_a_decode_run_is_admitted_at_the_next_iteration():
+    cost = ToyCost()
+    # Request 0 decodes 50 tokens alone; request 1 arrives mid-run and must be prefilled at the end of
+    # the iteration in flight (vLLM prefill-first), not after request 0 finishes.
+    t = Trace([0.0, 0.3], [100, 100], [50, 5])
+    res = simulate(t, ReplicaConfig(kv_blocks=100), cost)
+    assert res.records["first_token_s"][1] < 0.4
+    assert res.records["finish_s"][1] < res.records["finish_s"][0]
+
+
+def test_multiple_cost_models_and_configs_per_replica():
+    t = Trace(np.arange(20) * 0.05, [200] * 20, [30] * 20)
+    fast, slow = ToyCost().scaled(0.5), ToyCost()
+    res = simulate(t, [ReplicaConfig(kv_blocks=100), ReplicaConfig(kv_blocks=50)], [fast, slow], router="round-robin")
+    reps = res.replicas
+    assert reps[0]["busy_s"] < reps[1]["busy_s"] and reps[0]["finished"] == reps[1]["finished"] == 10
+    with pytest.raises(ConfigError, match="one entry per replica"):
+        simulate(t, [ReplicaConfig(kv_blocks=100)] * 2, [fast])
+
+
+def test_config_validation_messages():
+    with pytest.raises(ConfigError, match="exactly one of kv_blocks and kv_capacity_tokens"):
+        ReplicaConfig()
+    with pytest.raises(ConfigError, match="watermark_fraction must be in"):
+        ReplicaConfig(kv_blocks=10, watermark_fraction=1.5)
+    assert ReplicaConfig(kv_capacity_tokens=1000, block_size=16).num_blocks == 62
+    with pytest.raises(ConfigError, match="does not implement iteration"):
+        simulate(Trace([0.0], [1], [1]), ReplicaConfig(kv_blocks=10), object())
+
+
+def test_unsorted_input_is_served_by_arrival_and_reported_in_input_order():
+    t = Trace([2.0, 0.0, 1.0], [10, 10, 10], [2, 2, 2])
+    res = simulate(t, ReplicaConfig(kv_blocks=10), ToyCost())
+    assert list(res.records["index"]) == [0, 1, 2]
+    assert list(res.records["arrival_s"]) == [2.0, 0.0, 1.0]
+
+
+def test_closed_loop_keeps_at_most_users_outstanding():
+    t = Trace(np.zeros(30), [100] * 30, [10] * 30, closed_loop=(3, 0.5))
+    res = simulate(t, ReplicaConfig(kv_blocks=200), ToyCost(), keep_requests=True)
+    rec = res.records
+    assert res.summary["requests_completed"] == 30
+    order = np.argsort(rec["arrival_s"], kind="stable")
+    arrivals, finishes = rec["arrival_s"][order], np.sort(rec["finish_s"])
+    # the (k+3)-th request arrives think time after the k-th completion
+    assert np.allclose(arrivals[3:], finishes[:27] + 0.5)
+
+
+def test_until_leaves_requests_unfinished_and_conserved():
+    t = Trace(np.arange(50) * 0.1, [500] * 50, [200] * 50)
+    s = simulate(t, ReplicaConfig(kv_blocks=400), ToyCost(), until_s=2.0).summary
+    assert s["requests_completed"] + s["requests_rejected"] + s["requests_unfinished"] == 50
+    assert s["requests_unfinished"] > 0
+
+
+def test_chrome_trace_has_one_complete_event_per_iteration(tmp_path):
+    import json
+
+    tracer = ChromeTracer()
+    t = Trace([0.0, 0.01], [100, 50], [20, 10])
+    res = simulate(t, ReplicaConfig(kv_blocks=50), ToyCost(), num_replicas=2, tracer=tracer)
+    data = json.loads(tracer.write(tmp_path / "trace.json").read_text())
+    xs = [e for e in data["traceEvents"] if e["ph"] == "X"]
+    assert len(xs) == res.summary["iterations"] == len(tracer)
+    assert {e["pid"] for e in xs} == {0, 1} and all(e["dur"] > 0 for e in xs)
+
+
+@pytest.mark.parametrize("router", ROUTERS.names())
+def test_every_router_serves_everything_and_is_deterministic(router):
+    rng = np.random.default_rng(2)
+    t = Trace(np.sort(rng.uniform(0, 10, 80)), rng.integers(1, 400, 80), rng.integers(1, 80, 80))
+    a = simulate(t, ReplicaConfig(kv_blocks=80), ToyCost(), num_replicas=3, router=router, seed=11)
+    b = simulate(t, ReplicaConfig(kv_blocks=80), ToyCost(), num_replicas=3, router=router, seed=11)
+    assert a.to_json() == b.to_json() and a.summary["requests_completed"] == 80
+    assert sum(r["finished"] for r in a.replicas) == 80
+
+
+def test_least_outstanding_balances_and_round_robin_cycles():
+    t = Trace(np.zeros(9), [10] * 9, [100] * 9)
+    rr = simulate(t, ReplicaConfig(kv_blocks=100), ToyCost(), num_replicas=3, router="rr")
+    assert list(rr.records["replica"]) == [0, 1, 2] * 3
+    lo = simulate(t, ReplicaConfig(kv_blocks=100), ToyCost(), num_replicas=3, router="least-outstanding")
+    assert sorted(np.bincount(lo.records["replica"])) == [3, 3, 3]
+
+
+@pytest.mark.parametrize("policy", ["vllm", "sarathi", "decode-priority"])
+def test_tight_kv_preempts_by_recompute_and_still_serves_everyone(policy):
+    rng = np.random.default_rng(4)
+    t = Trace(np.zeros(40), rng.integers(50, 200, 40), rng.integers(50, 150, 40))
+    cfg = ReplicaConfig(kv_blocks=40, block_size=16, scheduler=SchedulerConfig(policy=policy, max_num_seqs=64))
+    res = simulate(t, cfg, ToyCost())
+    s = res.summary
+    assert s["preemptions"] > 0 and s["requests_completed"] == 40
+    assert res.records["preemptions"].sum() == s["preemptions"]
+    assert res.replicas[0]["peak_kv_blocks"] <= 40
+
+
+@pytest.mark.parametrize("policy", SCHEDULERS.names())
+def test_an_arrival_in_any_iteration_of_a_decode_run_matches_the_per_iteration_loop(policy):
+    # Request 0 decodes 12 tokens alone; request 1 arrives inside each iteration in turn (and exactly on
+    # iteration boundaries), including the first and the last two of the run.
+    cost = ToyCost()
+    prefill = cost.iteration(np.array([64]), np.array([0]), E)[0]
+    step = cost.iteration(E, E, np.array([64]))[0]
+    arrivals = prefill + step * np.concatenate([np.arange(0, 13) + 0.5, np.arange(0, 13)])
+    for a in arrivals:
+        t = Trace([0.0, float(a)], [64, 32], [13, 3])
+        out = [simulate(t, ReplicaConfig(kv_blocks=50, fuse_decode=f, scheduler=SchedulerConfig(policy=policy)),
+                        cost).to_json() for f in (True, False)]
+        assert out[0] == out[1], a

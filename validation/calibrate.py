@@ -1,0 +1,200 @@
+"""Fit the efficiency model's coefficients on measured operator runs.
+
+The fit never sees the rows it will be scored on: each row's shape key is hashed with the
+profile's salt, and the rows whose hash falls in the hold-out fraction are dropped before any
+feature is computed (``split_of`` in validation/loaders.py). The profile records the rule and the
+sha256 of every file it read, so `simulate validate` can say how many scored rows were in the fit.
+
+Build the shipped profile (fits on the training split of validation/data/kernels/):
+    python -m validation.calibrate --default
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from hwmodels import efficiency as eff
+from hwmodels.calibration import GENERIC, ClassParams, Profile
+from hwmodels.costmodel import operator_groups
+from hwmodels.devices import get_device
+from workloads.operators import KIND_CLASS
+from validation.loaders import detect_format, load_measurements, split_of
+
+DEFAULT_SALT = "llmsim-calib-v1"
+DEFAULT_HOLDOUT = 0.2
+RIDGE = 1e-3  # shrinks coefficients toward the roofline so sparse corners do not extrapolate wildly
+KERNEL_LEVEL_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "collective")
+SHIPPED_DATA = Path(__file__).parent / "data" / "kernels"
+SHIPPED_PROFILE = Path(__file__).parent.parent / "hwmodels" / "data" / "calibration" / "default.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Least-squares fit of log t = log(floor + exp(base + X theta)); robust (soft-L1) in log space.
+
+    Returns (log_floor, theta, median APE on the fitted rows)."""
+    y = np.log(seconds)
+    floor0 = 0.5 * float(np.min(seconds))
+    target = np.log(np.maximum(seconds - floor0, 0.05 * seconds)) - base
+    theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
+    p0 = np.r_[np.log(floor0), theta0]
+    lam = np.sqrt(RIDGE)
+    nrows = X.shape[0]
+
+    def residual(p):
+        t = np.exp(p[0]) + np.exp(base + X @ p[1:])
+        return np.r_[np.log(t) - y, lam * p[1:]]
+
+    def jacobian(p):
+        e = np.exp(base + X @ p[1:])
+        t = np.exp(p[0]) + e
+        J = np.zeros((nrows + X.shape[1], X.shape[1] + 1))
+        J[:nrows, 0] = np.exp(p[0]) / t
+        J[:nrows, 1:] = X * (e / t)[:, None]
+        J[nrows:, 1:] = lam * np.eye(X.shape[1])
+        return J
+
+    res = least_squares(residual, p0, jac=jacobian, loss="soft_l1", f_scale=0.05, max_nfev=60,
+                        method="trf", x_scale="jac")
+    pred = np.exp(res.x[0]) + np.exp(base + X @ res.x[1:])
+    return float(res.x[0]), res.x[1:].copy(), float(np.median(np.abs(pred - seconds) / seconds))
+
+
+def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
+                exclude_devices: tuple[str, ...] = (), generic: bool = True) -> Profile:
+    """Fit a profile on the training part of ``table`` (standard measurement table).
+
+    ``exclude_devices`` drops every row of those devices (cross-device experiments);
+    ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split).
+    """
+    held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
+        if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)
+    excluded_names = {get_device(d).name for d in exclude_devices}
+    dev_names = np.array([_device_name(d) for d in table["device"]], dtype=object)
+    keep = ~held & ~np.isin(dev_names, list(excluded_names)) & np.isfinite(table["measured_s"].to_numpy()) \
+        & (table["measured_s"].to_numpy() > 0)
+    fit_rows = table[keep].reset_index(drop=True)
+
+    # Kernel-level sources (one kernel per row, named) fit the kernel classes; layer-level profiles
+    # (vidur, LLMCompass) from other software stacks are scored against them, not mixed into them.
+    formats = {src: detect_format(src) for src in fit_rows["source"].unique()}
+    primary = (fit_rows["source"].map(formats) == "aiconfigurator").to_numpy()
+    op_class = fit_rows["kind"].map(KIND_CLASS).fillna("").to_numpy()
+    secondary = np.zeros(len(fit_rows), dtype=bool)
+    for cls in KERNEL_LEVEL_CLASSES:
+        in_cls = op_class == cls
+        if (in_cls & primary).any():
+            secondary |= in_cls & ~primary
+    fit_rows = fit_rows[~secondary].reset_index(drop=True)
+    buckets: dict[tuple[str, str, str], list] = defaultdict(list)
+    for grp in operator_groups(fit_rows):
+        if grp.error:
+            continue
+        X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
+                               eff.NUM_FEATURES[grp.op_class])
+        y = fit_rows["measured_s"].to_numpy()[grp.positions]
+        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y))
+        if generic:
+            buckets[(GENERIC, grp.op_class, grp.group)].append((X, base, y))
+
+    params: dict = {}
+    for (arch, cls, group) in sorted(buckets):
+        parts = buckets[(arch, cls, group)]
+        X = np.concatenate([p[0] for p in parts])
+        base = np.concatenate([p[1] for p in parts])
+        y = np.concatenate([p[2] for p in parts])
+        if len(y) < 2 * X.shape[1]:
+            continue  # too few rows to fit this class: the fallback chain covers it
+        log_floor, theta, mdape = fit_class(X, base, y)
+        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape)
+    # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
+    for arch, classes in params.items():
+        for cls, groups in classes.items():
+            for dtype in sorted({g.split(":", 1)[0] for g in groups if ":" in g}):
+                if dtype not in groups:
+                    fams = [g for g in groups if g.startswith(dtype + ":")]
+                    groups[dtype] = groups[max(fams, key=lambda g: (groups[g].rows, g))]
+
+    sources = []
+    kept_per_source = fit_rows.groupby("source").size().to_dict()
+    kinds_per_source = fit_rows.groupby("source")["kind"].unique().to_dict()
+    for src, n in table.groupby("source").size().items():
+        sources.append({"path": _display_path(src), "sha256": file_sha256(src), "rows": int(n),
+                        "rows_in_fit": int(kept_per_source.get(src, 0)),
+                        "fitted_kinds": sorted(str(k) for k in kinds_per_source.get(src, ()))})
+    return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
+                                         "excluded_devices": sorted(excluded_names)},
+                   sources=tuple(sources))
+
+
+def rows_in_fit(table: pd.DataFrame, profile: Profile) -> np.ndarray:
+    """True for each scored row that the profile was fitted on (same file bytes, training split)."""
+    by_hash = profile.source_hashes()
+    in_file = np.zeros(len(table), dtype=bool)
+    hashes = {src: file_sha256(src) for src in table["source"].unique()}
+    for src, h in hashes.items():
+        entry = by_hash.get(h)
+        if entry and entry.get("rows_in_fit", 0) > 0:
+            in_file |= ((table["source"] == src) & table["kind"].isin(entry.get("fitted_kinds", ()))).to_numpy()
+    if not in_file.any():
+        return in_file
+    split = profile.split
+    frac = float(split.get("holdout_fraction", 0.0))
+    held = split_of(table["shape_key"].to_numpy(), salt=split.get("salt", DEFAULT_SALT), holdout_fraction=frac) \
+        if frac > 0 else np.zeros(len(table), dtype=bool)
+    excluded = set(split.get("excluded_devices", ()))
+    dev_ok = ~np.isin(np.array([_device_name(d) for d in table["device"]], dtype=object), list(excluded))
+    return in_file & ~held & dev_ok
+
+
+def _device_name(raw: str) -> str:
+    try:
+        return get_device(raw).name
+    except Exception:  # an unknown device is reported by pricing, not here
+        return str(raw)
+
+
+def _display_path(src: str) -> str:
+    p = Path(src).resolve()
+    for root in (Path(__file__).parent.parent.resolve(),):
+        try:
+            return str(p.relative_to(root))
+        except ValueError:
+            pass
+    return p.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--default", action="store_true", help="rebuild the shipped profile from the shipped data")
+    ap.add_argument("paths", nargs="*")
+    ap.add_argument("--out")
+    ap.add_argument("--exclude-device", action="append", default=[])
+    ap.add_argument("--holdout-fraction", type=float, default=DEFAULT_HOLDOUT)
+    args = ap.parse_args(argv)
+    paths = [str(SHIPPED_DATA)] if args.default else args.paths
+    out = SHIPPED_PROFILE if args.default else Path(args.out)
+    table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
+    profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
+                          exclude_devices=tuple(args.exclude_device))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(out)
+    print(f"wrote {out}: {sum(len(g) for c in profile.params.values() for g in c.values())} parameter sets")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

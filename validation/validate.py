@@ -1,0 +1,99 @@
+"""Score predictions against measured runs, number by number.
+
+Kernel measurements (aiconfigurator, vidur, llmcompass formats) are priced with a calibration
+profile (the shipped one unless ``--profile``) that is never refitted here; the report says how
+many scored rows that profile was fitted on (``rows_in_fit``), so a fit is never mistaken for a
+prediction. ``split='test'`` scores only the rows the profile held out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwmodels.calibration import Profile, default_profile
+from hwmodels.costmodel import OperatorCostModel
+from validation.calibrate import DEFAULT_SALT, rows_in_fit
+from validation.loaders import load_measurements, split_of
+from workloads.errors import ConfigError
+
+SPLITS = ("all", "test", "train")
+
+
+def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
+    """APE statistics as fractions (0.08 = 8%)."""
+    ape = np.abs(pred - meas) / meas
+    if ape.size == 0:
+        return {"rows": 0, "mape": None, "median_ape": None, "p90_ape": None}
+    return {"rows": int(ape.size), "mape": float(np.mean(ape)), "median_ape": float(np.median(ape)),
+            "p90_ape": float(np.percentile(ape, 90))}
+
+
+def group_name(source: str, kind: str) -> str:
+    p = Path(source)
+    return f"{p.parent.name}/{p.stem} | {kind}"
+
+
+def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None = None,
+                     model: str | None = None, profile: Profile | None = None,
+                     split: str = "all") -> dict:
+    """Predict every row of the measurement files and report errors per file and operator kind."""
+    if split not in SPLITS:
+        raise ConfigError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
+    profile = profile if profile is not None else default_profile()
+    table = pd.concat([load_measurements(p, fmt, device=device, model=model) for p in paths],
+                      ignore_index=True)
+    if split != "all":
+        frac = float(profile.split.get("holdout_fraction", 0.0))
+        held = split_of(table["shape_key"].to_numpy(), salt=profile.split.get("salt", DEFAULT_SALT),
+                        holdout_fraction=frac) if frac > 0 else np.zeros(len(table), dtype=bool)
+        table = table[held if split == "test" else ~held].reset_index(drop=True)
+    priced = OperatorCostModel(profile).price(table, device=device)
+    in_fit = rows_in_fit(table, profile)
+    meas = table["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
+    names = np.array([group_name(s, k) for s, k in zip(table["source"], table["kind"])], dtype=object)
+
+    report = error_stats(priced.seconds[ok], meas[ok])
+    report["rows_in_fit"] = int(in_fit[ok].sum())
+    report["split"] = split
+    report["profile"] = profile.path or "<default>"
+    groups = []
+    for name in sorted(set(names[ok])):
+        sel = ok & (names == name)
+        g = {"name": name, **error_stats(priced.seconds[sel], meas[sel]), "rows_in_fit": int(in_fit[sel].sum())}
+        keys = sorted(set(priced.param_key[sel]))
+        g["params"] = keys
+        groups.append(g)
+    report["groups"] = groups
+    not_expressed = []
+    bad = ~ok
+    for name in sorted(set(names[bad])):
+        sel = bad & (names == name)
+        reasons = pd.Series(priced.reason[sel]).replace("", "measured value missing or not positive")
+        for reason, count in reasons.value_counts().sort_index().items():
+            not_expressed.append({"name": name, "rows": int(count), "reason": str(reason)})
+    report["not_expressed"] = not_expressed
+    return report
+
+
+def format_table(report: dict) -> str:
+    """Readable table of a kernel validation report."""
+    lines = [f"{'group':58s} {'rows':>7s} {'in fit':>7s} {'median':>7s} {'MAPE':>7s} {'p90':>7s}"]
+
+    def row(name, g):
+        if not g["rows"]:
+            return f"{name[:58]:58s} {0:7d}"
+        return (f"{name[:58]:58s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
+                f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
+
+    for g in report["groups"]:
+        lines.append(row(g["name"], g))
+    lines.append(row("ALL", report))
+    if report.get("not_expressed"):
+        lines.append("not expressed:")
+        for ne in report["not_expressed"]:
+            lines.append(f"  {ne['name']}: {ne['rows']} rows: {ne['reason']}")
+    lines.append(f"split: {report['split']}; profile: {report['profile']}; errors are |pred-meas|/meas")
+    return "\n".join(lines)
