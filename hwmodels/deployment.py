@@ -8,13 +8,33 @@ calibration coefficients, weight and KV bytes per device) is computed once in ``
 
 One layer of each type (dense, MoE) is priced and multiplied by its count; the LM head and the
 sampler run once per iteration for every sequence in the batch; TP all-reduces follow attention
-and MLP in every layer. Energy is that of all devices of the replica (idle plus utilisation-
-proportional dynamic power, hwmodels.power).
+and MLP in every layer. With ``pp > 1`` an iteration is priced as one pipeline stage's share of the
+layers (the steady-state rate of a full pipeline; no bubbles and no stage-to-stage transfers yet).
+Energy is that of all ``tp x pp`` devices of the replica (idle plus utilisation-proportional
+dynamic power).
+
+What the serving engine adds to the kernels is an :class:`EngineProfile` (``engine=``; names in
+``hwmodels/data/engines.yaml``): which kernels it fuses and which all-reduce it uses (changing the
+op table), whether decode iterations replay CUDA graphs, and its CPU time per iteration::
+
+    t = iteration_s + per_seq_s * seqs + [prefill_s + prefill_per_seq_s * prefills if any prefill]
+        + (max(t_gpu, layers * layer_launch_s) if eager else t_gpu)
+
+and, where the engine's NCCL all-reduce ran slower than the kernel data (``allreduce_bus_bytes_per_s``
+> 0), each all-reduce takes at least ``message x 2 (n - 1) / n / allreduce_bus_bytes_per_s``.
+
+``eager``: the iteration is not a replayed CUDA graph (any prefill, a batch above the largest
+captured size, or an engine without graphs), so the host must launch every layer's kernels and the
+GPU waits for it whenever that is slower than the kernels. The default engine ``kernels`` adds
+nothing: the pure kernel-calibrated model.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 
 import numpy as np
 from numba import njit
@@ -24,14 +44,18 @@ from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from hwmodels.devices import DeviceSpec, get_device
 from workloads import operators as ops
-from workloads.errors import OutOfMemoryError, PlanError
+from workloads.errors import ConfigError, OutOfMemoryError, PlanError, UnknownNameError
 from workloads.models import ModelSpec, get_model
+from workloads.naming import NameIndex
 from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
 
 # How an op's shape is built from the batch (column `kind` of the op table).
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE = range(8)
 _MAX_FEATURES = max(eff.NUM_FEATURES.values())
 _PAR_WIDTH = 10
+# The largest GEMM row count (tokens) in the kernel data of every calibrated architecture
+# (aiconfigurator A100: m <= 8192); larger GEMMs are priced as equal slices of at most this size.
+GEMM_MAX_ROWS = 8192.0
 # vLLM's custom all-reduce serves messages up to this size on NVLink; NCCL above it.
 # Source: vLLM custom_all_reduce.py, max_size default 8 MiB.
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
@@ -47,130 +71,343 @@ class IterationCost:
 
 
 @njit(cache=True)
+def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
+             op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape):
+    """(seconds, joules) of operator ``o`` (all its layers) in a batch; (0, 0) when the batch has no
+    work for it."""
+    n_p = prefill_lens.size
+    n_d = decode_ctx.size
+    kind = op_kind[o]
+    par = op_par[o]
+    chunks = 1.0
+    if kind == _GEMM_TOKENS or kind == _GEMM_SEQS:
+        m = tokens if kind == _GEMM_TOKENS else seqs
+        if m <= 0:
+            return 0.0, 0.0
+        if m > GEMM_MAX_ROWS:
+            # beyond the measured rows: price equal slices at the largest measured size (efficiency has
+            # saturated there) instead of extrapolating the fitted surface
+            chunks = math.ceil(m / GEMM_MAX_ROWS)
+            m = m / chunks
+        flops, nbytes = ops.gemm_work(m, par[0], par[1], par[2], par[3])
+        flops += par[4] * par[0] * par[1]  # dequantisation work of weight-only formats
+        shape[0] = m
+        shape[1] = par[0]
+        shape[2] = par[1]
+        shape[3] = flops
+        shape[4] = nbytes
+    elif kind == _ATTN_PREFILL:
+        if n_p == 0:
+            return 0.0, 0.0
+        flops = 0.0
+        nbytes = 0.0
+        s_sum = 0.0
+        c_sum = 0.0
+        for i in range(n_p):
+            f, b = ops.attention_prefill_work(1.0, float(prefill_lens[i]), float(prefill_offsets[i]),
+                                              par[0], par[1], par[2], par[3], par[4], par[5])
+            flops += f
+            nbytes += b
+            s_sum += prefill_lens[i]
+            c_sum += prefill_offsets[i]
+        shape[0] = n_p
+        shape[1] = s_sum / n_p
+        shape[2] = c_sum / n_p
+        shape[3] = par[0]
+        shape[4] = par[1]
+        shape[5] = par[2]
+        shape[6] = par[5]
+        shape[7] = flops
+        shape[8] = nbytes
+    elif kind == _ATTN_DECODE:
+        if n_d == 0:
+            return 0.0, 0.0
+        flops = 0.0
+        nbytes = 0.0
+        L_sum = 0.0
+        for i in range(n_d):
+            L = float(decode_ctx[i]) + 1.0
+            f, b = ops.attention_decode_work(1.0, L, par[0], par[1], par[2], par[3], par[4], par[5])
+            flops += f
+            nbytes += b
+            L_sum += L
+        shape[0] = n_d
+        shape[1] = L_sum / n_d
+        shape[2] = par[0]
+        shape[3] = par[1]
+        shape[4] = par[2]
+        shape[5] = par[5]
+        shape[6] = flops
+        shape[7] = nbytes
+    elif kind == _MOE:
+        if tokens <= 0:
+            return 0.0, 0.0
+        flops, nbytes = ops.moe_work(tokens, par[0], par[1], par[2], par[3], par[4], par[5], par[6], par[7] > 0)
+        shape[0] = tokens
+        shape[1] = par[0]
+        shape[2] = par[1]
+        shape[3] = par[2]
+        shape[4] = par[3]
+        shape[5] = par[4]
+        shape[6] = 0.0
+        shape[7] = flops
+        shape[8] = nbytes
+    elif kind == _EW_TOKENS or kind == _EW_SEQS:
+        rows = tokens if kind == _EW_TOKENS else seqs
+        if rows <= 0:
+            return 0.0, 0.0
+        flops, nbytes = ops.elementwise_work(int(par[0]), rows, par[1], par[2])
+        shape[0] = par[0]
+        shape[1] = flops
+        shape[2] = nbytes
+    else:  # _ALLREDUCE over the TP group: message = tokens x hidden in 16-bit
+        msg = tokens * par[2]
+        if tokens <= 0 or msg < par[3] or msg > par[4]:
+            return 0.0, 0.0
+        flops = 0.0
+        nbytes = msg
+        shape[0] = 0.0
+        shape[1] = par[1]
+        shape[2] = msg
+        shape[3] = ops.collective_traffic_factor(0, par[1])
+    nf = op_nfeat[o]
+    t = eff.predict_one(op_cls[o], shape, op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf])
+    if kind == _ALLREDUCE and par[5] > 0.0:
+        # the engine's all-reduce is no faster than this bus bandwidth
+        t = max(t, shape[2] * shape[3] / par[5])
+    # utilisation of the busier of compute and memory drives dynamic power
+    util = max(flops / (op_dev[o, 0] * t), nbytes / (op_dev[o, 1] * t))
+    if util > 1.0:
+        util = 1.0
+    power = op_power[0] + op_power[1] * util
+    t *= op_mult[o] * chunks
+    return t, power * t
+
+
+@njit(cache=True)
+def _batch_size(prefill_lens, decode_ctx):
+    tokens = 0.0
+    for i in range(prefill_lens.size):
+        tokens += prefill_lens[i]
+    tokens += decode_ctx.size
+    return tokens, float(prefill_lens.size + decode_ctx.size)
+
+
+@njit(cache=True)
 def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
                       op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape, op_time):
     """Seconds and joules of one iteration; per-op seconds (already multiplied) into ``op_time``."""
-    n_p = prefill_lens.size
-    n_d = decode_ctx.size
-    tokens = 0.0
-    for i in range(n_p):
-        tokens += prefill_lens[i]
-    tokens += n_d
-    seqs = float(n_p + n_d)
+    tokens, seqs = _batch_size(prefill_lens, decode_ctx)
     total_t = 0.0
     total_e = 0.0
     for o in range(op_cls.size):
-        op_time[o] = 0.0
-        kind = op_kind[o]
-        par = op_par[o]
-        if kind == _GEMM_TOKENS or kind == _GEMM_SEQS:
-            m = tokens if kind == _GEMM_TOKENS else seqs
-            if m <= 0:
-                continue
-            flops, nbytes = ops.gemm_work(m, par[0], par[1], par[2], par[3])
-            flops += par[4] * par[0] * par[1]  # dequantisation work of weight-only formats
-            shape[0] = m
-            shape[1] = par[0]
-            shape[2] = par[1]
-            shape[3] = flops
-            shape[4] = nbytes
-        elif kind == _ATTN_PREFILL:
-            if n_p == 0:
-                continue
-            flops = 0.0
-            nbytes = 0.0
-            s_sum = 0.0
-            c_sum = 0.0
-            for i in range(n_p):
-                f, b = ops.attention_prefill_work(1.0, float(prefill_lens[i]), float(prefill_offsets[i]),
-                                                  par[0], par[1], par[2], par[3], par[4], par[5])
-                flops += f
-                nbytes += b
-                s_sum += prefill_lens[i]
-                c_sum += prefill_offsets[i]
-            shape[0] = n_p
-            shape[1] = s_sum / n_p
-            shape[2] = c_sum / n_p
-            shape[3] = par[0]
-            shape[4] = par[1]
-            shape[5] = par[2]
-            shape[6] = par[5]
-            shape[7] = flops
-            shape[8] = nbytes
-        elif kind == _ATTN_DECODE:
-            if n_d == 0:
-                continue
-            flops = 0.0
-            nbytes = 0.0
-            L_sum = 0.0
-            for i in range(n_d):
-                L = float(decode_ctx[i]) + 1.0
-                f, b = ops.attention_decode_work(1.0, L, par[0], par[1], par[2], par[3], par[4], par[5])
-                flops += f
-                nbytes += b
-                L_sum += L
-            shape[0] = n_d
-            shape[1] = L_sum / n_d
-            shape[2] = par[0]
-            shape[3] = par[1]
-            shape[4] = par[2]
-            shape[5] = par[5]
-            shape[6] = flops
-            shape[7] = nbytes
-        elif kind == _MOE:
-            if tokens <= 0:
-                continue
-            flops, nbytes = ops.moe_work(tokens, par[0], par[1], par[2], par[3], par[4], par[5], par[6], par[7] > 0)
-            shape[0] = tokens
-            shape[1] = par[0]
-            shape[2] = par[1]
-            shape[3] = par[2]
-            shape[4] = par[3]
-            shape[5] = par[4]
-            shape[6] = 0.0
-            shape[7] = flops
-            shape[8] = nbytes
-        elif kind == _EW_TOKENS or kind == _EW_SEQS:
-            rows = tokens if kind == _EW_TOKENS else seqs
-            if rows <= 0:
-                continue
-            flops, nbytes = ops.elementwise_work(int(par[0]), rows, par[1], par[2])
-            shape[0] = par[0]
-            shape[1] = flops
-            shape[2] = nbytes
-        else:  # _ALLREDUCE over the TP group: message = tokens x hidden in 16-bit
-            msg = tokens * par[2]
-            if tokens <= 0 or msg < par[3] or msg > par[4]:
-                continue
-            flops = 0.0
-            nbytes = msg
-            shape[0] = 0.0
-            shape[1] = par[1]
-            shape[2] = msg
-            shape[3] = ops.collective_traffic_factor(0, par[1])
-        nf = op_nfeat[o]
-        t = eff.predict_one(op_cls[o], shape, op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf])
-        # utilisation of the busier of compute and memory drives dynamic power
-        util = max(flops / (op_dev[o, 0] * t), nbytes / (op_dev[o, 1] * t))
-        if util > 1.0:
-            util = 1.0
-        power = op_power[0] + op_power[1] * util
-        t *= op_mult[o]
+        t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
+                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape)
         op_time[o] = t
         total_t += t
-        total_e += power * t
+        total_e += e
     return total_t, total_e
 
 
+@njit(cache=True)
+def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
+                       op_dev, op_power, scratch, shape, op_time):
+    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step.
+
+    Only decode attention depends on the context, so the other operators are priced once; the
+    per-step totals add the same per-op values in the same order as ``_iteration_kernel`` (equal
+    to the last bit)."""
+    empty = np.zeros(0, np.int64)
+    ctx = decode_ctx.copy()
+    tokens, seqs = _batch_size(empty, ctx)
+    n_ops = op_cls.size
+    t_op = np.zeros(n_ops)
+    e_op = np.zeros(n_ops)
+    for o in range(n_ops):
+        t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
+                                    op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape)
+    times = np.empty(steps)
+    energies = np.empty(steps)
+    for k in range(steps):
+        if k > 0:
+            for i in range(ctx.size):
+                ctx[i] += 1
+            for o in range(n_ops):
+                if op_kind[o] == _ATTN_DECODE:
+                    t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par,
+                                                op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, scratch,
+                                                shape)
+        total_t = 0.0
+        total_e = 0.0
+        for o in range(n_ops):
+            total_t += t_op[o]
+            total_e += e_op[o]
+        times[k] = total_t
+        energies[k] = total_e
+    for o in range(n_ops):
+        op_time[o] = t_op[o]
+    return times, energies
+
+
+# ------------------------------------------------------------------------------------------------
+# serving engines
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class EngineOverhead:
+    """CPU time of a serving engine on one host, in seconds (see the module docstring's formula).
+
+    ``iteration_s``: per iteration, serial with the GPU (scheduling, input preparation, sampling,
+    output processing); ``prefill_s``: more of it in an iteration that runs a prefill (prompt
+    preparation, attention masks), and ``prefill_per_seq_s`` more per prompt (chunk) in it;
+    ``per_seq_s``: per sequence in the batch per iteration;
+    ``layer_launch_s``: host time to launch one layer's kernels when the iteration is eager;
+    ``allreduce_bus_bytes_per_s``: the bus bandwidth the engine's NCCL all-reduces reach at most
+    (0: as fast as the kernel data say). ``source`` says where the
+    numbers come from; ``fitted_on`` names the measured rows they were fitted on, machine-readably
+    (``"<format>:<file>:<subset>"``, e.g. ``splitwise:perf_model.csv:train``; empty if not fitted), so
+    validation can count them as ``rows_in_fit``.
+    """
+
+    iteration_s: float = 0.0
+    prefill_s: float = 0.0
+    prefill_per_seq_s: float = 0.0
+    per_seq_s: float = 0.0
+    layer_launch_s: float = 0.0
+    allreduce_bus_bytes_per_s: float = 0.0
+    source: str = "none"
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "layer_launch_s",
+                     "allreduce_bus_bytes_per_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"`{name}` must be a finite number >= 0, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineProfile:
+    """What a serving engine runs beyond the kernels' own time.
+
+    ``cuda_graphs``: decode-only iterations of at most ``graph_max_batch`` sequences replay a CUDA
+    graph (no host launch cost). ``custom_allreduce``: vLLM's one-shot/two-shot all-reduce for
+    messages up to 8 MiB on NVLink (else NCCL). ``fused_add_norm``: the residual add is fused into
+    RMSNorm (vLLM ``fused_add_rms_norm``). ``hosts`` maps a device name (power caps ignored) or
+    ``default`` to the host's :class:`EngineOverhead`.
+    """
+
+    name: str
+    description: str = ""
+    cuda_graphs: bool = True
+    graph_max_batch: int = 256
+    custom_allreduce: bool = True
+    fused_add_norm: bool = True
+    hosts: Mapping[str, EngineOverhead] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"`name` must be a non-empty string, got {self.name!r}")
+        for key in ("cuda_graphs", "custom_allreduce", "fused_add_norm"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"`{key}` must be true or false, got {getattr(self, key)!r}")
+        if isinstance(self.graph_max_batch, bool) or not isinstance(self.graph_max_batch, int) \
+                or self.graph_max_batch < 0:
+            raise ConfigError(f"`graph_max_batch` must be an int >= 0, got {self.graph_max_batch!r}")
+        for k, v in self.hosts.items():
+            if not isinstance(v, EngineOverhead):
+                raise ConfigError(f"hosts[{k!r}] must be an EngineOverhead, got {v!r}")
+
+    def overhead_for(self, device: DeviceSpec) -> EngineOverhead:
+        """The host overhead for ``device`` (its base name, then ``default``, then none)."""
+        base = device.name.split("@", 1)[0]
+        if base in self.hosts:
+            return self.hosts[base]
+        return self.hosts.get("default", EngineOverhead())
+
+
+_ENGINE_KEYS = ("description", "cuda_graphs", "graph_max_batch", "custom_allreduce", "fused_add_norm",
+                "hosts", "aliases")
+_HOST_KEYS = ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "layer_launch_s",
+              "allreduce_bus_bytes_per_s", "source", "fitted_on")
+
+
+def _strict_keys(data, where: str, allowed: tuple[str, ...]) -> dict:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
+    return data
+
+
+def parse_engines(data, where: str) -> dict[str, EngineProfile]:
+    """Engine profiles from the parsed ``engines.yaml`` mapping (strict: unknown keys are errors)."""
+    top = _strict_keys(data, where, ("schema_version", "engines"))
+    if top.get("schema_version") != 1:
+        raise ConfigError(f"{where}: `schema_version` must be 1, got {top.get('schema_version')!r}")
+    out = {}
+    for name, spec in (top.get("engines") or {}).items():
+        at = f"{where}: engines.{name}"
+        spec = dict(_strict_keys(spec, at, _ENGINE_KEYS))
+        hosts = {}
+        for host, h in (spec.pop("hosts", None) or {}).items():
+            try:
+                hosts[str(host)] = EngineOverhead(**_strict_keys(h, f"{at}.hosts.{host}", _HOST_KEYS))
+            except ConfigError as e:
+                raise ConfigError(f"{at}.hosts.{host}: {e}") from None
+        aliases = tuple(spec.pop("aliases", ()) or ())
+        try:
+            out[str(name)] = (EngineProfile(name=str(name), hosts=hosts, **spec), aliases)
+        except (ConfigError, TypeError) as e:
+            raise ConfigError(f"{at}: {e}") from None
+    return out
+
+
+@lru_cache(maxsize=1)
+def _engine_catalogue() -> tuple[dict[str, EngineProfile], NameIndex]:
+    import yaml
+
+    ref = resources.files("hwmodels") / "data" / "engines.yaml"
+    where = "hwmodels/data/engines.yaml"
+    try:
+        data = yaml.safe_load(ref.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+    index = NameIndex("engine")
+    table = {}
+    for name, (prof, aliases) in parse_engines(data, where).items():
+        index.add(name, aliases)
+        table[name] = prof
+    return table, index
+
+
+def get_engine(name: str | EngineProfile) -> EngineProfile:
+    """An engine profile by name or alias (``kernels``, ``vllm-0.2``, ``vllm-0.6``, ``vllm``)."""
+    if isinstance(name, EngineProfile):
+        return name
+    if not isinstance(name, str):
+        raise ConfigError(f"engine must be a name or an EngineProfile, got {name!r}")
+    table, index = _engine_catalogue()
+    return table[index.resolve(name)]
+
+
+def list_engines() -> tuple[str, ...]:
+    return _engine_catalogue()[1].names()
+
+
 class Deployment:
-    """A model served on ``tp x pp`` devices of one kind with given weight and KV formats.
+    """A model served on ``tp x pp`` devices of one kind with given weight and KV formats, run by
+    the serving ``engine`` (an :class:`EngineProfile` or its name; default ``kernels``: no engine
+    overhead). ``overhead_s`` adds a fixed time to every iteration on top of the engine's.
 
     Raises PlanError for impossible degrees and OutOfMemoryError when weights do not fit.
     """
 
     def __init__(self, model: ModelSpec | str, device: DeviceSpec | str, *, quant: QuantFormat | str = "bf16",
                  kv_dtype: KVCacheFormat | str = "auto", tp: int = 1, ep: int = 1, pp: int = 1,
-                 profile: Profile | None = None, overhead_s: float = 0.0):
+                 profile: Profile | None = None, overhead_s: float = 0.0,
+                 engine: EngineProfile | str = "kernels"):
         self.model = get_model(model) if isinstance(model, str) else model
         self.device = get_device(device) if isinstance(device, str) else device
         self.quant = get_quant_format(quant) if isinstance(quant, str) else quant
@@ -183,6 +420,19 @@ class Deployment:
         self.tp, self.ep, self.pp = int(tp), int(ep), int(pp)
         self.profile = profile if profile is not None else default_profile()
         self.overhead_s = float(overhead_s)
+        if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
+            raise ConfigError(f"`overhead_s` must be a finite number >= 0, got {overhead_s!r}")
+        self.engine = get_engine(engine)
+        host = self.engine.overhead_for(self.device)
+        self.host_overhead = host
+        # Per-iteration constants of the engine model (seconds).
+        self._iter_s = host.iteration_s + self.overhead_s
+        self._prefill_s = host.prefill_s
+        self._prefill_seq_s = host.prefill_per_seq_s
+        self._seq_s = host.per_seq_s
+        self._launch_s = host.layer_launch_s * math.ceil(self.model.num_layers / self.pp)
+        self._graphs = self.engine.cuda_graphs
+        self._graph_max = self.engine.graph_max_batch if self.engine.cuda_graphs else -1
         self._check_plan()
         self._build_ops()
         self._scratch = np.zeros(_MAX_FEATURES)
@@ -325,8 +575,12 @@ class Deployment:
                 gemm("shared_up_proj", mats * e.shared_expert_intermediate_size // tp, H, layers_moe)
                 gemm("shared_down_proj", H, e.shared_expert_intermediate_size // tp, layers_moe)
         # norms, residual adds, rotary embedding
-        self._ew(rows, "norms", "norm", H, m.norms_per_layer * layers_all)
-        self._ew(rows, "residual_adds", "add", H, 2 * layers_all)
+        if self.engine.fused_add_norm and m.norm_type == "rmsnorm" and not m.parallel_residual:
+            # fused_add_rms_norm: one kernel reads x and the residual and writes both back
+            self._ew(rows, "norms", "norm", 2 * H, m.norms_per_layer * layers_all)
+        else:
+            self._ew(rows, "norms", "norm", H, m.norms_per_layer * layers_all)
+            self._ew(rows, "residual_adds", "add", H, 2 * layers_all)
         if m.position_embedding == "rope":
             rot = (attn_dims[0] + attn_dims[1]) * (m.mla.qk_rope_head_dim if m.mla else m.head_dim * m.rotary_fraction)
             self._ew(rows, "rope", "rope", rot, layers_all)
@@ -338,14 +592,17 @@ class Deployment:
         # tensor-parallel all-reduces after attention and after the MLP of every layer
         if tp > 1:
             ar = (0.0, float(tp), H * 2.0)
+            ar_bw = float(self.host_overhead.allreduce_bus_bytes_per_s)
             has_nvlink = d.scale_up_link.kind in ("nvlink", "xgmi")
-            if has_nvlink:
-                rows.append(("allreduce_custom", "collective", "custom_graph", _ALLREDUCE,
-                             (*ar, 0.0, float(CUSTOM_ALLREDUCE_MAX_BYTES)), 2 * layers_all, "bf16"))
+            if has_nvlink and self.engine.custom_allreduce:
+                custom = "custom_graph" if self.engine.cuda_graphs else "custom_eager"
+                rows.append(("allreduce_custom", "collective", custom, _ALLREDUCE,
+                             (*ar, 0.0, float(CUSTOM_ALLREDUCE_MAX_BYTES), 0.0), 2 * layers_all, "bf16"))
                 rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE,
-                             (*ar, float(CUSTOM_ALLREDUCE_MAX_BYTES) + 1.0, math.inf), 2 * layers_all, "bf16"))
+                             (*ar, float(CUSTOM_ALLREDUCE_MAX_BYTES) + 1.0, math.inf, ar_bw), 2 * layers_all,
+                             "bf16"))
             else:
-                rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE, (*ar, 0.0, math.inf),
+                rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE, (*ar, 0.0, math.inf, ar_bw),
                              2 * layers_all, "bf16"))
         self._pack(rows)
 
@@ -390,23 +647,70 @@ class Deployment:
         """(seconds, joules) of one iteration on this replica; arrays of int64 token counts.
 
         ``prefill_lens[i]`` new prompt tokens of a request with ``prefill_offsets[i]`` already cached;
-        one new token for each request with ``decode_ctx[j]`` tokens cached.
+        one new token for each request with ``decode_ctx[j]`` tokens cached. An empty batch costs 0.
         """
-        t, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
+        n_p = prefill_lens.size
+        seqs = n_p + decode_ctx.size
+        if seqs == 0:
+            return 0.0, 0.0
+        g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                  self._scratch, self._shape, self._op_time)
-        t += self.overhead_s
-        e = (e + self._power[0] * self.overhead_s) * self.num_devices / self.pp
-        return t, e
+        t = g
+        if n_p:
+            t = max(t, self._launch_s) + (self._iter_s + self._prefill_s + self._prefill_seq_s * n_p
+                                          + self._seq_s * seqs)
+        else:
+            if seqs > self._graph_max:
+                t = max(t, self._launch_s)
+            t = t + (self._iter_s + self._seq_s * seqs)
+        return t, (e + self._power[0] * (t - g)) * self.num_devices
+
+    def decode_run(self, decode_ctx: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds[steps], joules[steps]) of consecutive decode-only iterations; step k costs
+        exactly ``iteration([], [], decode_ctx + k)`` (the simulator plans decode runs with it)."""
+        ctx = np.asarray(decode_ctx, np.int64)
+        seqs = ctx.size
+        if seqs == 0:
+            z = np.zeros(int(steps))
+            return z, z.copy()
+        g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
+                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
+                                  self._scratch, self._shape, self._op_time)
+        t = g
+        if seqs > self._graph_max:
+            t = np.maximum(t, self._launch_s)
+        t = t + (self._iter_s + self._seq_s * seqs)
+        return t, (e + self._power[0] * (t - g)) * self.num_devices
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
-        """``iteration`` with a per-operator breakdown (seconds, all layers included)."""
-        t, e = self.iteration(np.asarray(prefill_lens, np.int64), np.asarray(prefill_offsets, np.int64),
-                              np.asarray(decode_ctx, np.int64))
+        """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's
+        share is ``engine_overhead`` (host time the GPU waits for)."""
+        p = np.asarray(prefill_lens, np.int64)
+        t, e = self.iteration(p, np.asarray(prefill_offsets, np.int64), np.asarray(decode_ctx, np.int64))
+        if p.size + np.asarray(decode_ctx).size == 0:
+            return IterationCost(0.0, 0.0, {})
         breakdown = {name: float(v) for name, v in zip(self.op_names, self._op_time) if v > 0}
-        if self.overhead_s:
-            breakdown["engine_overhead"] = self.overhead_s
+        extra = t - sum(breakdown.values())
+        if extra > 0:
+            breakdown["engine_overhead"] = extra
         return IterationCost(t, e, breakdown)
+
+    # -- transfers ------------------------------------------------------------------------------
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes of one token summed over the replica's devices."""
+        return self.kv_bytes_per_token_per_device * self.tp * self.pp
+
+    def swap_seconds_per_token(self) -> float:
+        """Seconds to move one token's KV between device and host memory: every device moves its
+        share over its own host link at the same time."""
+        link = self.device.host_link
+        return self.kv_bytes_per_token_per_device / link.bandwidth_bytes_per_s
+
+    def host_swap_capacity_tokens(self, swap_space_bytes: float) -> int:
+        """Tokens of KV that ``swap_space_bytes`` of pinned host memory per device can hold."""
+        return int(swap_space_bytes // self.kv_bytes_per_token_per_device)
 
 
 def _divisors(n: int, limit: int) -> list[int]:

@@ -39,7 +39,7 @@ SHAPE_COLUMNS = {
     "elementwise": ("kind_code", "flops", "bytes"),
     "collective": ("kind_code", "ranks", "message_bytes", "traffic_factor"),
 }
-FEATURE_SET_VERSION = "v1"
+FEATURE_SET_VERSION = "v2"
 _GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
 
 
@@ -108,14 +108,19 @@ def _poly2(a, b, c, x, j):
 
 @njit(cache=True)
 def _balance(flops, nbytes, dev, x, j):
-    """Compute/memory balance r = ln(t_compute / t_memory) and its bends; returns (j, base)."""
-    tc = max(flops, 1.0) / dev[0]
-    tm = max(nbytes, 1.0) / dev[1]
-    r = math.log(tc / tm)
+    """Arithmetic-intensity terms and the log roofline time; returns (j, base).
+
+    The features see only the shape's intensity (FLOP per byte, centred on 300), never the
+    device's peaks: the device enters through the roofline base alone, so a device with more
+    FLOP/s or bandwidth can never be predicted slower for the same shape.
+    """
+    f = max(flops, 1.0)
+    b = max(nbytes, 1.0)
+    r = math.log(f / b / 300.0)
     x[j] = r / 10.0
     x[j + 1] = (r / 10.0) ** 2
     x[j + 2] = max(r, 0.0) / 10.0
-    return j + 3, math.log(max(tc, tm))
+    return j + 3, math.log(max(f / dev[0], b / dev[1]))
 
 
 @njit(cache=True)

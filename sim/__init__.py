@@ -10,8 +10,15 @@ Reading guide -- read these three first:
 
 Then: ``sim/request.py`` (token accounting), ``sim/kv.py`` (paged KV blocks), ``sim/costs.py`` (the
 ``IterationCostModel`` protocol a cost model implements, and ``ToyCost``), ``sim/cluster.py`` (routers
-and the ``simulate`` entry point), ``sim/metrics.py`` (TTFT/TPOT/goodput/energy), ``sim/trace.py``
-(Perfetto trace). Request sources live in ``workloads/traces.py``.
+and the ``simulate`` entry point), ``sim/disagg.py`` (prefill/decode pools and the KV hand-over),
+``sim/metrics.py`` (TTFT/TPOT/goodput/energy), ``sim/trace.py`` (Perfetto trace). Request sources
+live in ``workloads/traces.py``.
+
+The command line: ``sim/cli.py`` (``simulate run|validate|calibrate|models|devices``),
+``sim/config.py`` (the frozen run-config tree and its strict YAML), ``sim/runner.py`` (config ->
+``hwmodels.deployment.Deployment`` cost models, KV capacity, swap space, requests -> run),
+``sim/report.py`` (self-contained plotly HTML). Only these command-line modules import
+``hwmodels/``; the kernel, replicas, schedulers, cluster and disaggregation do not.
 
 Quick start::
 

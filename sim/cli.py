@@ -14,19 +14,163 @@ from pathlib import Path
 DEFAULT_KERNEL_DATA = Path(__file__).resolve().parent.parent / "validation" / "data" / "kernels"
 
 
+SERVING_FORMATS = ("splitwise", "apex-vllm")
+KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass")
+
+
 def _cmd_validate(args) -> int:
     from hwmodels.calibration import load_profile
-    from validation.validate import format_table, validate_kernels
+    from workloads.errors import ConfigError
 
     paths = args.paths or [str(DEFAULT_KERNEL_DATA)]
     profile = load_profile(args.profile) if args.profile else None
-    report = validate_kernels(paths, fmt=args.format, device=args.device, model=args.model,
-                              profile=profile, split=args.split)
+    serving = args.format in SERVING_FORMATS
+    if args.format == "auto":
+        from validation.serving import is_serving_path
+
+        kinds = {is_serving_path(p) for p in paths}
+        if len(kinds) > 1:
+            raise ConfigError("validate either serving measurements (splitwise, apex-vllm) or kernel measurements "
+                              "in one call, not both: " + ", ".join(paths))
+        serving = kinds == {True}
+    if serving:
+        from validation.serving import format_table, validate_serving
+
+        if args.device or args.model:
+            raise ConfigError("--device/--model apply to kernel measurements; serving files name their own")
+        report = validate_serving(paths, fmt=args.format, engine=args.engine, profile=profile, split=args.split)
+    else:
+        from validation.validate import format_table, validate_kernels
+
+        if args.engine:
+            raise ConfigError("--engine applies to serving measurements (splitwise, apex-vllm)")
+        report = validate_kernels(paths, fmt=args.format, device=args.device, model=args.model,
+                                  profile=profile, split=args.split)
     if args.json:
         print(json.dumps(report, sort_keys=False))
     else:
         print(format_table(report))
     return 0
+
+
+# Flags of `simulate run` -> the dotted config field they set (see sim/config.py).
+RUN_FLAGS = {
+    "model": "deployment.model", "device": "deployment.device", "num_devices": "deployment.num_devices",
+    "tp": "deployment.tp", "pp": "deployment.pp", "dp": "deployment.dp", "ep": "deployment.ep",
+    "quant": "deployment.quant", "kv_dtype": "deployment.kv_dtype", "engine": "deployment.engine",
+    "profile": "deployment.profile",
+    "scheduler": "serving.scheduler", "max_batch_size": "serving.max_batch_size",
+    "max_batched_tokens": "serving.max_batched_tokens", "block_size": "serving.block_size",
+    "gpu_memory_utilization": "serving.gpu_memory_utilization", "watermark": "serving.watermark",
+    "preemption": "serving.preemption", "swap_space_gib": "serving.swap_space_gib",
+    "overhead_s": "serving.overhead_s",
+    "workload": "workload.name", "trace": "workload.trace", "rate": "workload.rate",
+    "arrival": "workload.arrival", "cv": "workload.cv", "num_requests": "workload.num_requests",
+    "router": "cluster.router", "seed": "seed",
+    "batch_size": "static_batch.batch_size", "prompt_tokens": "static_batch.prompt_tokens",
+    "output_tokens": "static_batch.output_tokens",
+    "prefill_device": "disagg.prefill.device", "prefill_tp": "disagg.prefill.tp",
+    "prefill_replicas": "disagg.prefill.replicas", "decode_device": "disagg.decode.device",
+    "decode_tp": "disagg.decode.tp", "decode_replicas": "disagg.decode.replicas",
+    "kv_link": "disagg.link", "kv_link_gb_s": "disagg.link_bandwidth_gb_s",
+    "ttft_slo": "slo.ttft_s", "tpot_slo": "slo.tpot_s",
+    "json": "output.json", "out": "output.out", "chrome_trace": "output.chrome_trace", "report": "output.report",
+}
+
+
+def run_config(args):
+    """The RunConfig of `simulate run`: the YAML file (if any), then the flags on top."""
+    from sim.config import apply, config_from_dict, load_yaml
+    from workloads.errors import ConfigError
+
+    data = load_yaml(args.config) if args.config else {}
+    where = str(args.config) if args.config else ""
+    # file paths in a config are relative to the config file
+    for section, key in (("workload", "trace"), ("deployment", "profile")):
+        sec = data.get(section)
+        if isinstance(sec, dict) and isinstance(sec.get(key), str):
+            p = Path(sec[key])
+            if not p.is_absolute():
+                sec[key] = str(Path(args.config).parent / p)
+    flags = {dest: getattr(args, dest) for dest in RUN_FLAGS}
+    if not flags["json"]:
+        flags["json"] = None
+    # a trace on the command line replaces a YAML workload name, and the reverse
+    wl = data.get("workload") if isinstance(data.get("workload"), dict) else None
+    if wl is not None and flags["trace"] is not None:
+        wl.pop("name", None)
+    if wl is not None and flags["workload"] is not None:
+        wl.pop("trace", None)
+    static = [flags[k] for k in ("batch_size", "prompt_tokens", "output_tokens")]
+    if any(v is not None for v in static) and not all(v is not None for v in static) \
+            and not isinstance(data.get("static_batch"), dict):
+        raise ConfigError("static-batch mode needs all of --batch-size, --prompt-tokens and --output-tokens")
+    if args.disagg and data.get("disagg") is None:
+        data["disagg"] = {}
+    merged = apply(data, {RUN_FLAGS[k]: v for k, v in flags.items()})
+    return config_from_dict(merged, where)
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _cmd_run(args) -> int:
+    from sim.metrics import to_json_dict
+    from sim.runner import run
+
+    cfg = run_config(args)
+    out = run(cfg)
+    summary = dict(out.summary)
+    summary["config"] = cfg.to_dict()
+    o = cfg.output
+    if o.out:
+        out.result.write_requests(o.out)
+    if o.chrome_trace and out.tracer is not None:
+        out.tracer.write(o.chrome_trace)
+    if o.report:
+        from sim.report import write_report
+
+        title = (f"{summary.get('mode')}: {cfg.deployment.model} on {summary.get('num_devices')} x "
+                 f"{cfg.deployment.device}")
+        write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title)
+    if o.json:
+        print(json.dumps(_json_safe(summary), sort_keys=True, allow_nan=False))
+    else:
+        keys = (("prefill_time_s", "per_token_time_s", "e2e_time_s") if out.static else ()) + (
+            "requests_completed", "requests_rejected", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s",
+            "tpot_p50_s", "tpot_p99_s", "e2e_mean_s", "throughput_output_tok_s", "preemptions", "energy_j",
+            "makespan_s")
+        if "deployment" in summary:
+            dep = summary["deployment"]
+            print(f"{summary['mode']}: {dep['model']} on {summary['num_devices']} x {dep['device']} "
+                  f"({summary['replicas']} replica(s) of tp={dep['tp']} pp={dep['pp']}, engine {dep['engine']}, "
+                  f"KV {dep['kv_capacity_tokens']} tokens/replica)")
+        else:
+            pools = [summary["prefill_pool"], summary["decode_pool"]]
+            print(f"{summary['mode']}: {pools[0]['model']} on " + " + ".join(
+                f"{p['replicas']} x {p['device']} tp={p['tp']} ({name}, KV {p['kv_capacity_tokens']} tokens/replica)"
+                for name, p in zip(("prefill", "decode"), pools)) + f", engine {pools[0]['engine']}")
+        for k in keys:
+            if k in summary:
+                print(f"  {k:26s} {_fmt_value(to_json_dict({k: summary[k]})[k])}")
+    return 0
+
+
+def _json_safe(obj):
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        return _json_safe(obj.item())
+    return obj
 
 
 def _cmd_calibrate(args) -> int:
@@ -72,14 +216,77 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="predict measured runs and report errors")
     v.add_argument("paths", nargs="*", help="measurement files or folders (default: the shipped kernel data)")
-    v.add_argument("--format", default="auto", choices=["auto", "aiconfigurator", "vidur", "llmcompass"])
+    v.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS, *SERVING_FORMATS],
+                   help="measurement format (auto-detected by default); splitwise and apex-vllm are serving runs")
     v.add_argument("--device", help="device of every row (overrides what the file says)")
     v.add_argument("--model", help="model of every row (vidur files name it in their path)")
     v.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
     v.add_argument("--split", default="all", choices=["all", "test", "train"],
                    help="score all rows, only those the profile held out (test), or only its fitted rows")
+    v.add_argument("--engine", help="serving engine profile for serving formats (default: vllm-0.2 for "
+                                    "splitwise, vllm-0.6 for apex-vllm; 'kernels' = kernels only)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=_cmd_validate)
+
+    r = sub.add_parser("run", help="simulate serving (or one static batch) and report latency metrics",
+                       description="Simulate LLM serving. With no arguments: Llama-2-70B on 8 H100s (TP8, "
+                                   "vLLM 0.6 engine) serving the first 1000 requests of the Azure conversation "
+                                   "trace. A YAML config gives any of the settings (see sim/config.py); flags "
+                                   "override it.")
+    r.add_argument("config", nargs="?", help="YAML run config (nested sections; unknown keys are errors)")
+    g = r.add_argument_group("deployment")
+    g.add_argument("--model")
+    g.add_argument("--device")
+    g.add_argument("--num-devices", type=int, help="devices in all; num_devices / (tp x pp) replicas behind the router")
+    g.add_argument("--tp", type=int)
+    g.add_argument("--pp", type=int)
+    g.add_argument("--dp", type=int, help="data-parallel replicas (instead of --num-devices)")
+    g.add_argument("--ep", type=int)
+    g.add_argument("--quant", help="weight format (bf16, fp8, w4a16, ...)")
+    g.add_argument("--kv-dtype", help="KV-cache format (auto, bf16, fp8, ...)")
+    g.add_argument("--engine", help="serving-engine profile: vllm (0.6), vllm-0.2, kernels")
+    g.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
+    g = r.add_argument_group("serving engine")
+    g.add_argument("--scheduler", help="vllm, sarathi (chunked prefill), static, decode-priority")
+    g.add_argument("--max-batch-size", type=int)
+    g.add_argument("--max-batched-tokens", type=int)
+    g.add_argument("--block-size", type=int)
+    g.add_argument("--gpu-memory-utilization", type=float)
+    g.add_argument("--watermark", type=float)
+    g.add_argument("--preemption", choices=["recompute", "swap"])
+    g.add_argument("--swap-space-gib", type=float, help="host memory per device for swapped KV (GiB)")
+    g.add_argument("--overhead-s", type=float, help="extra fixed seconds per iteration")
+    g = r.add_argument_group("workload")
+    g.add_argument("--workload", help="bundled workload: azure-conv, azure-code, arxiv-summarization")
+    g.add_argument("--trace", help="trace file (canonical CSV, Azure CSV, APEX JSONL, length-only CSV)")
+    g.add_argument("--rate", type=float, help="requests/s: replace the arrivals with this rate")
+    g.add_argument("--arrival", choices=["poisson", "gamma", "fixed"])
+    g.add_argument("--cv", type=float, help="coefficient of variation of gamma arrivals")
+    g.add_argument("--num-requests", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--router", help="round-robin, least-outstanding, least-kv, power-of-two")
+    g = r.add_argument_group("static batch (instead of a workload)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--prompt-tokens", type=int)
+    g.add_argument("--output-tokens", type=int)
+    g = r.add_argument_group("prefill/decode disaggregation")
+    g.add_argument("--disagg", action="store_true", help="separate prefill and decode pools")
+    g.add_argument("--prefill-device")
+    g.add_argument("--prefill-tp", type=int)
+    g.add_argument("--prefill-replicas", type=int)
+    g.add_argument("--decode-device")
+    g.add_argument("--decode-tp", type=int)
+    g.add_argument("--decode-replicas", type=int)
+    g.add_argument("--kv-link", choices=["ib", "nvlink", "pcie"], help="link carrying the KV cache between pools")
+    g.add_argument("--kv-link-gb-s", type=float, help="per-device KV link bandwidth (GB/s)")
+    g = r.add_argument_group("output")
+    g.add_argument("--ttft-slo", type=float, help="seconds; goodput counts requests meeting both SLOs")
+    g.add_argument("--tpot-slo", type=float)
+    g.add_argument("--json", action="store_true", default=None, help="print one JSON object")
+    g.add_argument("--out", help="per-request records (.csv or .parquet)")
+    g.add_argument("--chrome-trace", help="Perfetto/Chrome trace of iterations per replica (JSON)")
+    g.add_argument("--report", help="self-contained HTML report (plotly.js embedded)")
+    r.set_defaults(func=_cmd_run)
 
     c = sub.add_parser("calibrate", help="fit a calibration profile from measurements")
     c.add_argument("paths", nargs="+")

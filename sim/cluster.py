@@ -243,6 +243,19 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     for m in models:
         if not isinstance(m, IterationCostModel):
             raise ConfigError(f"cost model {m!r} does not implement iteration(prefill_lens, prefill_offsets, decode_ctx)")
+    arrival, prompt, output, priority, closed_loop, order = request_arrays(requests)
+    kernel = Kernel()
+    metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
+    cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
+    cluster.feed(arrival, prompt, output, priority, closed_loop)
+    kernel.run(until_s)
+    return collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
+                          order=order, keep_requests=keep_requests)
+
+
+def request_arrays(requests):
+    """Checked ``(arrival, prompt, output, priority, closed_loop, order)`` of a request source, sorted
+    by arrival (``order`` maps back to the caller's positions, ``None`` when already sorted)."""
     arrival = np.asarray(requests.arrival_s, dtype=np.float64)
     prompt = np.asarray(requests.prompt_tokens, dtype=np.int64)
     output = np.asarray(requests.output_tokens, dtype=np.int64)
@@ -260,27 +273,29 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
         order = np.argsort(arrival, kind="stable")
         arrival, prompt, output = arrival[order], prompt[order], output[order]
         priority = None if priority is None else priority[order]
-    kernel = Kernel()
-    metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
-    cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
-    cluster.feed(arrival, prompt, output, priority, closed_loop)
-    kernel.run(until_s)
-    unfinished = cluster.fed - metrics.completed - metrics.rejected + (len(arrival) - cluster.fed)
+    return arrival, prompt, output, priority, closed_loop, order
+
+
+def collect_result(requests, kernel: Kernel, metrics: MetricsCollector, replicas: Sequence[Replica], *, fed: int,
+                   total: int, order, keep_requests: bool) -> SimResult:
+    """The :class:`SimResult` of a finished run: summary with energy (iterations + idle power over the
+    makespan), per-replica counters, and per-request records in the caller's order."""
+    unfinished = fed - metrics.completed - metrics.rejected + (total - fed)
     summary = metrics.summary(energy_j=0.0, preemptions=0, unfinished=unfinished)
     makespan = summary["makespan_s"]
     energy = 0.0
     per_replica = []
-    for rep in cluster.replicas:
+    for rep in replicas:
         idle = max(0.0, makespan - rep.busy_s) if makespan > 0 else 0.0
         e = rep.energy_j + rep.config.idle_power_w * idle
         energy += e
         per_replica.append({"replica": rep.index, "iterations": rep.iterations, "preemptions": rep.preemptions,
                             "finished": rep.finished, "rejected": rep.rejected, "busy_s": rep.busy_s,
                             "energy_j": e, "peak_kv_blocks": rep.kv.peak_used_blocks,
-                            "kv_blocks": rep.kv.num_blocks})
-    summary = metrics.summary(energy_j=energy, preemptions=sum(r.preemptions for r in cluster.replicas),
+                            "kv_blocks": rep.kv.num_blocks, "swapped_out_blocks": rep.swapped_out_blocks})
+    summary = metrics.summary(energy_j=energy, preemptions=sum(r.preemptions for r in replicas),
                               unfinished=unfinished)
-    summary["iterations"] = sum(r.iterations for r in cluster.replicas)
+    summary["iterations"] = sum(r.iterations for r in replicas)
     records = metrics.records() if keep_requests else {}
     if keep_requests and order is not None:
         records["index"] = order[records["index"]]  # back to positions in the caller's trace
@@ -289,4 +304,3 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     ids = getattr(requests, "request_id", None)
     return SimResult(summary=summary, replicas=per_replica, records=records,
                      request_ids=None if ids is None else np.asarray(ids), wall_events=kernel.events_processed)
-

@@ -14,10 +14,21 @@ exactly where the per-iteration loop would have consulted the scheduler. End tim
 in the same order as the per-iteration loop, so both give bit-identical results
 (``tests/sim/test_replica.py::test_decode_runs_match_per_iteration_loop``).
 
+Preemption. The scheduler names victims; with ``preemption="recompute"`` (vLLM's default for
+single-sequence requests) a victim's blocks are freed and it prefills prompt + generated tokens again.
+With ``preemption="swap"`` a decoding victim's blocks are copied to host memory (if
+``swap_blocks`` has room, else it is recomputed): the iteration takes ``swap_s_per_block`` longer per
+block, and the request waits in the *resume* queue. Before each iteration the replica brings resume
+requests back FCFS while their blocks fit beside the running requests' growth and the watermark
+(swap-in costs the same per block), and, as vLLM v0 does, admits no new prompt while any waits.
+
+Hand-over (P/D disaggregation). ``submit_decoding`` queues a request whose prefill ran elsewhere and
+whose KV has arrived; it joins the resume queue (no swap cost) and decodes from there.
+
 Invariants: R1 every admitted request finishes exactly once (``FINISHED``), or the replica rejects it
 at arrival (``REJECTED``) because ``prompt + output`` tokens can never fit beside the watermark.
-R2 KV blocks in use never exceed capacity (``BlockManager`` raises). R3 iterations on one replica
-never overlap and their end times never decrease.
+R2 KV blocks in use never exceed capacity (``BlockManager`` raises); host blocks never exceed
+``swap_blocks``. R3 iterations on one replica never overlap and their end times never decrease.
 """
 from __future__ import annotations
 
@@ -46,7 +57,9 @@ class ReplicaConfig:
     ``watermark_fraction`` of the blocks stays free when admitting (vLLM's default 0.01).
     ``idle_power_w`` is drawn while the replica has nothing to run. ``fuse_decode`` plans runs of
     identical decode iterations with one event (same results; off only to check that claim);
-    ``max_fused_steps`` bounds one run.
+    ``max_fused_steps`` bounds one run. ``preemption`` is ``"recompute"`` or ``"swap"``; swap needs
+    ``swap_blocks`` (host memory, in blocks) and ``swap_s_per_block`` (seconds to copy one block
+    either way over the host link).
     """
 
     kv_blocks: int | None = None
@@ -57,6 +70,9 @@ class ReplicaConfig:
     idle_power_w: float = 0.0
     fuse_decode: bool = True
     max_fused_steps: int = 2048
+    preemption: str = "recompute"
+    swap_blocks: int = 0
+    swap_s_per_block: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.block_size, int) and self.block_size >= 1):
@@ -78,6 +94,12 @@ class ReplicaConfig:
             raise ConfigError(f"scheduler must be a SchedulerConfig, got {type(self.scheduler).__name__}")
         if not (isinstance(self.max_fused_steps, int) and self.max_fused_steps >= 1):
             raise ConfigError(f"max_fused_steps must be an int >= 1, got {self.max_fused_steps!r}")
+        if self.preemption not in ("recompute", "swap"):
+            raise ConfigError(f"preemption must be 'recompute' or 'swap', got {self.preemption!r}")
+        if not (isinstance(self.swap_blocks, int) and self.swap_blocks >= 0):
+            raise ConfigError(f"swap_blocks must be an int >= 0, got {self.swap_blocks!r}")
+        if not (isinstance(self.swap_s_per_block, (int, float)) and 0.0 <= self.swap_s_per_block < float("inf")):
+            raise ConfigError(f"swap_s_per_block must be a finite number >= 0, got {self.swap_s_per_block!r}")
 
     @property
     def num_blocks(self) -> int:
@@ -97,7 +119,8 @@ class Replica:
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "outstanding", "iterations", "preemptions", "energy_j",
-                 "busy_s", "finished", "rejected")
+                 "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
+                 "swapped_out_blocks", "swapped_in_blocks", "_pending_s")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None):
@@ -135,6 +158,13 @@ class Replica:
         self.busy_s = 0.0
         self.finished = 0
         self.rejected = 0
+        self._resume: list[Request] = []
+        self._swap = config.preemption == "swap" and config.swap_blocks > 0
+        self._swap_s = float(config.swap_s_per_block)
+        self.swap_used = 0
+        self.swapped_out_blocks = 0
+        self.swapped_in_blocks = 0
+        self._pending_s = 0.0
 
     # ------------------------------------------------------------------ status for routers and tests
     @property
@@ -144,6 +174,11 @@ class Replica:
     @property
     def num_running(self) -> int:
         return len(self._running)
+
+    @property
+    def num_resuming(self) -> int:
+        """Requests whose KV waits in host memory or arrived from a prefill replica."""
+        return len(self._resume)
 
     def used_blocks(self) -> int:
         """KV blocks in use now, including the growth of decode-run iterations already completed."""
@@ -162,6 +197,8 @@ class Replica:
         queued = 0
         for r in self._waiting:
             queued += (r.prefill_target + bs - 1) // bs
+        for r in self._resume:
+            queued += (r.cached + bs) // bs
         return (self.used_blocks() + queued) / self.kv.num_blocks
 
     def admissible(self, r: Request) -> bool:
@@ -189,6 +226,62 @@ class Replica:
             self._truncate()
         return True
 
+    def submit_decoding(self, r: Request) -> bool:
+        """Queue ``r`` whose prefill ran on another replica and whose KV is here now (``r.cached``
+        tokens, ``r.generated >= 1``); ``False`` (``REJECTED``) when it can never fit."""
+        if not self.admissible(r):
+            r.state = REJECTED
+            r.replica = self.index
+            self.rejected += 1
+            return False
+        r.replica = self.index
+        r.state = WAITING
+        r.blocks = 0
+        r.swapped = 0
+        insort(self._resume, r, key=request_key)
+        self.outstanding += 1
+        if not self._busy:
+            if not self._kick_pending:
+                self._kick_pending = True
+                self.kernel.schedule(self.kernel.now, PRIORITY_ITERATION, self._kick, None)
+        elif self._run_k > 1:
+            self._truncate()
+        return True
+
+    def _bring_back(self) -> None:
+        """Move resume requests into ``running`` FCFS while their blocks fit (see the module doc)."""
+        kv = self.kv
+        bs = kv.block_size
+        running = self._running
+        room = kv.free_blocks - kv.watermark_blocks
+        for r in running:
+            if r.cached >= r.prefill_target:
+                room -= (r.cached + bs) // bs - r.blocks
+        slots = self.config.scheduler.max_num_seqs - len(running)
+        resume = self._resume
+        moved = 0
+        for r in resume:
+            need = (r.cached + bs) // bs  # its blocks and the next token's
+            if slots <= 0 or need > room:
+                break
+            room -= need
+            slots -= 1
+            moved += 1
+            have = (r.cached + bs - 1) // bs
+            kv.allocate(have)
+            r.blocks = have
+            if r.swapped:
+                self.swap_used -= r.swapped
+                self.swapped_in_blocks += r.swapped
+                self._pending_s += r.swapped * self._swap_s
+                r.swapped = 0
+            r.state = RUNNING
+            if r.first_scheduled_s < 0.0:
+                r.first_scheduled_s = self.kernel.now
+            insort(running, r, key=request_key)
+        if moved:
+            del resume[:moved]
+
     def _kick(self, _arg) -> None:
         self._kick_pending = False
         if not self._busy:
@@ -211,21 +304,34 @@ class Replica:
         bs = kv.block_size
         waiting = self._waiting
         running = self._running
-        batch = self.scheduler.schedule(ReplicaView(now, tuple(waiting), tuple(running), self._kv_view))
+        if self._resume:
+            self._bring_back()
+        # vLLM v0 admits no new prompt while requests wait to come back from host memory
+        visible = () if self._resume else tuple(waiting)
+        batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
         preempt = batch.preempt
         if preempt:
             for v in preempt:
                 running.remove(v)
                 kv.free(v.blocks)
-                v.blocks = 0
-                v.cached = 0
-                v.prefill_target = v.prompt_tokens + v.generated
                 v.preemptions += 1
                 v.state = WAITING
-                insort(waiting, v, key=request_key)
+                if (self._swap and v.cached >= v.prefill_target
+                        and self.swap_used + v.blocks <= self.config.swap_blocks):
+                    self.swap_used += v.blocks
+                    self.swapped_out_blocks += v.blocks
+                    self._pending_s += v.blocks * self._swap_s
+                    v.swapped = v.blocks
+                    v.blocks = 0
+                    insort(self._resume, v, key=request_key)
+                else:
+                    v.blocks = 0
+                    v.cached = 0
+                    v.prefill_target = v.prompt_tokens + v.generated
+                    insort(waiting, v, key=request_key)
             self.preemptions += len(preempt)
         if not batch:
-            if waiting or running:
+            if waiting or running or self._resume:
                 if preempt:
                     return self._plan()
                 raise RuntimeError(f"scheduler {type(self.scheduler).__name__} returned an empty batch with "
@@ -266,7 +372,10 @@ class Replica:
         self._busy = True
         self._run_start = now
         self._token += 1
-        if not prefill and self._fuse and self._steady and not preempt:
+        extra = self._pending_s
+        if extra:
+            self._pending_s = 0.0
+        if not prefill and self._fuse and self._steady and not preempt and not extra:
             k = self._max_steps
             for r in decode:
                 left = r.output_tokens - r.generated
@@ -280,7 +389,11 @@ class Replica:
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
         self._run_k = 1
-        end = now + t
+        if extra:  # host-link copies of swapped KV: the devices wait at idle power
+            end = now + t + extra
+            e += self.config.idle_power_w * extra
+        else:
+            end = now + t
         self._run_ends = None
         self._run_energy = e
         kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)

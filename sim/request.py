@@ -11,6 +11,9 @@ Token accounting (one definition, used by every scheduler and the engine):
   KV (its context passed to the cost model is ``cached`` before the append) and produces one token.
 * The request finishes when ``generated == output_tokens``; it never needs more than
   ``prompt + output - 1`` cached tokens.
+* A request preempted by swap keeps ``cached`` and ``generated``; its ``swapped`` blocks sit in host
+  memory until the replica brings them back. A request handed over by a prefill replica (P/D
+  disaggregation) arrives decoding (``cached == prompt``, ``generated == 1``) with no blocks yet.
 
 Schedulers get requests through read-only sequences and must not assign to them (the conformance
 suite in ``tests/sim/test_schedulers.py`` snapshots every slot around ``schedule``).
@@ -26,7 +29,7 @@ REJECTED = 3
 class Request:
     __slots__ = ("index", "arrival_s", "prompt_tokens", "output_tokens", "priority", "key",
                  "prefill_target", "cached", "generated", "blocks", "state", "replica",
-                 "first_scheduled_s", "first_token_s", "finish_s", "preemptions")
+                 "first_scheduled_s", "first_token_s", "finish_s", "preemptions", "swapped")
 
     def __init__(self, index: int, arrival_s: float, prompt_tokens: int, output_tokens: int, priority: int = 0):
         self.index = index
@@ -46,6 +49,8 @@ class Request:
         self.first_token_s = -1.0
         self.finish_s = -1.0
         self.preemptions = 0
+        #: KV blocks this request holds in host memory (preempted by swap), else 0.
+        self.swapped = 0
 
     @property
     def prefilling(self) -> bool:

@@ -39,6 +39,12 @@ class ChromeTracer:
     def __len__(self) -> int:
         return len(self._start)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded iterations as columns: replica, start_s, end_s, prefill_tokens, decodes."""
+        return {"replica": np.asarray(self._replica, dtype=np.int64), "start_s": np.asarray(self._start),
+                "end_s": np.asarray(self._end), "prefill_tokens": np.asarray(self._prefill, dtype=np.int64),
+                "decodes": np.asarray(self._decode, dtype=np.int64)}
+
     def events(self) -> list[dict]:
         out = []
         for rep in sorted(set(self._replica)):

@@ -1,0 +1,244 @@
+"""Turn a :class:`~sim.config.RunConfig` into replicas, cost models and requests, and run it.
+
+The one place where ``sim/`` meets ``hwmodels/`` and ``workloads/`` for the command line: a
+:class:`~hwmodels.deployment.Deployment` per pool gives each replica's cost model, its KV capacity
+(``kv_capacity_tokens(gpu_memory_utilization)``), its swap space and speed (the device's host link)
+and idle power; the workload section gives the request arrays.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import DEFAULT_NUM_REQUESTS, DEFAULT_WORKLOAD, PoolSection, RunConfig
+from sim.metrics import SLO
+from sim.replica import ReplicaConfig
+from sim.schedulers import SchedulerConfig
+from workloads.errors import ConfigError
+
+GIB = 2**30
+#: One 400 Gb/s NDR InfiniBand NIC per GPU (DGX H100: 8 ConnectX-7) [S]; per direction, bytes/s.
+IB_BYTES_PER_S = 50e9
+
+
+@dataclass
+class RunOutput:
+    """What a run produced: ``summary`` (JSON-ready dict), the :class:`~sim.cluster.SimResult`, and
+    the tracer when one was asked for."""
+
+    summary: dict
+    result: object
+    tracer: object | None
+    static: bool
+
+
+def build_deployment(cfg: RunConfig, pool: PoolSection | None = None):
+    """The :class:`Deployment` of the main deployment, or of a disaggregated ``pool``."""
+    from hwmodels.deployment import Deployment
+
+    d = cfg.deployment
+    device = d.device if pool is None or pool.device is None else pool.device
+    tp = d.tp if pool is None or pool.tp is None else pool.tp
+    pp = d.pp if pool is None else pool.pp
+    engine = d.engine if pool is None or pool.engine is None else pool.engine
+    profile = None
+    if d.profile is not None:
+        from hwmodels.calibration import load_profile
+
+        profile = load_profile(d.profile)
+    return Deployment(d.model, device, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
+                      engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile)
+
+
+def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
+                   max_batched_tokens: int | None = None, policy: str | None = None) -> ReplicaConfig:
+    """A replica of ``dep`` with the serving section's knobs."""
+    s = cfg.serving
+    kv_tokens = dep.kv_capacity_tokens(s.gpu_memory_utilization)
+    if kv_tokens < s.block_size:
+        raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
+                          f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
+    swap_tokens = dep.host_swap_capacity_tokens(s.swap_space_gib * GIB) if s.preemption == "swap" else 0
+    return ReplicaConfig(
+        kv_capacity_tokens=int(kv_tokens), block_size=s.block_size, watermark_fraction=s.watermark,
+        scheduler=SchedulerConfig(policy=policy or s.scheduler, max_num_seqs=max_num_seqs or s.max_batch_size,
+                                  max_num_batched_tokens=max_batched_tokens or s.max_batched_tokens),
+        idle_power_w=dep.device.power.idle_w * dep.num_devices, preemption=s.preemption,
+        swap_blocks=swap_tokens // s.block_size,
+        swap_s_per_block=s.block_size * dep.swap_seconds_per_token())
+
+
+def load_requests(cfg: RunConfig):
+    """The request source of the workload section (the default: the first 1000 Azure conversation
+    requests)."""
+    from workloads.traces import (FixedRateArrivals, GammaArrivals, PoissonArrivals, load_trace, load_workload,
+                                  resample)
+
+    w = cfg.workload
+    arrivals = None
+    if w.rate is not None:
+        if w.arrival == "poisson":
+            arrivals = PoissonArrivals(rate_per_s=w.rate)
+        elif w.arrival == "gamma":
+            arrivals = GammaArrivals(rate_per_s=w.rate, cv=w.cv)
+        else:
+            arrivals = FixedRateArrivals(rate_per_s=w.rate)
+    n = w.num_requests
+    if w.trace is not None:
+        lengths_only = "num_prefill_tokens" in _header(w.trace)
+        if lengths_only and arrivals is None:
+            raise ConfigError(f"{w.trace} has request lengths but no arrival times; give a `rate` (--rate QPS)")
+        trace = load_trace(w.trace, arrivals=arrivals, seed=cfg.seed)
+        if arrivals is not None and not lengths_only:
+            trace = retime(trace, arrivals, cfg.seed)
+    else:
+        name = w.name or DEFAULT_WORKLOAD
+        if w.name is None and n is None:
+            n = DEFAULT_NUM_REQUESTS
+        trace = load_workload(name, arrivals=arrivals, seed=cfg.seed)
+    if n is not None:
+        if n > len(trace):
+            if arrivals is None:
+                raise ConfigError(f"`num_requests` {n} exceeds the {len(trace)} requests of {trace.name!r}; "
+                                  f"give a `rate` to resample it to {n} requests")
+            trace = resample(trace, n, arrivals=arrivals, seed=cfg.seed)
+        else:
+            trace = trace.head(n)
+    return trace
+
+
+def retime(trace, arrivals, seed: int):
+    """``trace``'s lengths with arrivals drawn from ``arrivals`` (the ``arrivals`` stream of ``seed``)."""
+    from workloads.traces import RequestTrace, _stream
+
+    n = len(trace)
+    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens.copy(),
+                        trace.output_tokens.copy(), trace.request_id.copy(), trace.name, arrivals.closed_loop)
+
+
+def _header(path) -> str:
+    try:
+        with open(path) as f:
+            return f.readline()
+    except OSError:
+        return ""
+
+
+def _slo(cfg: RunConfig) -> SLO | None:
+    if cfg.slo.ttft_s is None and cfg.slo.tpot_s is None:
+        return None
+    return SLO(ttft_s=cfg.slo.ttft_s, tpot_s=cfg.slo.tpot_s)
+
+
+def _deployment_info(dep, rc: ReplicaConfig) -> dict:
+    return {"model": dep.model.name, "device": dep.device.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep,
+            "quant": dep.quant.name, "kv_dtype": dep.kv.name, "engine": dep.engine.name,
+            "weight_gib_per_device": dep.weight_bytes_per_device / GIB,
+            "kv_capacity_tokens": rc.num_blocks * rc.block_size, "kv_blocks": rc.num_blocks,
+            "swap_blocks": rc.swap_blocks}
+
+
+def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
+    """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router."""
+    from sim.trace import ChromeTracer
+
+    o = cfg.output
+    want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
+    tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
+    if cfg.static_batch is not None:
+        return _run_static(cfg, tracer)
+    if cfg.disagg is not None:
+        return _run_disagg(cfg, tracer, want_records)
+    from sim.cluster import simulate
+
+    dep = build_deployment(cfg)
+    rc = replica_config(cfg, dep)
+    trace = load_requests(cfg)
+    n = cfg.deployment.replicas
+    result = simulate(trace, rc, dep, num_replicas=n, router=cfg.cluster.router, seed=cfg.seed,
+                      keep_requests=want_records, slo=_slo(cfg), tracer=tracer)
+    summary = dict(result.summary)
+    summary["mode"] = "serving"
+    summary["workload"] = trace.name
+    summary["requests"] = len(trace)
+    summary["replicas"] = n
+    summary["num_devices"] = n * dep.num_devices
+    summary["deployment"] = _deployment_info(dep, rc)
+    return RunOutput(summary, result, tracer, False)
+
+
+def _run_static(cfg: RunConfig, tracer) -> RunOutput:
+    """One batch of ``batch_size`` identical requests arriving together, prefilled in one iteration
+    (up to the token budget) and decoded together to the end."""
+    from sim.cluster import simulate
+    from workloads.traces import RequestTrace
+
+    sb = cfg.static_batch
+    dep = build_deployment(cfg)
+    B, P, O = sb.batch_size, sb.prompt_tokens, sb.output_tokens
+    rc = replica_config(cfg, dep, max_num_seqs=B, max_batched_tokens=max(B * P, cfg.serving.max_batched_tokens),
+                        policy="static")
+    need = B * -(-(P + O) // rc.block_size)
+    trace = RequestTrace(np.zeros(B), np.full(B, P, np.int64), np.full(B, O, np.int64), np.arange(B),
+                         "static-batch")
+    result = simulate(trace, rc, dep, keep_requests=True, tracer=tracer)
+    rec = result.records
+    done = rec["status"] == "finished"
+    prefill = float(np.max(rec["first_token_s"][done])) if done.any() else math.nan
+    e2e = float(np.max(rec["finish_s"][done])) if done.any() else math.nan
+    summary = dict(result.summary)
+    summary.update({
+        "mode": "static_batch", "batch_size": B, "prompt_tokens": P, "output_tokens": O,
+        "prefill_time_s": prefill, "e2e_time_s": e2e,
+        "per_token_time_s": (e2e - prefill) / (O - 1) if O > 1 else math.nan,
+        "fits_in_one_batch": bool(need <= rc.num_blocks - rc.watermark_blocks),
+        "replicas": 1, "num_devices": dep.num_devices, "deployment": _deployment_info(dep, rc),
+    })
+    return RunOutput(summary, result, tracer, True)
+
+
+def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d) -> tuple[float, float]:
+    """(seconds per prompt token, latency) of moving KV from a prefill to a decode replica: the
+    prefill replica's KV bytes over ``min(devices)`` links in parallel."""
+    dg = cfg.disagg
+    if dg.link_bandwidth_gb_s is not None:
+        bw = dg.link_bandwidth_gb_s * 1e9
+    elif dg.link == "ib":
+        bw = IB_BYTES_PER_S
+    elif dg.link == "nvlink":
+        bw = min(dep_p.device.scale_up_link.bandwidth_bytes_per_s, dep_d.device.scale_up_link.bandwidth_bytes_per_s)
+    else:
+        bw = min(dep_p.device.host_link.bandwidth_bytes_per_s, dep_d.device.host_link.bandwidth_bytes_per_s)
+    lanes = min(dep_p.num_devices, dep_d.num_devices)
+    return dep_p.kv_bytes_per_token / (lanes * bw), dg.latency_s
+
+
+def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
+    from sim.disagg import simulate_disagg
+
+    dg = cfg.disagg
+    dep_p = build_deployment(cfg, dg.prefill)
+    dep_d = build_deployment(cfg, dg.decode)
+    if dep_p.kv.bytes_per_element != dep_d.kv.bytes_per_element:
+        raise ConfigError("prefill and decode pools must store the KV cache in the same format")
+    rc_p = replica_config(cfg, dep_p)
+    rc_d = replica_config(cfg, dep_d)
+    s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d)
+    trace = load_requests(cfg)
+    result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
+                             num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
+                             transfer_latency_s=latency, prefill_router=dg.prefill_router,
+                             decode_router=dg.decode_router, seed=cfg.seed, keep_requests=want_records,
+                             slo=_slo(cfg), tracer=tracer)
+    summary = dict(result.summary)
+    summary.update({
+        "mode": "disaggregated", "workload": trace.name, "requests": len(trace),
+        "replicas": dg.prefill.replicas + dg.decode.replicas,
+        "num_devices": dg.prefill.replicas * dep_p.num_devices + dg.decode.replicas * dep_d.num_devices,
+        "kv_transfer_s_per_token": s_per_tok,
+        "prefill_pool": {**_deployment_info(dep_p, rc_p), "replicas": dg.prefill.replicas},
+        "decode_pool": {**_deployment_info(dep_d, rc_d), "replicas": dg.decode.replicas},
+    })
+    return RunOutput(summary, result, tracer, False)

@@ -1,0 +1,138 @@
+"""Contracts of the per-iteration cost query (hwmodels/deployment.py) and its serving-engine model."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwmodels.deployment import Deployment, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines
+from hwmodels.devices import get_device
+from workloads.errors import ConfigError, OutOfMemoryError, PlanError, UnknownNameError
+
+E = np.zeros(0, np.int64)
+
+
+def arr(*xs):
+    return np.array(xs, dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def h100_tp8():
+    return {name: Deployment("llama-2-70b", "h100", tp=8, engine=name) for name in ("kernels", "vllm-0.2", "vllm")}
+
+
+def test_engine_catalogue_names_and_aliases():
+    assert {"kernels", "vllm-0.2", "vllm-0.6"} <= set(list_engines())
+    assert get_engine("vllm").name == "vllm-0.6"
+    assert get_engine("none").name == "kernels"
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        get_engine("vllm-0.7")
+
+
+def test_engine_file_is_strict():
+    with pytest.raises(ConfigError, match="unknown key 'cuda_graph'"):
+        parse_engines({"schema_version": 1, "engines": {"x": {"cuda_graph": True}}}, "engines.yaml")
+    with pytest.raises(ConfigError, match="iteration_s"):
+        parse_engines({"schema_version": 1, "engines": {"x": {"hosts": {"default": {"iteration_s": -1}}}}}, "e")
+
+
+@pytest.mark.parametrize("engine", ["kernels", "vllm-0.2", "vllm"])
+def test_decode_run_equals_repeated_iterations_to_the_bit(h100_tp8, engine):
+    dep = h100_tp8[engine]
+    ctx = arr(5, 100, 2000, 77, 1)
+    t, e = dep.decode_run(ctx, 40)
+    for k in range(40):
+        assert dep.iteration(E, E, ctx + k) == (t[k], e[k])
+    big = np.arange(300, dtype=np.int64) + 10  # above vLLM 0.6's largest CUDA graph: eager
+    t, e = dep.decode_run(big, 3)
+    assert [dep.iteration(E, E, big + k) for k in range(3)] == list(zip(t, e))
+
+
+def test_empty_batch_costs_nothing(h100_tp8):
+    for dep in h100_tp8.values():
+        assert dep.iteration(E, E, E) == (0.0, 0.0)
+        t, e = dep.decode_run(E, 3)
+        assert t.tolist() == [0.0] * 3 and e.tolist() == [0.0] * 3
+
+
+def test_breakdown_adds_up_to_the_iteration_time(h100_tp8):
+    for dep in h100_tp8.values():
+        c = dep.cost(arr(300, 40), arr(0, 1000), arr(10, 2000, 3000))
+        assert sum(c.breakdown.values()) == pytest.approx(c.time_s, rel=1e-12)
+        assert c.energy_j > 0
+
+
+def test_engine_changes_the_op_table(h100_tp8):
+    kernels, old, new = h100_tp8["kernels"], h100_tp8["vllm-0.2"], h100_tp8["vllm"]
+    assert "residual_adds" in kernels.op_names and "residual_adds" not in new.op_names  # fused into RMSNorm
+    assert "allreduce_custom" in new.op_names and "allreduce_custom" not in old.op_names  # NCCL only in 0.2
+    assert new.engine.cuda_graphs and not old.engine.cuda_graphs
+
+
+def test_eager_engine_is_never_faster_than_its_host_can_launch():
+    eng = EngineProfile(name="eager-test", cuda_graphs=False, graph_max_batch=0, custom_allreduce=False,
+                        hosts={"default": EngineOverhead(iteration_s=0.002, prefill_s=0.003, per_seq_s=1e-4,
+                                                         layer_launch_s=5e-4)})
+    dep = Deployment("llama-2-70b", "h100", tp=8, engine=eng)
+    bare = Deployment("llama-2-70b", "h100", tp=8, engine=dataclasses.replace(eng, hosts={}))
+    t, _ = dep.iteration(E, E, arr(100))
+    assert t >= (80 * 5e-4 + 0.002 + 1e-4) * (1 - 1e-12)
+    g, _ = bare.iteration(arr(4000), arr(0), E)
+    tp, _ = dep.iteration(arr(4000), arr(0), E)
+    assert tp == pytest.approx(max(g, 80 * 5e-4) + 0.002 + 0.003 + 1e-4)
+
+
+def test_allreduce_bus_bandwidth_floor_slows_large_prefills_only():
+    slow = EngineProfile(name="slow-ar", cuda_graphs=False, graph_max_batch=0, custom_allreduce=False,
+                         hosts={"default": EngineOverhead(allreduce_bus_bytes_per_s=10e9)})
+    fast = dataclasses.replace(slow, hosts={})
+    a = Deployment("llama-2-70b", "h100", tp=8, engine=slow).cost(arr(4096), arr(0), E)
+    b = Deployment("llama-2-70b", "h100", tp=8, engine=fast).cost(arr(4096), arr(0), E)
+    floor = 160 * 4096 * 8192 * 2 * (2 * 7 / 8) / 10e9
+    assert a.breakdown["allreduce_nccl"] == pytest.approx(max(floor, b.breakdown["allreduce_nccl"]))
+
+
+def test_plan_and_memory_errors_are_user_errors():
+    with pytest.raises(PlanError, match="tp=3"):
+        Deployment("llama-2-70b", "h100", tp=3)
+    with pytest.raises(OutOfMemoryError, match="raise tp"):
+        Deployment("llama-2-70b", "a100-80gb", tp=1).kv_capacity_tokens()
+
+
+def test_kv_and_swap_sizes():
+    dep = Deployment("llama-2-70b", "h100", tp=8)
+    # 80 layers x 2 (K, V) x 1 KV head per rank x 128 x 2 bytes
+    assert dep.kv_bytes_per_token_per_device == 80 * 2 * 1 * 128 * 2
+    assert dep.kv_bytes_per_token == 8 * dep.kv_bytes_per_token_per_device
+    assert dep.swap_seconds_per_token() == pytest.approx(dep.kv_bytes_per_token_per_device / 64e9)
+    assert dep.host_swap_capacity_tokens(4 * 2**30) == 4 * 2**30 // dep.kv_bytes_per_token_per_device
+
+
+def _scaled(dev, bw: float, flops: float):
+    memory = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * bw)
+                   if t.bandwidth_bytes_per_s is not None else t for t in dev.memory)
+    compute = tuple(dataclasses.replace(u, peak_flops_per_s={k: v * flops for k, v in u.peak_flops_per_s.items()})
+                    for u in dev.compute)
+    return dataclasses.replace(dev, memory=memory, compute=compute)
+
+
+@pytest.fixture(scope="module")
+def base_deployments():
+    return {name: Deployment("llama-2-70b", get_device(name), tp=8, engine="vllm") for name in ("h100", "a100")}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(device=st.sampled_from(["h100", "a100"]), bw=st.floats(1.0, 4.0), flops=st.floats(1.0, 4.0),
+       prefill=st.lists(st.tuples(st.integers(1, 4096), st.integers(0, 4096)), max_size=3),
+       decode=st.lists(st.integers(1, 16000), max_size=64))
+def test_more_bandwidth_or_flops_never_makes_an_iteration_slower(base_deployments, device, bw, flops, prefill,
+                                                                 decode):
+    base = base_deployments[device]
+    faster = Deployment("llama-2-70b", _scaled(base.device, bw, flops), tp=8, engine="vllm")
+    p = np.array([x[0] for x in prefill], np.int64)
+    o = np.array([x[1] for x in prefill], np.int64)
+    d = np.array(decode, np.int64)
+    assert faster.iteration(p, o, d)[0] <= base.iteration(p, o, d)[0] * (1 + 1e-12)

@@ -1,0 +1,115 @@
+"""Calibration never sees the rows it is scored on; validation reports what it was fitted on."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwmodels.calibration import load_profile, profile_from_json
+from hwmodels.costmodel import OperatorCostModel
+from validation.calibrate import fit_profile, rows_in_fit
+from validation.loaders import load_measurements, split_of
+from validation.validate import validate_kernels
+from workloads.errors import ConfigError
+
+DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "kernels"
+DECODE_A100 = DATA / "aiconfigurator" / "a100_sxm" / "generation_attention_perf.parquet"
+
+
+@pytest.fixture(scope="module")
+def decode_table():
+    return load_measurements(str(DECODE_A100))
+
+
+@pytest.fixture(scope="module")
+def decode_profile(decode_table):
+    return fit_profile(decode_table, generic=False)
+
+
+def test_fit_never_reads_held_out_rows(decode_table, decode_profile):
+    held = split_of(decode_table["shape_key"].to_numpy())
+    assert 0.1 < held.mean() < 0.3
+    scrambled = decode_table.copy()
+    rng = np.random.default_rng(0)
+    scrambled.loc[held, "measured_s"] = rng.uniform(1e-6, 1.0, held.sum())
+    refit = fit_profile(scrambled, generic=False)
+    a = decode_profile.params["ampere"]["attn_decode"]
+    b = refit.params["ampere"]["attn_decode"]
+    assert a.keys() == b.keys()
+    for group in a:
+        np.testing.assert_array_equal(a[group].theta, b[group].theta)
+        assert a[group].log_floor == b[group].log_floor
+
+
+def test_rows_in_fit_counts_exactly_the_training_split(decode_table, decode_profile):
+    held = split_of(decode_table["shape_key"].to_numpy())
+    in_fit = rows_in_fit(decode_table, decode_profile)
+    assert in_fit.sum() == (~held).sum()
+    assert not (in_fit & held).any()
+
+
+def test_validate_reports_fit_rows_and_test_split_has_none(decode_profile):
+    full = validate_kernels([str(DECODE_A100)], profile=decode_profile)
+    test = validate_kernels([str(DECODE_A100)], profile=decode_profile, split="test")
+    assert full["rows"] == 5431 and full["rows_in_fit"] == full["rows"] - test["rows"]
+    assert test["rows_in_fit"] == 0
+    for key in ("rows", "mape", "median_ape", "p90_ape", "groups", "rows_in_fit"):
+        assert key in full
+    (group,) = full["groups"]
+    assert group["name"] == "a100_sxm/generation_attention_perf | attn_decode"
+    assert 0 < test["median_ape"] < 0.15  # a real prediction, far from a fit's near-zero error
+
+
+def test_changed_file_bytes_are_not_counted_as_fitted(tmp_path, decode_table, decode_profile):
+    copy = tmp_path / "generation_attention_perf.parquet"
+    raw = pd.read_parquet(DECODE_A100)
+    raw.loc[0, "latency"] *= 1.5
+    raw.to_parquet(copy)
+    report = validate_kernels([str(copy)], profile=decode_profile)
+    assert report["rows_in_fit"] == 0
+
+
+def test_identical_copy_elsewhere_is_recognised_as_fitted(tmp_path, decode_profile):
+    copy = tmp_path / "renamed.parquet"
+    shutil.copy(DECODE_A100, copy)
+    report = validate_kernels([str(copy)], profile=decode_profile)
+    assert report["rows_in_fit"] > 0.7 * report["rows"]
+
+
+def test_profile_round_trips_through_json(tmp_path, decode_table, decode_profile):
+    path = tmp_path / "p.json"
+    decode_profile.save(path)
+    loaded = load_profile(path)
+    a = OperatorCostModel(decode_profile).price(decode_table.head(50)).seconds
+    b = OperatorCostModel(loaded).price(decode_table.head(50)).seconds
+    np.testing.assert_array_equal(a, b)
+
+
+def test_profile_with_wrong_feature_set_is_refused(tmp_path, decode_profile):
+    data = decode_profile.to_json()
+    data["feature_set"] = "v0"
+    with pytest.raises(ConfigError, match="feature_set"):
+        profile_from_json(data, "x.json")
+    data = decode_profile.to_json()
+    data["params"]["ampere"]["attn_decode"]["bf16:flash_attn"]["theta"] = [1.0, 2.0]
+    with pytest.raises(ConfigError, match="theta"):
+        profile_from_json(data, "x.json")
+
+
+def test_shipped_profile_predicts_held_out_gemms_of_both_gpus():
+    report = validate_kernels([str(DATA / "aiconfigurator" / "a100_sxm" / "gemm_perf.parquet")], split="test")
+    assert report["rows_in_fit"] == 0 and report["rows"] > 1000
+    assert report["median_ape"] < 0.10
+
+
+def test_unexpressable_rows_are_listed_with_a_reason():
+    report = validate_kernels([str(DATA / "vidur" / "network" / "a100_dgx" / "send_recv.csv")])
+    assert report["not_expressed"] and all(ne["reason"] for ne in report["not_expressed"])
+
+
+def test_unknown_device_override_is_reported_not_crashed(decode_profile):
+    report = validate_kernels([str(DECODE_A100)], profile=decode_profile, device="z100")
+    assert report["rows"] == 0
+    assert "z100" in report["not_expressed"][0]["reason"]
