@@ -7,6 +7,7 @@ prediction. ``split='test'`` scores only the rows the profile held out.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 
 from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import OperatorCostModel
+from hwmodels.devices import get_device
 from validation.calibrate import DEFAULT_SALT, rows_in_fit
 from validation.loaders import load_measurements, split_of
 from workloads.errors import ConfigError
@@ -30,9 +32,16 @@ def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
             "p90_ape": float(np.percentile(ape, 90))}
 
 
-def group_name(source: str, kind: str) -> str:
-    p = Path(source)
-    return f"{p.parent.name}/{p.stem} | {kind}"
+def source_labels(sources) -> dict[str, str]:
+    """Short, unique label per measurement file: its path below the files' common folder, with
+    at least its parent folder kept (``h100_sxm/gemm_perf``) and the suffix dropped."""
+    paths = {s: Path(s).resolve() for s in sorted(set(sources))}
+    if not paths:
+        return {}
+    root = Path(os.path.commonpath([str(p.parent) for p in paths.values()]))
+    if any(p.parent == root for p in paths.values()):
+        root = root.parent
+    return {s: p.relative_to(root).with_suffix("").as_posix() for s, p in paths.items()}
 
 
 def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None = None,
@@ -41,6 +50,8 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     """Predict every row of the measurement files and report errors per file and operator kind."""
     if split not in SPLITS:
         raise ConfigError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
+    if device is not None:
+        get_device(device)  # an unknown name fails here, with suggestions, before any file is read
     profile = profile if profile is not None else default_profile()
     table = pd.concat([load_measurements(p, fmt, device=device, model=model) for p in paths],
                       ignore_index=True)
@@ -53,7 +64,8 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     in_fit = rows_in_fit(table, profile)
     meas = table["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
-    names = np.array([group_name(s, k) for s, k in zip(table["source"], table["kind"])], dtype=object)
+    labels = source_labels(table["source"])
+    names = np.array([f"{labels[s]} | {k}" for s, k in zip(table["source"], table["kind"])], dtype=object)
 
     report = error_stats(priced.seconds[ok], meas[ok])
     report["rows_in_fit"] = int(in_fit[ok].sum())
@@ -80,12 +92,12 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
 
 def format_table(report: dict) -> str:
     """Readable table of a kernel validation report."""
-    lines = [f"{'group':58s} {'rows':>7s} {'in fit':>7s} {'median':>7s} {'MAPE':>7s} {'p90':>7s}"]
+    lines = [f"{'group':64s} {'rows':>7s} {'in fit':>7s} {'median':>7s} {'MAPE':>7s} {'p90':>7s}"]
 
     def row(name, g):
         if not g["rows"]:
-            return f"{name[:58]:58s} {0:7d}"
-        return (f"{name[:58]:58s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
+            return f"{name[-64:]:64s} {0:7d}"
+        return (f"{name[-64:]:64s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
                 f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
 
     for g in report["groups"]:

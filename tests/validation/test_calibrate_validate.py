@@ -12,7 +12,7 @@ from hwmodels.costmodel import OperatorCostModel
 from validation.calibrate import fit_profile, rows_in_fit
 from validation.loaders import load_measurements, split_of
 from validation.validate import validate_kernels
-from workloads.errors import ConfigError
+from workloads.errors import ConfigError, UnknownNameError
 
 DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "kernels"
 DECODE_A100 = DATA / "aiconfigurator" / "a100_sxm" / "generation_attention_perf.parquet"
@@ -109,7 +109,28 @@ def test_unexpressable_rows_are_listed_with_a_reason():
     assert report["not_expressed"] and all(ne["reason"] for ne in report["not_expressed"])
 
 
-def test_unknown_device_override_is_reported_not_crashed(decode_profile):
-    report = validate_kernels([str(DECODE_A100)], profile=decode_profile, device="z100")
-    assert report["rows"] == 0
-    assert "z100" in report["not_expressed"][0]["reason"]
+def test_unknown_device_override_fails_with_suggestions(decode_profile):
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        validate_kernels([str(DECODE_A100)], profile=decode_profile, device="h10")
+
+
+def test_cli_validate_prints_one_json_object(capsys):
+    from sim.cli import main
+
+    assert main(["validate", str(DECODE_A100), "--json", "--split", "test"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] > 1000 and report["rows_in_fit"] == 0
+    assert {"name", "rows", "mape", "median_ape", "p90_ape"} <= set(report["groups"][0])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["validate", "no/such/file.parquet"], "no/such/file.parquet"),
+    (["validate", str(DECODE_A100), "--device", "h10"], "did you mean"),
+    (["validate", str(DECODE_A100), "--profile", "missing.json"], "missing.json"),
+])
+def test_cli_user_errors_exit_2_with_one_line(capsys, argv, needle):
+    from sim.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
