@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up (a virtual environment with the package) and run the main job on built-in defaults:
-# validate the calibrated cost model against the shipped measured kernel runs.
+# simulate serving the first 1,000 requests of the Azure conversation trace with Llama-2-70B on
+# 8x H100 (TP8, vLLM 0.6 engine profile) and print the latency, throughput and energy metrics.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
-exec .venv/bin/simulate validate --split test "$@"
+exec .venv/bin/simulate run "$@"

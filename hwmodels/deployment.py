@@ -431,7 +431,6 @@ class Deployment:
         self._prefill_seq_s = host.prefill_per_seq_s
         self._seq_s = host.per_seq_s
         self._launch_s = host.layer_launch_s * math.ceil(self.model.num_layers / self.pp)
-        self._graphs = self.engine.cuda_graphs
         self._graph_max = self.engine.graph_max_batch if self.engine.cuda_graphs else -1
         self._check_plan()
         self._build_ops()

@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_models)
     d = sub.add_parser("devices", help="list the built-in device catalogue")
     d.set_defaults(func=_cmd_devices)
+
+    from validation.profiler import build_parser as add_profile_parser  # light: imports no torch
+
+    add_profile_parser(sub)
     return p
 
 
