@@ -8,7 +8,7 @@ Definitions (seconds; a request's times are measured from its arrival):
   one-token outputs, which are left out of TPOT aggregates.
 * ``tpot_token_weighted_s`` = sum over requests of (E2E - TTFT) / total generated tokens (first tokens
   included) -- what vLLM's Prometheus ``time_per_output_token_seconds`` sum / ``generation_tokens_total``
-  gives (``/work/shared/data/serving/apex_vllm_h100/measured.csv``).
+  gives (``validation/data/serving/apex_vllm_h100/measured.csv``).
 * Makespan = last completion - first arrival; throughputs are completed requests' tokens / makespan.
 * Energy = iteration energies from the cost models + ``idle_power_w`` x idle time per replica, over the
   makespan; ``energy_per_token_j`` is per generated (output) token; ``avg_power_w`` = energy / makespan.

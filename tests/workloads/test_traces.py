@@ -1,5 +1,6 @@
 """Request sources: formats, errors naming file/line/column, seeded synthesis, bundled workloads."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from workloads.traces import (DATA_DIR, ClosedLoop, EmpiricalLength, FixedLength
                               load_apex_jsonl, load_azure_csv, load_canonical_csv, load_trace, load_workload,
                               resample, synthesize, workload_names)
 
-SHARED = "/work/shared/data/serving/apex_vllm_h100/lmsys_05_8TP.csv"
+SHARED = str(Path(__file__).resolve().parents[2] / "validation" / "data" / "serving" / "apex_vllm_h100" / "lmsys_05_8TP.csv")
 
 
 def write(tmp_path, name, text):
