@@ -39,8 +39,15 @@ SHAPE_COLUMNS = {
     "elementwise": ("kind_code", "flops", "bytes"),
     "collective": ("kind_code", "ranks", "message_bytes", "traffic_factor"),
 }
-FEATURE_SET_VERSION = "v2"
+FEATURE_SET_VERSION = "v3"
 _GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
+# The polynomial terms see sizes clamped to the range every calibrated GPU was measured on, so the
+# fitted efficiency is held flat beyond it instead of extrapolating a cubic (the roofline base still
+# scales with the real size): GEMM rows <= 8192 tokens, prefill batch <= 256 and prompt <= 16384,
+# decode batch <= 2048 and context <= 131072.
+_MAX_GEMM_M = 8192.0
+_MAX_PREFILL_BATCH, _MAX_PREFILL_SEQ = 256.0, 16384.0
+_MAX_DECODE_BATCH, _MAX_DECODE_CTX = 2048.0, 131072.0
 
 
 @njit(cache=True, inline="always")
@@ -206,7 +213,7 @@ def _fill(cls, s, dev, x):
     if cls == 0:  # gemm
         m, n, k = s[0], s[1], s[2]
         off = 0 if m <= _GEMM_SPLIT_M else 26
-        j = _poly3(_l(m), _l(n), _l(k), x, off)
+        j = _poly3(_l(min(m, _MAX_GEMM_M)), _l(n), _l(k), x, off)
         j, base = _balance(s[3], s[4], dev, x, j)
         for tile_m in (64.0, 128.0, 256.0):
             tiles = math.ceil(m / tile_m) * math.ceil(n / 128.0)
@@ -219,7 +226,8 @@ def _fill(cls, s, dev, x):
         return base
     if cls == 1:  # attn_prefill
         b, sq, ctx, h, kvh, d, w = s[0], s[1], s[2], s[3], s[4], s[5], s[6]
-        lb, ls, lh, ld = _l(b), _l(sq), _l(h), _l(d) - 0.7
+        lb, ls = _l(min(b, _MAX_PREFILL_BATCH)), _l(min(sq, _MAX_PREFILL_SEQ))
+        lh, ld = _l(h), _l(d) - 0.7
         lg, lc = _l(h / max(kvh, 1.0)), _l(1.0 + ctx)
         j = _poly3_4(lb, ls, lh, ld, x, 0)
         x[j] = lg
@@ -243,7 +251,8 @@ def _fill(cls, s, dev, x):
         return base
     if cls == 2:  # attn_decode
         b, L, h, kvh, d, w = s[0], s[1], s[2], s[3], s[4], s[5]
-        lb, lL, lk, ld = _l(b), _l(L), _l(kvh), _l(d) - 0.7
+        lb, lL = _l(min(b, _MAX_DECODE_BATCH)), _l(min(L, _MAX_DECODE_CTX))
+        lk, ld = _l(kvh), _l(d) - 0.7
         lg = _l(h / max(kvh, 1.0))
         j = _poly3_4(lb, lL, lk, ld, x, 0)
         x[j] = lg
