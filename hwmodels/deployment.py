@@ -44,10 +44,11 @@ from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from hwmodels.devices import DeviceSpec, get_device
 from workloads import operators as ops
-from workloads.errors import ConfigError, OutOfMemoryError, PlanError, UnknownNameError
+from workloads.errors import ConfigError, OutOfMemoryError, PlanError
 from workloads.models import ModelSpec, get_model
 from workloads.naming import NameIndex
 from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
+from workloads.yamlio import read_yaml
 
 # How an op's shape is built from the batch (column `kind` of the op table).
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE = range(8)
@@ -366,14 +367,9 @@ def parse_engines(data, where: str) -> dict[str, EngineProfile]:
 
 @lru_cache(maxsize=1)
 def _engine_catalogue() -> tuple[dict[str, EngineProfile], NameIndex]:
-    import yaml
-
     ref = resources.files("hwmodels") / "data" / "engines.yaml"
     where = "hwmodels/data/engines.yaml"
-    try:
-        data = yaml.safe_load(ref.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+    data = read_yaml(ref.read_text(), where)
     index = NameIndex("engine")
     table = {}
     for name, (prof, aliases) in parse_engines(data, where).items():

@@ -18,10 +18,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from workloads.errors import ConfigError, MissingDataError, UnknownNameError
 from workloads.naming import NameIndex, normalise
+from workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "DTYPES", "FAMILIES", "MEMORY_ROLES", "LINK_KINDS", "LINK_SCOPES",
@@ -383,51 +383,6 @@ class DeviceSpec:
 
 # --------------------------------------------------------------------------- YAML loading
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads '1e12' / '989.4e12' as floats (YAML 1.2)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+"
-               r"|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
-
-
-def _read_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
-
-
-def _fields(data: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
-    """The mapping ``data`` checked for unknown and missing keys."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    allowed = (*required, *optional)
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
-    for key in required:
-        if key not in data:
-            raise ConfigError(f"{where}: missing key {key!r}")
-    return data
 
 
 def _list(data: dict, key: str, where: str) -> list:
@@ -453,30 +408,30 @@ _SCHEMA_VERSION = 1
 
 
 def _parse_device(data: Any, where: str) -> DeviceSpec:
-    top = _fields(data, where, _DEVICE_REQUIRED, _DEVICE_OPTIONAL)
+    top = check_fields(data, where, _DEVICE_REQUIRED, _DEVICE_OPTIONAL)
     if top["schema_version"] != _SCHEMA_VERSION:
         raise ConfigError(f"{where}: schema_version: `schema_version` must be {_SCHEMA_VERSION}, "
                           f"got {top['schema_version']!r}")
     compute = []
     for i, item in enumerate(_list(top, "compute", where)):
         at = f"{where}: compute[{i}]"
-        d = _fields(item, at, ("name", "count", "peak_flops_per_s", "source"), ("clock_hz",))
+        d = check_fields(item, at, ("name", "count", "peak_flops_per_s", "source"), ("clock_hz",))
         if not isinstance(d["peak_flops_per_s"], dict):
             raise ConfigError(f"{at}: key 'peak_flops_per_s' must be a mapping dtype -> FLOP/s")
         compute.append(_build(ComputeUnit, at, **d))
     memory = []
     for i, item in enumerate(_list(top, "memory", where)):
         at = f"{where}: memory[{i}]"
-        d = _fields(item, at, ("name", "role", "capacity_bytes", "bandwidth_bytes_per_s", "source"))
+        d = check_fields(item, at, ("name", "role", "capacity_bytes", "bandwidth_bytes_per_s", "source"))
         memory.append(_build(MemoryTier, at, **d))
     links = []
     for i, item in enumerate(_list(top, "links", where)):
         at = f"{where}: links[{i}]"
-        d = _fields(item, at, ("name", "kind", "bandwidth_bytes_per_s", "latency_s", "source"),
+        d = check_fields(item, at, ("name", "kind", "bandwidth_bytes_per_s", "latency_s", "source"),
                     ("scope", "domain_size"))
         links.append(_build(Link, at, **d))
     at = f"{where}: power"
-    p = dict(_fields(top["power"], at, ("tdp_w", "source"), ("idle_w", "idle_fraction_of_tdp", "power_cap_w")))
+    p = dict(check_fields(top["power"], at, ("tdp_w", "source"), ("idle_w", "idle_fraction_of_tdp", "power_cap_w")))
     if ("idle_w" in p) == ("idle_fraction_of_tdp" in p):
         raise ConfigError(f"{at}: give exactly one of 'idle_w' (measured) or 'idle_fraction_of_tdp' (assumed)")
     if "idle_fraction_of_tdp" in p:
@@ -510,7 +465,7 @@ def load_device_file(path: str | Path) -> DeviceSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read device file: {exc.strerror or exc}") from None
-    return _parse_device(_read_yaml(text, str(path)), str(path))
+    return _parse_device(read_yaml(text, str(path)), str(path))
 
 
 @functools.cache
@@ -522,7 +477,7 @@ def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
         if not entry.name.endswith(".yaml"):
             continue
         where = f"hwmodels/data/devices/{entry.name}"
-        spec = _parse_device(_read_yaml(entry.read_text(encoding="utf-8"), where), where)
+        spec = _parse_device(read_yaml(entry.read_text(encoding="utf-8"), where), where)
         if normalise(entry.name[: -len(".yaml")]) != normalise(spec.name):
             raise ConfigError(f"{where}: file name does not match device name {spec.name!r}")
         if spec.name in specs:

@@ -56,60 +56,27 @@ def _l(x):
 
 
 @njit(cache=True)
-def _poly3(a, b, c, x, j):
-    """Monomials of (a, b, c) up to degree 3, constant included: 20 terms written from x[j]."""
-    v = (a, b, c)
+def _monomials(v, degree, x, j):
+    """All monomials of the variables ``v`` (a tuple) up to ``degree`` (<= 3), constant included,
+    written from x[j]; returns the next free index. 3 variables: 10 terms at degree 2, 20 at 3;
+    4 variables: 35 terms at degree 3."""
+    n = len(v)
     x[j] = 1.0
     j += 1
-    for i in range(3):
+    for i in range(n):
         x[j] = v[i]
         j += 1
-    for i in range(3):
-        for k in range(i, 3):
-            x[j] = v[i] * v[k]
-            j += 1
-    for i in range(3):
-        for k in range(i, 3):
-            for m in range(k, 3):
-                x[j] = v[i] * v[k] * v[m]
+    if degree >= 2:
+        for i in range(n):
+            for k in range(i, n):
+                x[j] = v[i] * v[k]
                 j += 1
-    return j
-
-
-@njit(cache=True)
-def _poly3_4(a, b, c, d, x, j):
-    """Monomials of (a, b, c, d) up to degree 3, constant included: 35 terms written from x[j]."""
-    v = (a, b, c, d)
-    x[j] = 1.0
-    j += 1
-    for i in range(4):
-        x[j] = v[i]
-        j += 1
-    for i in range(4):
-        for k in range(i, 4):
-            x[j] = v[i] * v[k]
-            j += 1
-    for i in range(4):
-        for k in range(i, 4):
-            for m in range(k, 4):
-                x[j] = v[i] * v[k] * v[m]
-                j += 1
-    return j
-
-
-@njit(cache=True)
-def _poly2(a, b, c, x, j):
-    """Monomials of (a, b, c) up to degree 2, constant included: 10 terms."""
-    v = (a, b, c)
-    x[j] = 1.0
-    j += 1
-    for i in range(3):
-        x[j] = v[i]
-        j += 1
-    for i in range(3):
-        for k in range(i, 3):
-            x[j] = v[i] * v[k]
-            j += 1
+    if degree >= 3:
+        for i in range(n):
+            for k in range(i, n):
+                for m in range(k, n):
+                    x[j] = v[i] * v[k] * v[m]
+                    j += 1
     return j
 
 
@@ -213,7 +180,7 @@ def _fill(cls, s, dev, x):
     if cls == 0:  # gemm
         m, n, k = s[0], s[1], s[2]
         off = 0 if m <= _GEMM_SPLIT_M else 26
-        j = _poly3(_l(min(m, _MAX_GEMM_M)), _l(n), _l(k), x, off)
+        j = _monomials((_l(min(m, _MAX_GEMM_M)), _l(n), _l(k)), 3, x, off)
         j, base = _balance(s[3], s[4], dev, x, j)
         for tile_m in (64.0, 128.0, 256.0):
             tiles = math.ceil(m / tile_m) * math.ceil(n / 128.0)
@@ -229,7 +196,7 @@ def _fill(cls, s, dev, x):
         lb, ls = _l(min(b, _MAX_PREFILL_BATCH)), _l(min(sq, _MAX_PREFILL_SEQ))
         lh, ld = _l(h), _l(d) - 0.7
         lg, lc = _l(h / max(kvh, 1.0)), _l(1.0 + ctx)
-        j = _poly3_4(lb, ls, lh, ld, x, 0)
+        j = _monomials((lb, ls, lh, ld), 3, x, 0)
         x[j] = lg
         x[j + 1] = lg * ls
         x[j + 2] = lg * lb
@@ -254,7 +221,7 @@ def _fill(cls, s, dev, x):
         lb, lL = _l(min(b, _MAX_DECODE_BATCH)), _l(min(L, _MAX_DECODE_CTX))
         lk, ld = _l(kvh), _l(d) - 0.7
         lg = _l(h / max(kvh, 1.0))
-        j = _poly3_4(lb, lL, lk, ld, x, 0)
+        j = _monomials((lb, lL, lk, ld), 3, x, 0)
         x[j] = lg
         x[j + 1] = lg * lg
         x[j + 2] = lg * lb
@@ -281,7 +248,7 @@ def _fill(cls, s, dev, x):
     if cls == 3:  # moe
         T, H, I, K, E, ep, skew = s[0], s[1], s[2], s[3], s[4], s[5], s[6]
         lt = _l(T * K / max(E, 1.0))
-        j = _poly2(lt, _l(H) - 1.2, _l(I) - 1.1, x, 0)
+        j = _monomials((lt, _l(H) - 1.2, _l(I) - 1.1), 2, x, 0)
         x[j] = _l(E / max(ep, 1.0))
         x[j + 1] = _l(K)
         x[j + 2] = skew

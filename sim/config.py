@@ -342,14 +342,14 @@ def config_from_dict(data: dict, where: str = "") -> RunConfig:
 
 def load_yaml(path: str | Path) -> dict:
     """The nested mapping of a YAML run config (duplicate keys are errors; empty file = {})."""
-    from hwmodels.devices import _read_yaml
+    from workloads.yamlio import read_yaml
 
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config file: {e.strerror or e}") from None
-    data = _read_yaml(text, str(p))
+    data = read_yaml(text, str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):

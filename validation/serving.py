@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from validation.validate import error_stats
 from workloads.errors import ConfigError, TraceError, UnknownNameError
 
 SERVING_FORMATS = ("splitwise", "apex-vllm")
@@ -226,15 +227,6 @@ def _fitted_rows(fitted_on: str, fmt: str, file_name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- statistics
-def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
-    """APE statistics as fractions (0.08 = 8%), as the kernel validation reports them."""
-    ape = np.abs(pred - meas) / meas
-    if ape.size == 0:
-        return {"rows": 0, "mape": None, "median_ape": None, "p90_ape": None}
-    return {"rows": int(ape.size), "mape": float(np.mean(ape)), "median_ape": float(np.median(ape)),
-            "p90_ape": float(np.percentile(ape, 90))}
-
-
 def _report(values: list[dict], not_expressed: list[dict], split: str, extra: dict) -> dict:
     """``values``: dicts with name, hardware, metric, pred, meas, in_fit (one compared number each)."""
     if split != "all":

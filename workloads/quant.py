@@ -6,7 +6,6 @@ A ``KVCacheFormat`` says how many bytes one cached K or V element costs. Units: 
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import re
@@ -14,10 +13,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
 
 from workloads.errors import ConfigError
 from workloads.naming import NameIndex
+from workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "QuantFormat", "KVCacheFormat", "GRANULARITIES", "ACTIVATION_DTYPES", "COMPUTE_DTYPES",
@@ -205,22 +204,6 @@ class KVCacheFormat:
 
 # --------------------------------------------------------------------------- loading
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    mapping: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
 _QUANT_REQUIRED = ("name", "weight_type", "weight_bits", "activation_dtype", "compute_dtype", "kv_default", "source")
 _QUANT_OPTIONAL = ("aliases", "description", "granularity", "group_size", "block_shape", "scale_type",
                    "scale_bits", "zero_point_bits", "tensor_scale_bits", "dequant_flops_per_weight")
@@ -229,19 +212,6 @@ _KV_OPTIONAL = ("aliases", "description", "granularity", "group_size", "scale_bi
 _AUTO = "auto"
 
 
-def _fields(data: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]) -> dict:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    allowed = (*required, *optional)
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}")
-    for key in required:
-        if key not in data:
-            raise ConfigError(f"{where}: missing key {key!r}")
-    return data
 
 
 def _build(cls: type, where: str, data: dict) -> Any:
@@ -253,26 +223,21 @@ def _build(cls: type, where: str, data: dict) -> Any:
 
 def _parse_catalogue(text: str, where: str) -> tuple[dict[str, QuantFormat], NameIndex,
                                                       dict[str, KVCacheFormat], NameIndex]:
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
-    top = _fields(data, where, ("schema_version", "formats", "kv_formats"), ())
+    data = read_yaml(text, where)
+    top = check_fields(data, where, ("schema_version", "formats", "kv_formats"), ())
     if top["schema_version"] != 1:
         raise ConfigError(f"{where}: `schema_version` must be 1, got {top['schema_version']!r}")
     kv: dict[str, KVCacheFormat] = {}
     kv_index = NameIndex("KV-cache dtype")
     for i, item in enumerate(top["kv_formats"] or ()):
         at = f"{where}: kv_formats[{i}]"
-        fmt = _build(KVCacheFormat, at, _fields(item, at, _KV_REQUIRED, _KV_OPTIONAL))
+        fmt = _build(KVCacheFormat, at, check_fields(item, at, _KV_REQUIRED, _KV_OPTIONAL))
         _register(kv_index, kv, fmt, at)
     quant: dict[str, QuantFormat] = {}
     quant_index = NameIndex("quantization format")
     for i, item in enumerate(top["formats"] or ()):
         at = f"{where}: formats[{i}]"
-        fmt = _build(QuantFormat, at, _fields(item, at, _QUANT_REQUIRED, _QUANT_OPTIONAL))
+        fmt = _build(QuantFormat, at, check_fields(item, at, _QUANT_REQUIRED, _QUANT_OPTIONAL))
         if fmt.kv_default not in kv:
             raise ConfigError(f"{at}: `kv_default` must name a KV format ({', '.join(kv)}), got {fmt.kv_default!r}")
         _register(quant_index, quant, fmt, at)
