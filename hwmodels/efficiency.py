@@ -39,9 +39,9 @@ SHAPE_COLUMNS = {
     "elementwise": ("kind_code", "flops", "bytes"),
     "collective": ("kind_code", "ranks", "message_bytes", "traffic_factor"),
 }
-FEATURE_SET_VERSION = "v3"
+FEATURE_SET_VERSION = "v4"
 _GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
-# The polynomial terms see sizes clamped to the range every calibrated GPU was measured on, so the
+# The polynomial and correction terms see sizes clamped to the range every calibrated GPU was measured on, so the
 # fitted efficiency is held flat beyond it instead of extrapolating a cubic (the roofline base still
 # scales with the real size): GEMM rows <= 8192 tokens, prefill batch <= 256 and prompt <= 16384,
 # decode batch <= 2048 and context <= 131072.
@@ -186,7 +186,7 @@ def _fill(cls, s, dev, x):
             tiles = math.ceil(m / tile_m) * math.ceil(n / 128.0)
             x[j] = math.log(_wave_efficiency(tiles, dev[2]))
             j += 1
-        lm, ln, lk = math.log2(m), math.log2(n), math.log2(k)
+        lm, ln, lk = math.log2(min(m, _MAX_GEMM_M)), math.log2(n), math.log2(k)
         j = _hat2(lm, 0.0, 9, ln, 4.0, 7, x, 52)
         j = _hat2(lm, 0.0, 9, lk, 4.0, 7, x, j)
         _hat2(ln, 4.0, 7, lk, 4.0, 7, x, j)
@@ -211,7 +211,8 @@ def _fill(cls, s, dev, x):
         x[j] = math.log(_wave_efficiency(b * h * math.ceil(sq / 128.0), dev[2]))
         kv_len = min(span, max(w, sq)) if w > 0 else span
         j = _split_features(b * h * math.ceil(sq / 128.0), math.ceil(kv_len / _fa_block_n(d)), dev[2], x, j + 1)
-        lb2, ls2, lh2 = math.log2(b), math.log2(sq), math.log2(h)
+        lb2, ls2 = math.log2(min(b, _MAX_PREFILL_BATCH)), math.log2(min(sq, _MAX_PREFILL_SEQ))
+        lh2 = math.log2(h)
         j = _hat2(lb2, 0.0, 5, ls2, 0.0, 8, x, j)
         j = _hat2(lb2, 0.0, 5, lh2, 0.0, 5, x, j)
         _hat2(ls2, 0.0, 8, lh2, 0.0, 5, x, j)
@@ -240,7 +241,8 @@ def _fill(cls, s, dev, x):
         # decode packs a KV head's query heads into one 64-row query block (pack-GQA)
         mblocks = b * kvh * math.ceil(h / max(kvh, 1.0) / 64.0)
         j = _split_features(mblocks, math.ceil(kv_len / _fa_block_n(d)), dev[2], x, j + 1)
-        lb2, lL2, lk2 = math.log2(b), math.log2(L), math.log2(kvh)
+        lb2, lL2 = math.log2(min(b, _MAX_DECODE_BATCH)), math.log2(min(L, _MAX_DECODE_CTX))
+        lk2 = math.log2(kvh)
         j = _hat2(lb2, 0.0, 7, lL2, 0.0, 10, x, j)
         j = _hat2(lb2, 0.0, 7, lk2, 0.0, 3, x, j)
         _hat2(lL2, 0.0, 10, lk2, 0.0, 3, x, j)
