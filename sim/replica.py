@@ -209,44 +209,42 @@ class Replica:
     # ------------------------------------------------------------------ arrivals
     def submit(self, r: Request) -> bool:
         """Queue ``r`` now; ``False`` (and ``r.state = REJECTED``) when it can never fit."""
-        if not self.admissible(r):
-            r.state = REJECTED
-            r.replica = self.index
-            self.rejected += 1
+        if not self._admit(r):
             return False
-        r.replica = self.index
-        r.state = WAITING
         insort(self._waiting, r, key=request_key)
-        self.outstanding += 1
-        if not self._busy:
-            if not self._kick_pending:
-                self._kick_pending = True
-                self.kernel.schedule(self.kernel.now, PRIORITY_ITERATION, self._kick, None)
-        elif self._run_k > 1:
-            self._truncate()
+        self._wake()
         return True
 
     def submit_decoding(self, r: Request) -> bool:
         """Queue ``r`` whose prefill ran on another replica and whose KV is here now (``r.cached``
         tokens, ``r.generated >= 1``); ``False`` (``REJECTED``) when it can never fit."""
-        if not self.admissible(r):
-            r.state = REJECTED
-            r.replica = self.index
-            self.rejected += 1
+        if not self._admit(r):
             return False
-        r.replica = self.index
-        r.state = WAITING
         r.blocks = 0
         r.swapped = 0
         insort(self._resume, r, key=request_key)
+        self._wake()
+        return True
+
+    def _admit(self, r: Request) -> bool:
+        """Assign ``r`` to this replica as WAITING, or count it REJECTED when it can never fit."""
+        r.replica = self.index
+        if not self.admissible(r):
+            r.state = REJECTED
+            self.rejected += 1
+            return False
+        r.state = WAITING
         self.outstanding += 1
+        return True
+
+    def _wake(self) -> None:
+        """After a new request: start iterating if idle, else cut a planned decode run short."""
         if not self._busy:
             if not self._kick_pending:
                 self._kick_pending = True
                 self.kernel.schedule(self.kernel.now, PRIORITY_ITERATION, self._kick, None)
         elif self._run_k > 1:
             self._truncate()
-        return True
 
     def _bring_back(self) -> None:
         """Move resume requests into ``running`` FCFS while their blocks fit (see the module doc)."""
