@@ -8,10 +8,18 @@ calibration coefficients, weight and KV bytes per device) is computed once in ``
 
 One layer of each type (dense, MoE) is priced and multiplied by its count; the LM head and the
 sampler run once per iteration for every sequence in the batch; TP all-reduces follow attention
-and MLP in every layer. With ``pp > 1`` an iteration is priced as one pipeline stage's share of the
-layers (the steady-state rate of a full pipeline; no bubbles and no stage-to-stage transfers yet).
-Energy is that of all ``tp x pp`` devices of the replica (idle plus utilisation-proportional
+and MLP in every layer. With ``pp > 1`` an iteration passes through every stage in turn, as in
+vLLM's pipeline engine: its time is the sum of the stages' (all layers) plus one activation send
+per stage boundary (``tokens x hidden`` 16-bit values, each TP rank sending its ``1/tp`` share);
+the engine keeps ``pp`` such iterations in flight (virtual engines, see sim/runner.py). Energy is
+that of the ``tp`` devices of the stage running each operator (idle plus utilisation-proportional
 dynamic power).
+
+Where the replica sits on a cluster (``network=``, a :class:`PlanNetwork` built from a placement),
+a TP group spanning servers prices its all-reduces and the stage boundaries price their sends with
+the alpha-beta network model (hwmodels/collectives.py) over the group's real links; within one
+server the TP all-reduces keep the kernel-calibrated collective model (fitted per backend,
+including vLLM's custom all-reduce).
 
 What the serving engine adds to the kernels is an :class:`EngineProfile` (``engine=``; names in
 ``hwmodels/data/engines.yaml``): which kernels it fuses and which all-reduce it uses (changing the
@@ -42,7 +50,9 @@ from numba import njit
 from hwmodels import efficiency as eff
 from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
+from hwmodels.collectives import collective_coefficients
 from hwmodels.devices import DeviceSpec, get_device
+from hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
 from workloads import operators as ops
 from workloads.errors import ConfigError, OutOfMemoryError, PlanError
 from workloads.models import ModelSpec, get_model
@@ -51,7 +61,9 @@ from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant
 from workloads.yamlio import read_yaml
 
 # How an op's shape is built from the batch (column `kind` of the op table).
-_GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE = range(8)
+_GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
+# Most (alpha, beta) candidates of one network-priced op (hwmodels.collectives.collective_coefficients).
+_MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES.values())
 _PAR_WIDTH = 10
 # The largest GEMM row count (tokens) in the kernel data of every calibrated architecture
@@ -73,7 +85,7 @@ class IterationCost:
 
 @njit(cache=True)
 def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
-             op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape):
+             op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape):
     """(seconds, joules) of operator ``o`` (all its layers) in a batch; (0, 0) when the batch has no
     work for it."""
     n_p = prefill_lens.size
@@ -81,6 +93,18 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
     kind = op_kind[o]
     par = op_par[o]
     chunks = 1.0
+    if kind == _NET:
+        # network-priced transfer of tokens x par[0] bytes: the fastest of its alpha-beta candidates
+        if tokens <= 0:
+            return 0.0, 0.0
+        msg = tokens * par[0]
+        t = op_net[o, 0, 0] + op_net[o, 0, 1] * msg
+        for c in range(1, op_nnet[o]):
+            tc = op_net[o, c, 0] + op_net[o, c, 1] * msg
+            if tc < t:
+                t = tc
+        t *= op_mult[o]
+        return t, op_power[0] * t
     if kind == _GEMM_TOKENS or kind == _GEMM_SEQS:
         m = tokens if kind == _GEMM_TOKENS else seqs
         if m <= 0:
@@ -196,14 +220,14 @@ def _batch_size(prefill_lens, decode_ctx):
 
 @njit(cache=True)
 def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
-                      op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape, op_time):
+                      op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_time):
     """Seconds and joules of one iteration; per-op seconds (already multiplied) into ``op_time``."""
     tokens, seqs = _batch_size(prefill_lens, decode_ctx)
     total_t = 0.0
     total_e = 0.0
     for o in range(op_cls.size):
         t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
-                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape)
+                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape)
         op_time[o] = t
         total_t += t
         total_e += e
@@ -212,7 +236,7 @@ def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind
 
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
-                       op_dev, op_power, scratch, shape, op_time):
+                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_time):
     """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step.
 
     Only decode attention depends on the context, so the other operators are priced once; the
@@ -226,7 +250,8 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     e_op = np.zeros(n_ops)
     for o in range(n_ops):
         t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
-                                    op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape)
+                                    op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+                                    shape)
     times = np.empty(steps)
     energies = np.empty(steps)
     for k in range(steps):
@@ -236,8 +261,8 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             for o in range(n_ops):
                 if op_kind[o] == _ATTN_DECODE:
                     t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par,
-                                                op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, scratch,
-                                                shape)
+                                                op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net,
+                                                op_nnet, scratch, shape)
         total_t = 0.0
         total_e = 0.0
         for o in range(n_ops):
@@ -392,18 +417,33 @@ def list_engines() -> tuple[str, ...]:
     return _engine_catalogue()[1].names()
 
 
+@dataclass(frozen=True)
+class PlanNetwork:
+    """Where a replica's groups sit on a cluster: ``tp`` the topology of one TP group (None: one
+    server, kernel-calibrated all-reduce), ``stage_links`` the topology of each stage boundary's send
+    (``pp - 1`` entries, from hwmodels.plans.Placement.stage_link), ``arch`` the architecture hint
+    of the network parameters."""
+
+    tp: GroupTopology | None = None
+    stage_links: tuple[GroupTopology, ...] = ()
+    arch: str = ""
+
+
 class Deployment:
     """A model served on ``tp x pp`` devices of one kind with given weight and KV formats, run by
     the serving ``engine`` (an :class:`EngineProfile` or its name; default ``kernels``: no engine
     overhead). ``overhead_s`` adds a fixed time to every iteration on top of the engine's.
 
-    Raises PlanError for impossible degrees and OutOfMemoryError when weights do not fit.
+    ``layer_split``: layers of each pipeline stage (default even); ``network``: a :class:`PlanNetwork`
+    placing the replica's groups on a cluster (default: one server joined by the device's scale-up
+    link). Raises PlanError for impossible degrees and OutOfMemoryError when weights do not fit.
     """
 
     def __init__(self, model: ModelSpec | str, device: DeviceSpec | str, *, quant: QuantFormat | str = "bf16",
                  kv_dtype: KVCacheFormat | str = "auto", tp: int = 1, ep: int = 1, pp: int = 1,
                  profile: Profile | None = None, overhead_s: float = 0.0,
-                 engine: EngineProfile | str = "kernels"):
+                 engine: EngineProfile | str = "kernels", layer_split: tuple[int, ...] | None = None,
+                 network: PlanNetwork | None = None):
         self.model = get_model(model) if isinstance(model, str) else model
         self.device = get_device(device) if isinstance(device, str) else device
         self.quant = get_quant_format(quant) if isinstance(quant, str) else quant
@@ -426,8 +466,12 @@ class Deployment:
         self._prefill_s = host.prefill_s
         self._prefill_seq_s = host.prefill_per_seq_s
         self._seq_s = host.per_seq_s
-        self._launch_s = host.layer_launch_s * math.ceil(self.model.num_layers / self.pp)
+        self._launch_s = host.layer_launch_s * self.model.num_layers
         self._graph_max = self.engine.graph_max_batch if self.engine.cuda_graphs else -1
+        self.layer_split = None if layer_split is None else tuple(int(x) for x in layer_split)
+        if network is not None and not isinstance(network, PlanNetwork):
+            raise ConfigError(f"`network` must be a PlanNetwork, got {type(network).__name__}")
+        self.network = network
         self._check_plan()
         self._build_ops()
         self._scratch = np.zeros(_MAX_FEATURES)
@@ -454,6 +498,16 @@ class Deployment:
             raise PlanError(f"ep={ep} given but {m.name} has no experts; use ep=1")
         if m.num_layers < pp:
             raise PlanError(f"pp={pp} exceeds the {m.num_layers} layers of {m.name}")
+        if self.layer_split is not None:
+            if len(self.layer_split) != pp or min(self.layer_split) < 1 or sum(self.layer_split) != m.num_layers:
+                raise PlanError(f"`layer_split` {list(self.layer_split)} must give pp={pp} positive layer counts "
+                                f"summing to the {m.num_layers} layers of {m.name}")
+        if self.network is not None:
+            if len(self.network.stage_links) != pp - 1:
+                raise PlanError(f"the placement gives {len(self.network.stage_links)} stage links but pp={pp} "
+                                f"needs {pp - 1}")
+            if self.network.tp is not None and self.network.tp.ranks != tp:
+                raise PlanError(f"the placement's TP group has {self.network.tp.ranks} ranks but tp={tp}")
         if not self.device.supports(self.quant.compute_dtype):
             raise PlanError(f"{self.device.name} has no {self.quant.compute_dtype} units to run "
                             f"{self.quant.name}; choose a format whose compute dtype it has "
@@ -463,6 +517,14 @@ class Deployment:
     def num_devices(self) -> int:
         return self.tp * self.pp
 
+    @property
+    def stage_layers(self) -> tuple[int, ...]:
+        """Layers of each pipeline stage (``layer_split`` or an even split)."""
+        if self.layer_split is not None:
+            return self.layer_split
+        base, rest = divmod(self.model.num_layers, self.pp)
+        return tuple(base + (1 if s < rest else 0) for s in range(self.pp))
+
     # -- memory -------------------------------------------------------------------------------
     @property
     def weight_bytes_per_device(self) -> float:
@@ -471,7 +533,7 @@ class Deployment:
         br = self.model.param_breakdown()
         layer_params = sum(br.values()) - br["embedding"] - br["lm_head"]
         # experts: E/ep per rank, each sharded tp/ep ways -> a 1/tp share, like every other layer weight
-        per_dev = layer_params * self.quant.bytes_per_weight / self.tp / self.pp
+        per_dev = layer_params * self.quant.bytes_per_weight / self.tp * max(self.stage_layers) / self.model.num_layers
         per_dev += (br["embedding"] + br["lm_head"]) * 2.0 / self.tp
         return per_dev
 
@@ -479,7 +541,7 @@ class Deployment:
     def kv_bytes_per_token_per_device(self) -> float:
         """KV-cache bytes one token occupies on one device (its layers, its share of KV heads)."""
         m = self.model
-        layers = math.ceil(m.num_layers / self.pp)
+        layers = max(self.stage_layers)
         if m.mla is not None:
             per_layer = m.kv_cache_elements_per_token()  # the latent is replicated on every TP rank
         else:
@@ -518,9 +580,10 @@ class Deployment:
         wb = q.bytes_per_weight
         deq = q.dequant_flops_per_weight
         gemm_group = "bf16" if q.name in ("bf16", "fp16", "fp32") else q.name
-        layers_dense = m.num_dense_layers / self.pp
-        layers_moe = m.num_moe_layers / self.pp
-        layers_all = m.num_layers / self.pp
+        # an iteration passes through every stage: all layers, one after another
+        layers_dense = float(m.num_dense_layers)
+        layers_moe = float(m.num_moe_layers)
+        layers_all = float(m.num_layers)
         H = m.hidden_size
         heads = m.num_heads // tp
 
@@ -585,7 +648,11 @@ class Deployment:
         gemm("lm_head", m.vocab_size // tp, m.token_embed_dim, 1.0, kind=_GEMM_SEQS, group="bf16", a=2.0, w=2.0, dq=0.0)
         self._ew(rows, "sampling", "sampling", m.vocab_size, 1.0, row_kind=_EW_SEQS)
         # tensor-parallel all-reduces after attention and after the MLP of every layer
-        if tp > 1:
+        net = self.network
+        if tp > 1 and net is not None and net.tp is not None and net.tp.nodes > 1:
+            coef = collective_coefficients("all_reduce", net.tp, arch=net.arch or d.arch_class)
+            rows.append(("allreduce_network", "collective", "nccl", _NET, (H * 2.0,), 2 * layers_all, "bf16", coef))
+        elif tp > 1:
             ar = (0.0, float(tp), H * 2.0)
             ar_bw = float(self.host_overhead.allreduce_bus_bytes_per_s)
             has_nvlink = d.scale_up_link.kind in ("nvlink", "xgmi")
@@ -599,6 +666,17 @@ class Deployment:
             else:
                 rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE, (*ar, 0.0, math.inf, ar_bw),
                              2 * layers_all, "bf16"))
+        # pipeline: each stage boundary sends the hidden states, every TP rank its 1/tp share
+        for b in range(self.pp - 1):
+            if net is not None:
+                topo, arch = net.stage_links[b], net.arch or d.arch_class
+            else:
+                link = d.scale_up_link if d.scale_up_link is not None else d.host_link
+                kind = link.kind if link.kind in INTRA_TRANSPORTS else "pcie"
+                topo = single_node_group(2, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
+                arch = d.arch_class
+            coef = collective_coefficients("send_recv", topo, arch=arch)
+            rows.append((f"pp_send_{b}", "collective", "nccl", _NET, (H * 2.0 / tp,), 1.0, "bf16", coef))
         self._pack(rows)
 
     @staticmethod
@@ -609,6 +687,8 @@ class Deployment:
 
     def _pack(self, rows) -> None:
         n = len(rows)
+        self._net = np.zeros((n, _MAX_NET, 2))
+        self._nnet = np.zeros(n, np.int64)
         self.op_names = tuple(r[0] for r in rows)
         self.op_param_keys = []
         self._cls = np.zeros(n, np.int64)
@@ -622,7 +702,18 @@ class Deployment:
         d = self.device
         bw = d.memory_bandwidth_bytes_per_s
         link = d.scale_up_link.bandwidth_bytes_per_s if d.scale_up_link is not None else bw
-        for i, (name, cls, group, kind, par, mult, compute) in enumerate(rows):
+        for i, (name, cls, group, kind, par, mult, compute, *net) in enumerate(rows):
+            if kind == _NET:
+                coef = np.asarray(net[0], dtype=np.float64)[:_MAX_NET]
+                self._net[i, :len(coef)] = coef
+                self._nnet[i] = len(coef)
+                self.op_param_keys.append("network")
+                self._kind[i] = kind
+                self._par[i, :len(par)] = par
+                self._mult[i] = mult
+                self._cls[i] = eff.CLASS_INDEX[cls]
+                self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
+                continue
             p, key = self.profile.lookup(d.arch_class, cls, group)
             self.op_param_keys.append(key)
             self._cls[i] = eff.CLASS_INDEX[cls]
@@ -650,7 +741,7 @@ class Deployment:
             return 0.0, 0.0
         g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                 self._scratch, self._shape, self._op_time)
+                                 self._net, self._nnet, self._scratch, self._shape, self._op_time)
         t = g
         if n_p:
             t = max(t, self._launch_s) + (self._iter_s + self._prefill_s + self._prefill_seq_s * n_p
@@ -659,7 +750,7 @@ class Deployment:
             if seqs > self._graph_max:
                 t = max(t, self._launch_s)
             t = t + (self._iter_s + self._seq_s * seqs)
-        return t, (e + self._power[0] * (t - g)) * self.num_devices
+        return t, (e + self._power[0] * (t - g)) * self.tp
 
     def decode_run(self, decode_ctx: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """(seconds[steps], joules[steps]) of consecutive decode-only iterations; step k costs
@@ -671,12 +762,12 @@ class Deployment:
             return z, z.copy()
         g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                  self._scratch, self._shape, self._op_time)
+                                  self._net, self._nnet, self._scratch, self._shape, self._op_time)
         t = g
         if seqs > self._graph_max:
             t = np.maximum(t, self._launch_s)
         t = t + (self._iter_s + self._seq_s * seqs)
-        return t, (e + self._power[0] * (t - g)) * self.num_devices
+        return t, (e + self._power[0] * (t - g)) * self.tp
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

@@ -22,6 +22,16 @@ def _cmd_validate(args) -> int:
     from hwmodels.calibration import load_profile
     from workloads.errors import ConfigError
 
+    if args.format == "published":
+        from validation.published import format_table as published_table
+        from validation.published import validate_published
+
+        if len(args.paths) != 1:
+            raise ConfigError("--format published takes one paper_figures.csv path")
+        report = validate_published(args.paths[0])
+        print(json.dumps(report) if args.json else published_table(report))
+        return 0
+
     paths = args.paths or [str(DEFAULT_KERNEL_DATA)]
     profile = load_profile(args.profile) if args.profile else None
     serving = args.format in SERVING_FORMATS
@@ -56,6 +66,8 @@ def _cmd_validate(args) -> int:
 # Flags of `simulate run` -> the dotted config field they set (see sim/config.py).
 RUN_FLAGS = {
     "model": "deployment.model", "device": "deployment.device", "num_devices": "deployment.num_devices",
+    "cluster": "deployment.cluster", "num_nodes": "deployment.num_nodes", "placement": "deployment.placement",
+    "layer_split": "deployment.layer_split",
     "tp": "deployment.tp", "pp": "deployment.pp", "dp": "deployment.dp", "ep": "deployment.ep",
     "quant": "deployment.quant", "kv_dtype": "deployment.kv_dtype", "engine": "deployment.engine",
     "profile": "deployment.profile",
@@ -109,6 +121,13 @@ def run_config(args):
         data["disagg"] = {}
     merged = apply(data, {RUN_FLAGS[k]: v for k, v in flags.items()})
     return config_from_dict(merged, where)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _fmt_value(v) -> str:
@@ -210,14 +229,31 @@ def _cmd_devices(args) -> int:
     return 0
 
 
+def _cmd_clusters(args) -> int:
+    from hwmodels.cluster import get_cluster, list_clusters
+
+    for name in list_clusters():
+        c = get_cluster(name)
+        kinds = ", ".join(c.device_kinds())
+        print(f"{name:22s} {c.num_nodes:3d} server(s) {c.num_devices:4d} x {kinds:16s} {c.description[:70]}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from sim.train_cli import run_train
+
+    return run_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simulate", description="Simulate and validate LLM serving on heterogeneous hardware.")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="predict measured runs and report errors")
     v.add_argument("paths", nargs="*", help="measurement files or folders (default: the shipped kernel data)")
-    v.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS, *SERVING_FORMATS],
-                   help="measurement format (auto-detected by default); splitwise and apex-vllm are serving runs")
+    v.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS, *SERVING_FORMATS, "published"],
+                   help="measurement format (auto-detected by default); splitwise and apex-vllm are serving runs; "
+                        "published = a paper_figures.csv of published figures")
     v.add_argument("--device", help="device of every row (overrides what the file says)")
     v.add_argument("--model", help="model of every row (vidur files name it in their path)")
     v.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
@@ -238,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model")
     g.add_argument("--device")
     g.add_argument("--num-devices", type=int, help="devices in all; num_devices / (tp x pp) replicas behind the router")
+    g.add_argument("--cluster", help="built-in cluster (simulate clusters) or a cluster YAML; default: the natural "
+                                     "cluster of --device")
+    g.add_argument("--num-nodes", type=int, help="servers of a one-group --cluster")
+    g.add_argument("--placement", choices=["nic-aware", "naive"], help="how ranks are placed on the cluster")
+    g.add_argument("--layer-split", type=_int_list, help="layers per pipeline stage, e.g. 40,40")
     g.add_argument("--tp", type=int)
     g.add_argument("--pp", type=int)
     g.add_argument("--dp", type=int, help="data-parallel replicas (instead of --num-devices)")
@@ -302,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_models)
     d = sub.add_parser("devices", help="list the built-in device catalogue")
     d.set_defaults(func=_cmd_devices)
+    cl = sub.add_parser("clusters", help="list the built-in clusters")
+    cl.set_defaults(func=_cmd_clusters)
+
+    from sim.train_cli import add_parser as add_train_parser
+
+    add_train_parser(sub, _cmd_train, _int_list)
 
     from validation.profiler import build_parser as add_profile_parser  # light: imports no torch
 

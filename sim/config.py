@@ -8,6 +8,8 @@ models and a request source. Example (every key optional)::
     seed: 0
     deployment: {model: llama-2-70b, device: h100, tp: 8, num_devices: 8, quant: bf16,
                  kv_dtype: auto, engine: vllm}
+    # or on a cluster (a built-in name or a cluster YAML; see hwmodels/data/clusters/):
+    # deployment: {cluster: dgx-h100, num_nodes: 2, tp: 8, pp: 2, placement: nic-aware}
     serving: {scheduler: vllm, max_batch_size: 256, max_batched_tokens: 8192, block_size: 16,
               gpu_memory_utilization: 0.9, preemption: recompute, swap_space_gib: 4}
     workload: {name: azure-conv, num_requests: 1000}      # or trace: file.csv; rate: 2.0 (Poisson QPS)
@@ -73,10 +75,20 @@ class DeploymentSection:
     """What runs where: ``num_devices`` devices in ``num_devices / (tp * pp)`` data-parallel replicas
     (``dp`` may be given instead; default one replica). ``engine``: a serving-engine profile
     (``hwmodels/data/engines.yaml``: ``kernels``, ``vllm-0.2``, ``vllm-0.6`` a.k.a. ``vllm``);
-    ``profile``: a calibration profile JSON (default: the shipped one)."""
+    ``profile``: a calibration profile JSON (default: the shipped one).
+
+    ``cluster``: a built-in cluster or a cluster YAML (``num_nodes`` replicates a one-group cluster);
+    without one, ``device`` x ``num_devices`` builds the natural cluster of that device (servers of
+    its NVLink/xGMI domain). ``device`` defaults to the cluster's device kind (else h100).
+    ``placement``: nic-aware (Holmes; TP/DP groups inside NIC-homogeneous servers) or naive
+    (Megatron rank order, one job-wide transport); ``layer_split``: layers per pipeline stage."""
 
     model: str = DEFAULT_MODEL
-    device: str = DEFAULT_DEVICE
+    device: str | None = None
+    cluster: str | None = None
+    num_nodes: int | None = None
+    placement: str = "nic-aware"
+    layer_split: tuple[int, ...] | None = None
     num_devices: int | None = None
     tp: int = DEFAULT_TP
     pp: int = 1
@@ -88,9 +100,20 @@ class DeploymentSection:
     profile: str | None = None
 
     def __post_init__(self) -> None:
-        for k in ("model", "device", "quant", "kv_dtype", "engine"):
+        for k in ("model", "quant", "kv_dtype", "engine"):
             _str(k, getattr(self, k))
-        _str("profile", self.profile, optional=True)
+        for k in ("device", "cluster", "profile"):
+            _str(k, getattr(self, k), optional=True)
+        _int("num_nodes", self.num_nodes, optional=True)
+        _str("placement", self.placement, choices=("nic-aware", "naive"))
+        if self.layer_split is not None:
+            if not isinstance(self.layer_split, (list, tuple)) or not self.layer_split:
+                raise ConfigError(f"`layer_split` must be a list of layer counts, one per stage, got {self.layer_split!r}")
+            for v in self.layer_split:
+                _int("layer_split entry", v)
+            if len(self.layer_split) != self.pp:
+                raise ConfigError(f"`layer_split` has {len(self.layer_split)} entries but pp={self.pp}")
+            object.__setattr__(self, "layer_split", tuple(self.layer_split))
         for k in ("tp", "pp", "ep"):
             _int(k, getattr(self, k))
         _int("num_devices", self.num_devices, optional=True)
@@ -323,7 +346,7 @@ def _build(cls: type, data: Any, where: str):
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{where}: unknown key {key!r}{hint}; allowed keys: {', '.join(names)}")
-        sub = _SECTIONS.get(key)
+        sub = _SECTIONS.get(key) if cls in (RunConfig, DisaggSection) else None
         if sub is not None and (value is not None or key not in ("disagg", "static_batch")):
             value = _build(sub, value, f"{where}.{key}" if where else key)
         kwargs[key] = value

@@ -16,7 +16,8 @@ from sim.config import DEFAULT_NUM_REQUESTS, DEFAULT_WORKLOAD, PoolSection, RunC
 from sim.metrics import SLO
 from sim.replica import ReplicaConfig
 from sim.schedulers import SchedulerConfig
-from workloads.errors import ConfigError
+from sim.config import DEFAULT_DEVICE
+from workloads.errors import ConfigError, PlanError
 
 GIB = 2**30
 #: One 400 Gb/s NDR InfiniBand NIC per GPU (DGX H100: 8 ConnectX-7) [S]; per direction, bytes/s.
@@ -34,29 +35,136 @@ class RunOutput:
     static: bool
 
 
-def build_deployment(cfg: RunConfig, pool: PoolSection | None = None):
-    """The :class:`Deployment` of the main deployment, or of a disaggregated ``pool``."""
-    from hwmodels.deployment import Deployment
+@dataclass
+class Layout:
+    """A pool of DP replicas placed on a cluster: one :class:`Deployment` per replica (replicas whose
+    groups sit alike share one object)."""
 
+    cluster: object
+    placement: object
+    deployments: list
+
+    @property
+    def num_devices(self) -> int:
+        return sum(dep.num_devices for dep in self.deployments)
+
+    def info(self) -> dict:
+        return {"cluster": self.cluster.name, **self.placement.describe()}
+
+
+def _pool_settings(cfg: RunConfig, pool: PoolSection | None):
     d = cfg.deployment
     device = d.device if pool is None or pool.device is None else pool.device
     tp = d.tp if pool is None or pool.tp is None else pool.tp
     pp = d.pp if pool is None else pool.pp
     engine = d.engine if pool is None or pool.engine is None else pool.engine
+    replicas = d.replicas if pool is None else pool.replicas
+    return device, tp, pp, engine, replicas
+
+
+def run_cluster(cfg: RunConfig):
+    """The cluster of the run: ``deployment.cluster`` (with ``num_nodes``), or None."""
+    d = cfg.deployment
+    if d.cluster is None:
+        if d.num_nodes is not None:
+            raise ConfigError("`num_nodes` needs a `cluster` (a built-in name or a cluster YAML)")
+        return None
+    from hwmodels.cluster import get_cluster
+
+    return get_cluster(d.cluster, num_nodes=d.num_nodes)
+
+
+def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=None,
+                 first_device: int = 0) -> Layout:
+    """Place the deployment (or a disaggregated ``pool``) and build each replica's cost model.
+
+    On ``cluster`` (default: the run's cluster, else the natural cluster of the device) the pool
+    takes devices from ``first_device`` on; the main deployment uses the placement strategy of the
+    config, a pool of a disaggregated run the Megatron order from ``first_device``."""
+    from hwmodels.cluster import natural_cluster
+    from hwmodels.deployment import Deployment, PlanNetwork
+    from hwmodels.plans import ParallelPlan, place
+
+    d = cfg.deployment
+    device, tp, pp, engine, replicas = _pool_settings(cfg, pool)
+    cluster = cluster if cluster is not None else run_cluster(cfg)
+    if cluster is None:
+        n = d.num_devices if pool is None and d.num_devices is not None else replicas * tp * pp
+        cluster = natural_cluster(device or DEFAULT_DEVICE, n)
+        first_device = 0
+    elif d.num_devices is None and d.dp is None and pool is None:
+        # a cluster without explicit counts: as many replicas as its (matching) devices hold
+        usable = sum(1 for i in range(cluster.num_devices) if device is None
+                     or cluster.device(i).name == _device_name(device))
+        replicas = max(1, usable // (tp * pp))
+    layer_split = d.layer_split if pool is None else None
+    plan = ParallelPlan(tp=tp, pp=pp, dp=replicas, ep=d.ep, layer_split=layer_split)
+    need = plan.num_devices
+    if first_device + need > cluster.num_devices:
+        raise PlanError(f"the deployment needs {need} devices (dp {replicas} x pp {pp} x tp {tp}) but cluster "
+                        f"{cluster.name} has {cluster.num_devices - first_device} left; lower the counts or "
+                        f"use a larger cluster (num_nodes)")
+    if pool is None and first_device == 0 and not _needs_device_filter(cluster, device):
+        placement = place(plan, cluster, d.placement, dp_communicates=False)
+    else:
+        devs = _matching_devices(cluster, device, first_device)
+        if len(devs) < need:
+            raise PlanError(f"cluster {cluster.name} has {len(devs)} free {device} devices but the pool needs {need}")
+        arr = np.array(devs[:need], dtype=np.int64).reshape(pp, replicas, tp).transpose(1, 0, 2)
+        placement = place(plan, cluster, "explicit", devices=arr)
     profile = None
     if d.profile is not None:
         from hwmodels.calibration import load_profile
 
         profile = load_profile(d.profile)
-    return Deployment(d.model, device, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
-                      engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile)
+    built: dict = {}
+    deps = []
+    for r in range(replicas):
+        kinds = {cluster.device(i).name for i in placement.replica_devices(r)}
+        if len(kinds) > 1:
+            raise PlanError(f"replica {r} would span device kinds {sorted(kinds)} on {cluster.name}; choose tp/pp "
+                            f"so that each replica sits on one kind, or name the `device` to use")
+        spec = cluster.device(placement.replica_devices(r)[0])
+        net = PlanNetwork(tp=placement.group_topology(placement.tp_group(r, 0)),
+                          stage_links=tuple(placement.stage_link(s, r, replica_only=True) for s in range(pp - 1)),
+                          arch=spec.arch_class)
+        key = (spec.name, net)
+        if key not in built:
+            built[key] = Deployment(d.model, spec, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
+                                    engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile,
+                                    layer_split=layer_split, network=net)
+        deps.append(built[key])
+    return Layout(cluster, placement, deps)
+
+
+def _device_name(device: str) -> str:
+    from hwmodels.devices import get_device
+
+    return get_device(device).name
+
+
+def _needs_device_filter(cluster, device) -> bool:
+    return device is not None and any(cluster.device(i).name != _device_name(device)
+                                      for i in range(cluster.num_devices))
+
+
+def _matching_devices(cluster, device, first: int) -> list[int]:
+    want = None if device is None else _device_name(device)
+    return [i for i in range(first, cluster.num_devices) if want is None or cluster.device(i).name == want]
+
+
+def build_deployment(cfg: RunConfig, pool: PoolSection | None = None):
+    """The :class:`Deployment` of the first replica of the main deployment, or of a disaggregated ``pool``."""
+    return build_layout(cfg, pool).deployments[0]
 
 
 def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
                    max_batched_tokens: int | None = None, policy: str | None = None) -> ReplicaConfig:
-    """A replica of ``dep`` with the serving section's knobs."""
+    """One engine of ``dep`` with the serving section's knobs. A pipeline-parallel replica runs
+    ``pp`` virtual engines (vLLM's), each with its own scheduler and ``1/pp`` of the KV cache, and
+    this is the config of one of them."""
     s = cfg.serving
-    kv_tokens = dep.kv_capacity_tokens(s.gpu_memory_utilization)
+    kv_tokens = dep.kv_capacity_tokens(s.gpu_memory_utilization) // dep.pp
     if kv_tokens < s.block_size:
         raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
                           f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
@@ -65,7 +173,7 @@ def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
         kv_capacity_tokens=int(kv_tokens), block_size=s.block_size, watermark_fraction=s.watermark,
         scheduler=SchedulerConfig(policy=policy or s.scheduler, max_num_seqs=max_num_seqs or s.max_batch_size,
                                   max_num_batched_tokens=max_batched_tokens or s.max_batched_tokens),
-        idle_power_w=dep.device.power.idle_w * dep.num_devices, preemption=s.preemption,
+        idle_power_w=dep.device.power.idle_w * dep.tp, preemption=s.preemption,
         swap_blocks=swap_tokens // s.block_size,
         swap_s_per_block=s.block_size * dep.swap_seconds_per_token())
 
@@ -134,9 +242,10 @@ def _slo(cfg: RunConfig) -> SLO | None:
 
 def _deployment_info(dep, rc: ReplicaConfig) -> dict:
     return {"model": dep.model.name, "device": dep.device.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep,
+            "layer_split": list(dep.stage_layers),
             "quant": dep.quant.name, "kv_dtype": dep.kv.name, "engine": dep.engine.name,
             "weight_gib_per_device": dep.weight_bytes_per_device / GIB,
-            "kv_capacity_tokens": rc.num_blocks * rc.block_size, "kv_blocks": rc.num_blocks,
+            "kv_capacity_tokens": rc.num_blocks * rc.block_size * dep.pp, "kv_blocks": rc.num_blocks * dep.pp,
             "swap_blocks": rc.swap_blocks}
 
 
@@ -153,19 +262,28 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
         return _run_disagg(cfg, tracer, want_records)
     from sim.cluster import simulate
 
-    dep = build_deployment(cfg)
-    rc = replica_config(cfg, dep)
+    layout = build_layout(cfg)
+    configs: dict[int, ReplicaConfig] = {}
+    engines, models = [], []
+    for dep in layout.deployments:
+        if id(dep) not in configs:
+            configs[id(dep)] = replica_config(cfg, dep)
+        # a pipeline-parallel replica: pp virtual engines behind the router
+        engines += [configs[id(dep)]] * dep.pp
+        models += [dep] * dep.pp
     trace = load_requests(cfg)
-    n = cfg.deployment.replicas
-    result = simulate(trace, rc, dep, num_replicas=n, router=cfg.cluster.router, seed=cfg.seed,
+    result = simulate(trace, engines, models, router=cfg.cluster.router, seed=cfg.seed,
                       keep_requests=want_records, slo=_slo(cfg), tracer=tracer)
+    dep = layout.deployments[0]
     summary = dict(result.summary)
     summary["mode"] = "serving"
     summary["workload"] = trace.name
     summary["requests"] = len(trace)
-    summary["replicas"] = n
-    summary["num_devices"] = n * dep.num_devices
-    summary["deployment"] = _deployment_info(dep, rc)
+    summary["replicas"] = len(layout.deployments)
+    summary["virtual_engines"] = len(engines)
+    summary["num_devices"] = layout.num_devices
+    summary["deployment"] = _deployment_info(dep, configs[id(dep)])
+    summary["placement"] = layout.info()
     return RunOutput(summary, result, tracer, False)
 
 
@@ -199,9 +317,20 @@ def _run_static(cfg: RunConfig, tracer) -> RunOutput:
     return RunOutput(summary, result, tracer, True)
 
 
-def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d) -> tuple[float, float]:
-    """(seconds per prompt token, latency) of moving KV from a prefill to a decode replica: the
-    prefill replica's KV bytes over ``min(devices)`` links in parallel."""
+def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tuple[float, float]:
+    """(seconds per prompt token, latency) of moving KV from a prefill to a decode replica.
+
+    On a cluster (``layouts`` = the two pools' :class:`Layout`): over the cluster path between the
+    first prefill and the first decode replica (NVLink inside a server, the NICs across servers),
+    each prefill device sending its shard to a peer. Otherwise the prefill replica's KV bytes over
+    ``min(devices)`` links of the ``disagg.link`` kind in parallel."""
+    if layouts is not None:
+        from hwmodels.plans import transfer_coefficients
+
+        lay_p, lay_d = layouts
+        alpha, beta = transfer_coefficients(lay_p.cluster, lay_p.placement.replica_devices(0),
+                                            lay_d.placement.replica_devices(0))
+        return dep_p.kv_bytes_per_token * beta, alpha
     dg = cfg.disagg
     if dg.link_bandwidth_gb_s is not None:
         bw = dg.link_bandwidth_gb_s * 1e9
@@ -219,13 +348,17 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
     from sim.disagg import simulate_disagg
 
     dg = cfg.disagg
-    dep_p = build_deployment(cfg, dg.prefill)
-    dep_d = build_deployment(cfg, dg.decode)
+    cluster = run_cluster(cfg)
+    lay_p = build_layout(cfg, dg.prefill, cluster=cluster)
+    lay_d = build_layout(cfg, dg.decode, cluster=cluster,
+                         first_device=lay_p.num_devices if cluster is not None else 0)
+    dep_p, dep_d = lay_p.deployments[0], lay_d.deployments[0]
     if dep_p.kv.bytes_per_element != dep_d.kv.bytes_per_element:
         raise ConfigError("prefill and decode pools must store the KV cache in the same format")
     rc_p = replica_config(cfg, dep_p)
     rc_d = replica_config(cfg, dep_d)
-    s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d)
+    s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d,
+                                                    (lay_p, lay_d) if cluster is not None else None)
     trace = load_requests(cfg)
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,

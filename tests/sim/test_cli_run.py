@@ -45,7 +45,11 @@ def test_json_has_the_issue_keys_and_every_summary_key(capsys):
 
 def test_bare_run_is_the_documented_default():
     cfg = cfg_of()
-    assert (cfg.deployment.model, cfg.deployment.device, cfg.deployment.tp) == ("llama-2-70b", "h100", 8)
+    assert (cfg.deployment.model, cfg.deployment.device, cfg.deployment.tp) == ("llama-2-70b", None, 8)
+    from sim.runner import build_deployment
+
+    dep = build_deployment(cfg)  # no device and no cluster: the natural cluster of H100s
+    assert (dep.device.name, dep.tp) == ("h100-sxm", 8)
     assert cfg.workload.name is None and cfg.static_batch is None and cfg.disagg is None
 
 

@@ -30,6 +30,7 @@ REQUIRED = {
     "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3.1-8b", "llama-3.1-70b",
     "llama-3.1-405b", "mistral-7b", "mixtral-8x7b", "mixtral-8x22b", "qwen-72b", "qwen2.5-72b", "codellama-34b",
     "internlm-20b", "phi-2", "opt-66b", "opt-175b", "bloom-176b", "gpt3-175b", "deepseek-v3",
+    "gpt-7.5b", "gpt-39.1b",
 }
 
 # Published totals written down here independently of the JSON files, so the 1% check cannot be
@@ -53,6 +54,8 @@ HARD_CODED_TOTALS = {
     "bloom-176b": 176.2e9,
     "gpt3-175b": 175e9,
     "deepseek-v3": 671e9,
+    "gpt-7.5b": 7.5e9,  # Megatron-LM (Narayanan et al. 2021) Table 1
+    "gpt-39.1b": 39.1e9,  # same table; Holmes (arXiv 2312.03549)
 }
 
 # Exact totals known from model cards / papers / safetensors metadata.

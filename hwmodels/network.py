@@ -1,0 +1,94 @@
+"""The vocabulary shared by clusters (hwmodels/cluster.py) and collectives (hwmodels/collectives.py).
+
+A cluster resolves a communication group (a set of concrete devices) into a :class:`GroupTopology`:
+how many ranks, how they sit on nodes, and the link class joining ranks inside a node and between
+nodes. Collective models consume only that, so they never walk the cluster graph themselves.
+
+Bandwidths are bytes per second per rank in one direction (what one rank can push while all
+ranks of the group push at once); latencies are seconds per hop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workloads.errors import ConfigError
+
+# Transports a collective runs over. Inside a node: nvlink, xgmi (AMD Infinity Fabric) or pcie
+# (through host bridges / a PCIe switch). Between nodes: ib (InfiniBand verbs), roce (RoCE v2
+# verbs) or tcp (NCCL's socket transport over any IP network, including IPoIB and plain Ethernet).
+INTRA_TRANSPORTS = ("nvlink", "xgmi", "pcie")
+INTER_TRANSPORTS = ("ib", "roce", "tcp")
+TRANSPORTS = INTRA_TRANSPORTS + INTER_TRANSPORTS
+
+
+@dataclass(frozen=True)
+class LinkClass:
+    """One class of link a group's traffic crosses: ``transport`` (see TRANSPORTS),
+    ``bandwidth_bytes_per_s`` per rank per direction, ``latency_s`` per hop."""
+
+    transport: str
+    bandwidth_bytes_per_s: float
+    latency_s: float
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+        bw = self.bandwidth_bytes_per_s
+        if isinstance(bw, bool) or not isinstance(bw, (int, float)) or not math.isfinite(bw) or bw <= 0:
+            raise ConfigError(f"bandwidth_bytes_per_s must be a finite number > 0, got {bw!r}")
+        lat = self.latency_s
+        if isinstance(lat, bool) or not isinstance(lat, (int, float)) or not math.isfinite(lat) or lat < 0:
+            raise ConfigError(f"latency_s must be a finite number >= 0, got {lat!r}")
+        object.__setattr__(self, "bandwidth_bytes_per_s", float(bw))
+        object.__setattr__(self, "latency_s", float(lat))
+
+
+@dataclass(frozen=True)
+class GroupTopology:
+    """A communication group as placed: ``ranks`` in all over ``nodes`` nodes with at most
+    ``ranks_per_node`` on any one of them; ``intra`` joins ranks on one node (None when every
+    node holds one rank), ``inter`` joins nodes (None when the group sits on one node).
+
+    ``inter.bandwidth_bytes_per_s`` is what one rank gets when all the group's ranks on a node
+    send across nodes at once (the node's NIC bandwidth on the chosen transport shared among them,
+    capped by the rank's own NIC/rail).
+    """
+
+    ranks: int
+    nodes: int
+    ranks_per_node: int
+    intra: LinkClass | None
+    inter: LinkClass | None
+
+    def __post_init__(self) -> None:
+        for name in ("ranks", "nodes", "ranks_per_node"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.nodes > self.ranks or self.ranks_per_node > self.ranks:
+            raise ConfigError(f"a group of {self.ranks} ranks cannot span {self.nodes} nodes "
+                              f"with {self.ranks_per_node} per node")
+        if self.nodes * self.ranks_per_node < self.ranks:
+            raise ConfigError(f"{self.nodes} nodes x {self.ranks_per_node} ranks per node hold fewer than "
+                              f"{self.ranks} ranks")
+        if self.nodes > 1 and self.inter is None:
+            raise ConfigError("a group spanning several nodes needs an `inter` link class")
+        if self.ranks_per_node > 1 and self.intra is None:
+            raise ConfigError("a group with several ranks on a node needs an `intra` link class")
+        if self.intra is not None and self.intra.transport not in INTRA_TRANSPORTS:
+            raise ConfigError(f"intra-node transport must be one of {', '.join(INTRA_TRANSPORTS)}, "
+                              f"got {self.intra.transport!r}")
+        if self.inter is not None and self.inter.transport not in INTER_TRANSPORTS:
+            raise ConfigError(f"inter-node transport must be one of {', '.join(INTER_TRANSPORTS)}, "
+                              f"got {self.inter.transport!r}")
+
+    @property
+    def single_node(self) -> bool:
+        return self.nodes == 1
+
+
+def single_node_group(ranks: int, intra: LinkClass) -> GroupTopology:
+    """A group of ``ranks`` devices on one node joined by ``intra``."""
+    return GroupTopology(ranks=ranks, nodes=1, ranks_per_node=ranks, intra=intra if ranks > 1 else None,
+                         inter=None)
