@@ -4,54 +4,56 @@ Units: seconds, bytes, bytes/s. ``S`` is the message size as nccl-tests counts i
 reduced buffer; all_gather / reduce_scatter: the full gathered buffer; all_to_all: one rank's whole
 send buffer; send_recv: the bytes sent). ``n`` ranks on ``N`` nodes, ``r`` ranks per node.
 
-Every candidate algorithm ``a`` (an algorithm x protocol, as in NCCL's tuner) costs an affine
-``t_a(S) = alpha_a + beta_a * S`` with ``beta_a > 0``; ``algorithm="auto"`` takes the minimum over the
-candidates, which is the choice NCCL's tuner makes (it too models each algorithm x protocol as a
-latency plus size / bandwidth and picks the fastest). So time is non-decreasing in ``S`` and never
-lower on a slower or higher-latency link.
+Every candidate (an algorithm x protocol, as in NCCL's tuner) costs an affine
+``t_a(S) = alpha_a + beta_a * S`` with ``beta_a > 0``; ``algorithm="auto"`` takes the minimum over
+NCCL's candidates, the choice NCCL's tuner makes (it too models each algorithm x protocol as a latency
+plus size / bandwidth and picks the fastest). So time is non-decreasing in ``S`` and never lower on a
+slower or higher-latency link. :func:`collective_coefficients` returns the ``(alpha, beta)`` rows.
 
-Per transport (``nvlink``, ``xgmi``, ``pcie``, ``ib``, ``roce``, ``tcp``; optionally keyed by the
-device's arch class, ``nvlink@hopper``) and per protocol ``p`` (``ll``, ``ll128``, ``simple``) the
-parameters (``hwmodels/data/network_calibration.yaml``) are ``eff_p`` (achieved fraction of the link
-bandwidth), ``base_p`` (fixed seconds per call) and ``step_p`` (software seconds per algorithm step,
-added to the link's hardware ``latency_s``). For a link ``L``: ``e = eff_p * L.bandwidth`` (bytes/s
-per rank), ``lam = L.latency_s + step_p``. Intra-node ``(e_n, lam_n)``, inter-node ``(e_i, lam_i)``;
-``b`` = the largest ``base_p`` of the transports involved.
+Parameters (``hwmodels/data/network_calibration.yaml``), per transport (``nvlink``, ``xgmi``, ``pcie``,
+``ib``, ``roce``, ``tcp``; a set may be keyed by the device's arch class, ``nvlink@hopper``, with the
+bare name as fallback) and protocol ``p`` in ``ll``, ``ll128``, ``simple`` (plus ``p2p``, NCCL's
+send/recv Simple path): ``eff_p`` (achieved fraction of the link bandwidth), ``base_p`` (seconds per
+call) and ``step_p`` (software seconds per algorithm step, added to the link's hardware
+``latency_s``); and per transport ``c`` = ``extra_chunks`` (extra bytes each rank moves per
+collective, in units of ``S/n``: local copies and reduction traffic). For a link ``L``:
+``e = eff_p * L.bandwidth_bytes_per_s`` (per rank), ``lam = L.latency_s + step_p``; intra-node
+``(e_n, lam_n)``, inter-node ``(e_i, lam_i)``; ``b`` = the largest ``base_p`` involved; ``x = c/n``.
 
 One node (link = intra)::
 
-    all_reduce   ring          alpha = b + 2(n-1) lam           beta = 2(n-1)/(n e)
-                 tree          alpha = b + 2 ceil(log2 n) lam   beta = 2/e        (double binary tree)
+    all_reduce   ring     alpha = b + 2(n-1) lam           beta = (2(n-1)/n + x) / e
+                 tree     alpha = b + 2 ceil(log2 n) lam   beta = (2 + x) / e   (double binary tree)
     all_gather / reduce_scatter
-                 ring          alpha = b + (n-1) lam            beta = (n-1)/(n e)
-    all_to_all   direct        alpha = b + (n-1) lam            beta = (n-1)/(n e)  (pairwise)
-    send_recv    p2p           alpha = b + lam                  beta = 1/e
+                 ring     alpha = b + (n-1) lam            beta = ((n-1)/n + x) / e
+    all_to_all   direct   alpha = b + (n-1) lam            beta = ((n-1)/n + x) / e   (pairwise; LL, Simple)
+    send_recv    p2p      alpha = b + lam                  beta = 1 / e   (LL, or the p2p parameters)
 
-Several nodes (inter bandwidth is per rank, so a node pushes ``r e_i`` over its ``r`` rails)::
+Several nodes (``inter.bandwidth_bytes_per_s`` is per rank, so a node pushes ``r e_i`` over its
+``r`` rails; ``m = max(1/(r e_i), 1/e_n)`` is the slower of the rails and the intra link)::
 
-    all_reduce   ring          alpha = b + 2[(n-N) lam_n + (N-1) lam_i]
-                               beta  = 2(n-1)/n * max(1/(r e_i), 1/e_n)
-                 tree          alpha = b + 2[(r-1) lam_n + ceil(log2 N) lam_i]
-                               beta  = 2 * max(1/(r e_i), 1/e_n)
-                 hierarchical  (r > 1: intra reduce-scatter, inter ring all-reduce of S/r per rank,
-                               intra all-gather)
-                               alpha = b + 2(r-1) lam_n + 2(N-1) lam_i
-                               beta  = 2(r-1)/(r e_n) + 2(N-1)/(N r e_i)
+    all_reduce   ring          alpha = b + 2[(n-N) lam_n + (N-1) lam_i]   beta = (2(n-1)/n + x) m
+                 tree          alpha = b + 2[(r-1) lam_n + ceil(log2 N) lam_i]   beta = (2 + x) m
+                 hierarchical  (r > 1; intra reduce-scatter, inter ring all-reduce of S/r per rank,
+                               intra all-gather)   alpha = b + 2(r-1) lam_n + 2(N-1) lam_i
+                               beta = 2(r-1)/(r e_n) + 2(N-1)/(N r e_i) + x m
     all_gather / reduce_scatter
-                 ring          alpha = b + (n-N) lam_n + (N-1) lam_i
-                               beta  = (n-1)/n * max(1/(r e_i), 1/e_n)
+                 ring          alpha = b + (n-N) lam_n + (N-1) lam_i      beta = ((n-1)/n + x) m
                  hierarchical  alpha = b + (r-1) lam_n + (N-1) lam_i
-                               beta  = (r-1)/(r e_n) + (N-1)/(n e_i)
+                               beta = (r-1)/(r e_n) + (N-1)/(n e_i) + x m
     all_to_all   direct        alpha = b + (r-1) lam_n + (n-r) lam_i
-                               beta  = (r-1)/(n e_n) + (n-r)/(n e_i)
-    send_recv    p2p           alpha = b + lam_i                beta = 1/e_i
+                               beta = (r-1)/(n e_n) + (n-r)/(n e_i) + x m
+    send_recv    p2p           alpha = b + lam_i                           beta = 1 / e_i
 
-(terms with ``1/e_n`` drop out when ``r == 1``). A group of one rank costs 0.
+(terms with ``e_n`` drop out when ``r == 1``; ``c`` comes from the inter-node set). A group of one
+rank costs 0. ``hierarchical`` is priced only when asked for by name: NCCL's tuner has no such
+algorithm (frameworks compose it from intra- and inter-node calls), and the measured multi-node
+NCCL runs are better matched without it.
 
-vLLM's custom all-reduce is not NCCL and is never chosen by ``auto``: ``algorithm="custom_graph"`` or
-``"custom_eager"`` (one node only) prices it with its own parameter set (protocols ``one_shot``:
-``alpha = b + lam, beta = (n-1)/e``, every rank reads every peer's buffer; ``two_shot``:
-``alpha = b + 2 lam, beta = 2(n-1)/(n e)``).
+vLLM's custom all-reduce is not NCCL and ``auto`` never picks it: ``algorithm="custom_graph"`` or
+``"custom_eager"`` (all_reduce on one node) prices it with its own set: ``one_shot``
+``alpha = b + lam, beta = (n-1)/e`` (every rank reads every peer's buffer) and ``two_shot``
+``alpha = b + 2 lam, beta = 2(n-1)/(n e)`` (reduce-scatter + all-gather).
 
 Algorithm names are ``"<family>/<protocol>"`` (``ring/simple``, ``tree/ll``, ``hierarchical/ll128``,
 ``direct/simple``, ``p2p/ll``, ``custom_graph/one_shot``); ``algorithm=`` takes ``auto``, a family
@@ -96,6 +98,8 @@ P2P_KINDS = ("all_to_all", "send_recv")
 AUTO_FAMILIES = ("ring", "tree", "direct", "p2p")
 _SET_BASES = TRANSPORTS + CUSTOM_FAMILIES
 _YAML_NAME = "network_calibration.yaml"
+# How the parameters were fitted (written by validation/network.py; read back to count rows_in_fit).
+_FIT_KEYS = ("command", "salt", "holdout_fraction", "max_rows_per_group", "loss_scale", "prior_weight", "sources")
 
 
 # ------------------------------------------------------------------------------------ parameters
@@ -134,9 +138,11 @@ class NetworkParams:
     path: str = ""
 
     def lookup(self, base: str, arch: str = "") -> ParamSet:
-        """The set for ``base`` (a transport or custom family) on ``arch``, else the generic one."""
-        if arch:
-            s = self.sets.get(f"{base}@{arch}")
+        """The set for ``base`` (a transport or custom family) on ``arch``, else the generic one.
+        ``arch`` may name several hints, most specific first (``"<setup>/<arch_class>"``: a measured
+        setup's own set, then the arch class's)."""
+        for hint in arch.split("/") if arch else ():
+            s = self.sets.get(f"{base}@{hint}")
             if s is not None:
                 return s
         s = self.sets.get(base)
@@ -168,8 +174,8 @@ def network_params_from_dict(data: Any, where: str = "network parameters") -> Ne
     sets: dict[str, ParamSet] = {}
     for name, body in sets_in.items():
         name = str(name)
-        base, _, arch = name.partition("@")
-        if base not in _SET_BASES or (_ and not arch):
+        base, at, arch = name.partition("@")
+        if base not in _SET_BASES or (at and not arch):
             raise ConfigError(f"{where}: unknown parameter set {name!r}; names are one of "
                               f"{', '.join(_SET_BASES)}, optionally followed by '@<arch_class>'")
         protos = CUSTOM_PROTOCOLS if base in CUSTOM_FAMILIES else NCCL_PROTOCOLS
@@ -185,9 +191,9 @@ def network_params_from_dict(data: Any, where: str = "network parameters") -> Ne
     missing = [t for t in _SET_BASES if t not in sets]
     if missing:
         raise ConfigError(f"{where}: missing parameter sets {', '.join(missing)}")
-    fit = data.get("fit") or {}
-    if not isinstance(fit, dict):
-        raise ConfigError(f"{where}: `fit` must be a mapping")
+    fit = check_fields(data.get("fit") or {}, f"{where}: fit", (), _FIT_KEYS)
+    for i, src in enumerate(fit.get("sources") or ()):
+        check_fields(src, f"{where}: fit.sources[{i}]", ("path", "sha256"), ("rows", "rows_in_fit", "fitted_groups"))
     return NetworkParams(MappingProxyType(sets), MappingProxyType(fit))
 
 

@@ -4,6 +4,10 @@ Kernel measurements (aiconfigurator, vidur, llmcompass formats) are priced with 
 profile (the shipped one unless ``--profile``) that is never refitted here; the report says how
 many scored rows that profile was fitted on (``rows_in_fit``), so a fit is never mistaken for a
 prediction. ``split='test'`` scores only the rows the profile held out.
+
+Collective rows are also priced by the alpha-beta network model (hwmodels/collectives.py, placed by
+validation/network.py, which also prices groups spanning several nodes): ``report["network"]``,
+with its own split (the network parameters' salt and hold-out fraction).
 """
 from __future__ import annotations
 
@@ -18,7 +22,9 @@ from hwmodels.costmodel import OperatorCostModel
 from hwmodels.devices import get_device
 from validation.calibrate import DEFAULT_SALT, rows_in_fit
 from validation.loaders import load_measurements, split_of
+from validation.network import format_network_table, network_report
 from workloads.errors import ConfigError
+from workloads.operators import COLLECTIVE_KINDS
 
 SPLITS = ("all", "test", "train")
 
@@ -46,8 +52,10 @@ def source_labels(sources) -> dict[str, str]:
 
 def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None = None,
                      model: str | None = None, profile: Profile | None = None,
-                     split: str = "all") -> dict:
-    """Predict every row of the measurement files and report errors per file and operator kind."""
+                     split: str = "all", network_params=None) -> dict:
+    """Predict every row of the measurement files and report errors per file and operator kind;
+    with collective rows, also ``report["network"]`` (validation/network.py ``network_report``,
+    priced with ``network_params`` or the shipped network parameters)."""
     if split not in SPLITS:
         raise ConfigError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
     if device is not None:
@@ -55,6 +63,8 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     profile = profile if profile is not None else default_profile()
     table = pd.concat([load_measurements(p, fmt, device=device, model=model) for p in paths],
                       ignore_index=True)
+    has_collectives = bool(table["kind"].isin(COLLECTIVE_KINDS).any())
+    network = network_report(table, params=network_params, split=split) if has_collectives else None
     if split != "all":
         frac = float(profile.split.get("holdout_fraction", 0.0))
         held = split_of(table["shape_key"].to_numpy(), salt=profile.split.get("salt", DEFAULT_SALT),
@@ -87,6 +97,8 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
         for reason, count in reasons.value_counts().sort_index().items():
             not_expressed.append({"name": name, "rows": int(count), "reason": str(reason)})
     report["not_expressed"] = not_expressed
+    if network is not None:
+        report["network"] = network
     return report
 
 
@@ -108,4 +120,9 @@ def format_table(report: dict) -> str:
         for ne in report["not_expressed"]:
             lines.append(f"  {ne['name']}: {ne['rows']} rows: {ne['reason']}")
     lines.append(f"split: {report['split']}; profile: {report['profile']}; errors are |pred-meas|/meas")
+    if report.get("network"):
+        lines.append("")
+        lines.append(format_network_table(report["network"]))
+        lines.append(f"split: {report['network']['split']}; network parameters: {report['network']['params']} "
+                     f"(hwmodels/data/network_calibration.yaml unless given)")
     return "\n".join(lines)

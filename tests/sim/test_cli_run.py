@@ -191,3 +191,14 @@ def test_example_configs_parse():
         cfg = cfg_of(str(path))
         assert isinstance(cfg, RunConfig)
     assert cfg_of(str(examples[0])).disagg is not None  # disagg.yaml sorts first
+
+
+def test_train_example_configs_parse():
+    from pathlib import Path
+
+    from sim.train_cli import TrainRunConfig, load_train_config
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples" / "train").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        assert isinstance(load_train_config(str(path), {}), TrainRunConfig)

@@ -16,7 +16,7 @@ from sim.config import config_from_dict
 from sim.runner import run
 from workloads.errors import PlanError
 
-PAPER_FIGURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "published" / "paper_figures.csv"
+PAPER_FIGURES = Path(__file__).resolve().parents[2] / "validation" / "data" / "published" / "paper_figures.csv"
 
 
 def _serve(**deployment):
