@@ -109,7 +109,9 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
     else:
         devs = _matching_devices(cluster, device, first_device)
         if len(devs) < need:
-            raise PlanError(f"cluster {cluster.name} has {len(devs)} free {device} devices but the pool needs {need}")
+            raise PlanError(f"cluster {cluster.name} has {len(devs)} free {device or 'usable'} devices (it holds "
+                            f"{', '.join(cluster.device_kinds())}) but the deployment needs {need}; change "
+                            f"`device`, the counts, or the cluster")
         arr = np.array(devs[:need], dtype=np.int64).reshape(pp, replicas, tp).transpose(1, 0, 2)
         placement = place(plan, cluster, "explicit", devices=arr)
     profile = None

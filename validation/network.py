@@ -44,6 +44,7 @@ from validation.calibrate import DEFAULT_HOLDOUT as CALIB_HOLDOUT
 from validation.calibrate import DEFAULT_SALT as CALIB_SALT
 from validation.calibrate import _display_path, file_sha256
 from validation.loaders import detect_format, load_measurements, split_of
+from validation.stats import error_stats, stats_header, stats_row
 from workloads.errors import ConfigError, LLMSimError
 
 # The kernel calibration's split rule (validation/calibrate.py), so a shape held out there is held out here.
@@ -564,14 +565,6 @@ def rows_in_fit(table: pd.DataFrame, params: NetworkParams) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ report
 
-def _stats(pred: np.ndarray, meas: np.ndarray) -> dict:
-    ape = np.abs(pred - meas) / meas
-    if ape.size == 0:
-        return {"rows": 0, "mape": None, "median_ape": None, "p90_ape": None}
-    return {"rows": int(ape.size), "mape": float(np.mean(ape)), "median_ape": float(np.median(ape)),
-            "p90_ape": float(np.percentile(ape, 90))}
-
-
 def network_report(table: pd.DataFrame, *, params: NetworkParams | None = None, split: str = "all") -> dict:
     """Price every collective row with the alpha-beta model and report APE statistics: overall,
     ``large`` (>= 1 MiB) / ``small`` (< 1 MiB), and per ``"<source label> | <kind> | >=1MiB"`` group,
@@ -599,7 +592,7 @@ def network_report(table: pd.DataFrame, *, params: NetworkParams | None = None, 
                       for s, k, big in zip(table["source"], table["kind"], large)], dtype=object)
 
     def block(sel):
-        return {**_stats(pred[sel], meas[sel]), "rows_in_fit": int(in_fit[sel].sum())}
+        return {**error_stats(pred[sel], meas[sel]), "rows_in_fit": int(in_fit[sel].sum())}
 
     report = {**block(ok), "split": split, "params": params.path or "<default>",
               "large": block(ok & large), "small": block(ok & ~large)}
@@ -616,14 +609,8 @@ def network_report(table: pd.DataFrame, *, params: NetworkParams | None = None, 
 
 def format_network_table(report: dict) -> str:
     """Readable table of a network report."""
-    lines = [f"{'network (alpha-beta collectives)':64s} {'rows':>7s} {'in fit':>7s} {'median':>7s} "
-             f"{'MAPE':>7s} {'p90':>7s}"]
-
-    def row(name, g):
-        if not g["rows"]:
-            return f"{name[-64:]:64s} {0:7d}"
-        return (f"{name[-64:]:64s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
-                f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
+    lines = [stats_header("network (alpha-beta collectives)")]
+    row = stats_row
 
     for g in report["groups"]:
         lines.append(row(g["name"], g))

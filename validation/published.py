@@ -199,7 +199,7 @@ def _express(row: PublishedRow) -> float | str:
 
 def validate_published(path: str | Path) -> dict:
     """Predict every expressible row; the report has the issue's JSON shape (see module docstring)."""
-    from validation.validate import error_stats
+    from validation.stats import error_stats
 
     groups, not_expressed = [], []
     for row in load_published(path):

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from validation.validate import error_stats
+from validation.stats import error_stats
 from workloads.errors import ConfigError, TraceError, UnknownNameError
 
 SERVING_FORMATS = ("splitwise", "apex-vllm")

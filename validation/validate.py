@@ -23,19 +23,11 @@ from hwmodels.devices import get_device
 from validation.calibrate import DEFAULT_SALT, rows_in_fit
 from validation.loaders import load_measurements, split_of
 from validation.network import format_network_table, network_report
+from validation.stats import error_stats, stats_header, stats_row
 from workloads.errors import ConfigError
 from workloads.operators import COLLECTIVE_KINDS
 
 SPLITS = ("all", "test", "train")
-
-
-def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
-    """APE statistics as fractions (0.08 = 8%)."""
-    ape = np.abs(pred - meas) / meas
-    if ape.size == 0:
-        return {"rows": 0, "mape": None, "median_ape": None, "p90_ape": None}
-    return {"rows": int(ape.size), "mape": float(np.mean(ape)), "median_ape": float(np.median(ape)),
-            "p90_ape": float(np.percentile(ape, 90))}
 
 
 def source_labels(sources) -> dict[str, str]:
@@ -104,13 +96,8 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
 
 def format_table(report: dict) -> str:
     """Readable table of a kernel validation report."""
-    lines = [f"{'group':64s} {'rows':>7s} {'in fit':>7s} {'median':>7s} {'MAPE':>7s} {'p90':>7s}"]
-
-    def row(name, g):
-        if not g["rows"]:
-            return f"{name[-64:]:64s} {0:7d}"
-        return (f"{name[-64:]:64s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
-                f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
+    lines = [stats_header("group")]
+    row = stats_row
 
     for g in report["groups"]:
         lines.append(row(g["name"], g))

@@ -1,0 +1,25 @@
+"""Error statistics and their table rows, shared by every validation report."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
+    """APE statistics as fractions (0.08 = 8%)."""
+    ape = np.abs(pred - meas) / meas
+    if ape.size == 0:
+        return {"rows": 0, "mape": None, "median_ape": None, "p90_ape": None}
+    return {"rows": int(ape.size), "mape": float(np.mean(ape)), "median_ape": float(np.median(ape)),
+            "p90_ape": float(np.percentile(ape, 90))}
+
+
+def stats_header(title: str) -> str:
+    return f"{title:64s} {'rows':>7s} {'in fit':>7s} {'median':>7s} {'MAPE':>7s} {'p90':>7s}"
+
+
+def stats_row(name: str, g: dict) -> str:
+    """One table row of an ``error_stats`` dict with ``rows_in_fit``."""
+    if not g["rows"]:
+        return f"{name[-64:]:64s} {0:7d}"
+    return (f"{name[-64:]:64s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
+            f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
