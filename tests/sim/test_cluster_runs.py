@@ -144,3 +144,65 @@ def test_validate_published_lists_every_row(capsys):
         assert set(g) >= {"name", "system", "metric", "setting", "published", "predicted", "ape"}
         assert g["ape"] == pytest.approx(abs(g["predicted"] - g["published"]) / g["published"])
     assert all(ne["reason"] for ne in rep["not_expressed"])
+
+
+MIXED = """
+schema_version: 1
+name: mixed-h100-a100
+description: one DGX H100 and one DGX A100 on one InfiniBand network (a test cluster)
+sources: ["test fixture [U]"]
+networks:
+  - {name: ib, kind: ib, oversubscription: 1, source: "test [U]"}
+node_groups:
+  - name: h100
+    count: 1
+    device: h100-sxm
+    devices_per_node: 8
+    source: "test [U]"
+    nics:
+      - {kind: ib, count: 8, bandwidth_gbit_s: 400, latency_s: 2.0e-6, network: ib, per_device: true, source: "test [U]"}
+  - name: a100
+    count: 1
+    device: a100-sxm-80gb
+    devices_per_node: 8
+    source: "test [U]"
+    nics:
+      - {kind: ib, count: 8, bandwidth_gbit_s: 200, latency_s: 2.0e-6, network: ib, per_device: true, source: "test [U]"}
+"""
+
+
+def test_heterogeneous_cluster_file_serves_replicas_of_each_kind(tmp_path, capsys):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+    assert main(["run", "--cluster", str(path), "--model", "llama-3.1-8b", "--tp", "8", "--num-requests", "60",
+                 "--router", "round-robin", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["replicas"] == 2 and out["requests_completed"] == 60
+    kinds = {k for st in out["placement"]["stages"] for k in st["node_kinds"]}
+    assert kinds == {"h100", "a100"}
+    # naming one kind keeps the deployment on it
+    assert main(["run", "--cluster", str(path), "--device", "a100", "--model", "llama-3.1-8b", "--tp", "8",
+                 "--num-requests", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["replicas"] == 1 and out["deployment"]["device"] == "a100-sxm-80gb"
+
+
+def test_uneven_split_gives_the_faster_stage_more_layers(tmp_path):
+    from hwmodels.cluster import load_cluster_file
+    from search.partition import best_layer_split
+    from sim.training import TrainConfig, simulate_training
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+    c = load_cluster_file(path)
+    plan = ParallelPlan(tp=8, pp=2, dp=1)
+    cfg = TrainConfig(model="gpt-7.5b", plan=plan, global_batch=32, micro_batch=1, seq_len=2048)
+    placement = place(plan, c, "nic-aware")
+    assert placement.stage_device_spec(0).name == "h100-sxm"
+    best = best_layer_split(cfg, placement)
+    assert best.layer_split[0] > best.layer_split[1]  # the H100 stage takes more of the 36 layers
+    from dataclasses import replace
+
+    even = simulate_training(cfg, placement).step_s
+    tuned = simulate_training(replace(cfg, plan=best), place(best, c, "nic-aware")).step_s
+    assert tuned < even
