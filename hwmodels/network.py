@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from workloads.errors import ConfigError
 
-# Transports a collective runs over. Inside a node: nvlink, xgmi (AMD Infinity Fabric) or pcie
-# (through host bridges / a PCIe switch). Between nodes: ib (InfiniBand verbs), roce (RoCE v2
-# verbs) or tcp (NCCL's socket transport over any IP network, including IPoIB and plain Ethernet).
-INTRA_TRANSPORTS = ("nvlink", "xgmi", "pcie")
+# Transports a collective runs over. Inside a node: nvlink, xgmi (AMD Infinity Fabric), pcie
+# (through host bridges / a PCIe switch) or roce (Gaudi's on-chip RoCE ports, which join the cards of
+# a server all-to-all). Between nodes: ib (InfiniBand verbs), roce (RoCE v2 verbs) or tcp (NCCL's
+# socket transport over any IP network, including IPoIB and plain Ethernet).
+INTRA_TRANSPORTS = ("nvlink", "xgmi", "pcie", "roce")
 INTER_TRANSPORTS = ("ib", "roce", "tcp")
-TRANSPORTS = INTRA_TRANSPORTS + INTER_TRANSPORTS
+TRANSPORTS = ("nvlink", "xgmi", "pcie", "ib", "roce", "tcp")
 
 
 @dataclass(frozen=True)

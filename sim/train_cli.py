@@ -35,6 +35,7 @@ class TrainRunConfig:
     recompute: str = "full"
     grad_bytes: float = 4.0
     overlap_grad_reduce: bool = False
+    distributed_optimizer: bool = False
     json: bool = False
 
     def __post_init__(self) -> None:
@@ -86,7 +87,8 @@ def simulate_config(rc: TrainRunConfig, placement: str):
     split = None if rc.layer_split in ("auto", None) else tuple(rc.layer_split)
     plan = ParallelPlan(tp=rc.tp, pp=rc.pp, dp=dp, ep=rc.ep, layer_split=split)
     kw = dict(model=rc.model, global_batch=rc.global_batch, micro_batch=rc.micro_batch, seq_len=rc.seq_len,
-              recompute=rc.recompute, grad_bytes=rc.grad_bytes, overlap_grad_reduce=rc.overlap_grad_reduce)
+              recompute=rc.recompute, grad_bytes=rc.grad_bytes, overlap_grad_reduce=rc.overlap_grad_reduce,
+              distributed_optimizer=rc.distributed_optimizer)
     from workloads.models import get_model
 
     plan.check(get_model(rc.model))
@@ -114,8 +116,9 @@ def run_train(args) -> int:
     flags = {f.name: getattr(args, f.name, None) for f in fields(TrainRunConfig)}
     if not flags.get("json"):
         flags["json"] = None
-    if flags.get("overlap_grad_reduce") is False:
-        flags["overlap_grad_reduce"] = None
+    for k in ("overlap_grad_reduce", "distributed_optimizer"):
+        if flags.get(k) is False:
+            flags[k] = None
     rc = load_train_config(args.config, flags)
     placements = ("naive", "nic-aware") if rc.placement == "both" else (rc.placement,)
     results = {p: simulate_config(rc, p) for p in placements}
@@ -152,5 +155,7 @@ def add_parser(sub, func, int_list) -> None:
     t.add_argument("--grad-bytes", type=float, help="bytes per gradient in the DP all-reduce (4 fp32, 2 bf16)")
     t.add_argument("--overlap-grad-reduce", action="store_true", default=False,
                    help="overlap the gradient all-reduce with the last backward")
+    t.add_argument("--distributed-optimizer", action="store_true", default=False,
+                   help="reduce-scatter gradients and shard Adam state over DP (ZeRO-1), all-gather weights")
     t.add_argument("--json", action="store_true", default=None)
     t.set_defaults(func=func)

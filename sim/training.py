@@ -9,7 +9,10 @@ the link joining the stages, ``micro_batch x seq x hidden`` 16-bit values split 
 Megatron's scatter-gather); a backward when the gradient of stage ``s + 1`` has arrived. After its
 last backward each stage all-reduces its gradients over its DP group (``grad_bytes`` per
 parameter, Megatron's fp32 gradient buffers by default; not overlapped with compute unless
-``overlap_grad_reduce``) and runs the optimizer. The step ends when the last stage has.
+``overlap_grad_reduce``) and runs the optimizer. The step ends when the last stage has. With
+``distributed_optimizer`` (Megatron's ``--use-distributed-optimizer``, ZeRO-1) the gradients are
+reduce-scattered instead, each rank updates its ``1/dp`` shard (Adam state sharded too) and the
+updated 16-bit weights are all-gathered.
 
 Per micro-batch costs come from the calibrated kernel model (hwmodels.deployment, engine
 ``megatron``): a forward is the stage's share of the layers' operators for ``micro_batch``
@@ -48,6 +51,7 @@ OPTIMIZER_BYTES_PER_PARAM = 30.0
 # Resident training state per parameter: 16-bit weight (2) + fp32 gradient (4) + fp32 master weight and
 # two Adam moments (12). [S] ZeRO paper (Rajbhandari et al. 2020), Sec. 3.1: 16 B with 16-bit grads; fp32 grads add 2.
 STATE_BYTES_PER_PARAM = 18.0
+OPTIMIZER_STATE_BYTES_PER_PARAM = 12.0  # the part a distributed optimizer shards over DP
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +68,7 @@ class TrainConfig:
     recompute: str = "full"
     grad_bytes: float = 4.0
     overlap_grad_reduce: bool = False
+    distributed_optimizer: bool = False
     memory_utilization: float = 0.95
 
     def __post_init__(self) -> None:
@@ -78,8 +83,9 @@ class TrainConfig:
             raise ConfigError(f"`recompute` must be one of {', '.join(RECOMPUTE)}, got {self.recompute!r}")
         if not (isinstance(self.grad_bytes, (int, float)) and self.grad_bytes in (2, 4, 2.0, 4.0)):
             raise ConfigError(f"`grad_bytes` must be 2 (16-bit) or 4 (fp32), got {self.grad_bytes!r}")
-        if not isinstance(self.overlap_grad_reduce, bool):
-            raise ConfigError(f"`overlap_grad_reduce` must be true or false, got {self.overlap_grad_reduce!r}")
+        for k in ("overlap_grad_reduce", "distributed_optimizer"):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(f"`{k}` must be true or false, got {getattr(self, k)!r}")
         if self.global_batch % (self.plan.dp * self.micro_batch):
             raise ConfigError(f"global_batch ({self.global_batch}) must be a multiple of dp x micro_batch = "
                               f"{self.plan.dp} x {self.micro_batch}")
@@ -93,8 +99,9 @@ class StageCost:
     forward_s: float
     backward_s: float          # includes the recomputed forward when recompute='full'
     send_s: float              # activations (or their gradient) to the next stage; 0 on the last
-    grad_sync_s: float
+    grad_sync_s: float         # gradient all-reduce (or reduce-scatter) over the stage's DP group
     optimizer_s: float
+    weight_gather_s: float     # distributed optimizer: all-gather of the updated weights
     params_per_device: float
     memory_bytes: float
     breakdown: dict = field(default_factory=dict)
@@ -122,6 +129,7 @@ class TrainResult:
                 "placement": self.placement,
                 "stages": [{"stage": i, "layers": s.layers, "forward_s": s.forward_s, "backward_s": s.backward_s,
                             "send_s": s.send_s, "grad_sync_s": s.grad_sync_s, "optimizer_s": s.optimizer_s,
+                            "weight_gather_s": s.weight_gather_s,
                             "memory_gib": s.memory_bytes / 2**30, "breakdown_s": s.breakdown}
                            for i, s in enumerate(self.stages)]}
 
@@ -291,8 +299,17 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
             link = placement.stage_link(s)
             send = collective_seconds("send_recv", cfg.micro_batch * seq * model.hidden_size * 2.0 / plan.tp, link)
         dp_topo = placement.group_topology(placement.dp_group(s, 0), placement.stage_devices(s))
-        grad_sync = collective_seconds("all_reduce", params * cfg.grad_bytes, dp_topo) if plan.dp > 1 else 0.0
-        optim = params * OPTIMIZER_BYTES_PER_PARAM / device.memory_bandwidth_bytes_per_s
+        shard = plan.dp if cfg.distributed_optimizer else 1
+        gather = 0.0
+        if plan.dp == 1:
+            grad_sync = 0.0
+        elif cfg.distributed_optimizer:
+            # reduce-scatter the gradients, then all-gather the updated 16-bit weights (after the update)
+            grad_sync = collective_seconds("reduce_scatter", params * cfg.grad_bytes, dp_topo)
+            gather = collective_seconds("all_gather", params * 2.0, dp_topo)
+        else:
+            grad_sync = collective_seconds("all_reduce", params * cfg.grad_bytes, dp_topo)
+        optim = params / shard * OPTIMIZER_BYTES_PER_PARAM / device.memory_bandwidth_bytes_per_s
         in_flight = min(plan.pp - s, m)
         act_per_layer = cfg.micro_batch * seq * model.hidden_size * 2.0
         if recompute:
@@ -303,15 +320,16 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
             per_layer = seq * cfg.micro_batch * model.hidden_size * (10 + 24 / plan.tp + 5 * a * seq /
                                                                      (model.hidden_size * plan.tp))
             activations = in_flight * layers[s] * per_layer
-        memory = params * STATE_BYTES_PER_PARAM + activations
+        state = params * (STATE_BYTES_PER_PARAM - OPTIMIZER_STATE_BYTES_PER_PARAM * (1 - 1 / shard))
+        memory = state + activations
         cap = device.memory_capacity_bytes * cfg.memory_utilization
         if memory > cap:
             raise OutOfMemoryError(
-                f"stage {s} needs {memory / 2**30:.1f} GiB per device ({params * STATE_BYTES_PER_PARAM / 2**30:.1f} "
+                f"stage {s} needs {memory / 2**30:.1f} GiB per device ({state / 2**30:.1f} "
                 f"GiB weights, gradients and Adam state + {activations / 2**30:.1f} GiB activations) but "
                 f"{device.name} offers {cap / 2**30:.1f} GiB; raise tp or pp, lower micro_batch, or "
                 f"recompute activations", required_bytes=memory, available_bytes=cap)
-        stages.append(StageCost(layers[s], f_s, b_s, send, grad_sync, optim, params, memory,
+        stages.append(StageCost(layers[s], f_s, b_s, send, grad_sync, optim, gather, params, memory,
                                 {**{f"forward_{k}": v for k, v in fwd.items()},
                                  **{f"backward_{k}": v for k, v in bwd.items()}}))
     f = np.array([st.forward_s for st in stages])
@@ -324,7 +342,7 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
         if cfg.overlap_grad_reduce:
             # buckets reduce under the backward of the last micro-batch; what does not fit is exposed
             sync = max(0.0, sync - (st.backward_s - (st.forward_s if recompute else 0.0)))
-        ends.append(last_bwd[s] + sync + st.optimizer_s)
+        ends.append(last_bwd[s] + sync + st.optimizer_s + st.weight_gather_s)
     step = float(max(ends))
     ideal = m * float(np.max(f + b))
     n_dev = plan.num_devices
