@@ -164,9 +164,12 @@ def _cmd_run(args) -> int:
             "makespan_s")
         if "deployment" in summary:
             dep = summary["deployment"]
-            print(f"{summary['mode']}: {dep['model']} on {summary['num_devices']} x {dep['device']} "
-                  f"({summary['replicas']} replica(s) of tp={dep['tp']} pp={dep['pp']}, engine {dep['engine']}, "
-                  f"KV {dep['kv_capacity_tokens']} tokens/replica)")
+            where = f" of {summary['placement']['cluster']}" if "placement" in summary else ""
+            engines = (f", {summary['virtual_engines']} virtual engines"
+                       if summary.get("virtual_engines", summary["replicas"]) != summary["replicas"] else "")
+            print(f"{summary['mode']}: {dep['model']} on {summary['num_devices']} x {dep['device']}{where} "
+                  f"({summary['replicas']} replica(s) of tp={dep['tp']} pp={dep['pp']}{engines}, engine "
+                  f"{dep['engine']}, KV {dep['kv_capacity_tokens']} tokens/replica)")
         else:
             pools = [summary["prefill_pool"], summary["decode_pool"]]
             print(f"{summary['mode']}: {pools[0]['model']} on " + " + ".join(
