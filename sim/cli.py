@@ -164,7 +164,7 @@ def _cmd_run(args) -> int:
             "makespan_s")
         if "deployment" in summary:
             dep = summary["deployment"]
-            where = f" of {summary['placement']['cluster']}" if "placement" in summary else ""
+            where = f" of {summary['placement']['cluster']}" if cfg.deployment.cluster else ""
             engines = (f", {summary['virtual_engines']} virtual engines"
                        if summary.get("virtual_engines", summary["replicas"]) != summary["replicas"] else "")
             print(f"{summary['mode']}: {dep['model']} on {summary['num_devices']} x {dep['device']}{where} "
