@@ -230,10 +230,6 @@ def rdma_sets(cluster) -> list[list[int]]:
     return sets
 
 
-def _node_devices(cluster, node: int) -> list[int]:
-    return [i for i in range(cluster.num_devices) if cluster.node_of(i) == node]
-
-
 def place(plan: ParallelPlan, cluster, strategy: str = "nic-aware", *, devices=None,
           dp_communicates: bool = True) -> Placement:
     """Place ``plan`` on ``cluster`` (see the module docstring for the strategies). Uses the first
@@ -259,7 +255,7 @@ def place(plan: ParallelPlan, cluster, strategy: str = "nic-aware", *, devices=N
         order = np.arange(n, dtype=np.int64)
         arr = order.reshape(p.pp, p.dp, p.tp).transpose(1, 0, 2)
         return Placement(cluster, plan, arr, "naive", transport_policy="job")
-    pools = [[dev for node in s for dev in _node_devices(cluster, node)] for s in rdma_sets(cluster)]
+    pools = [[dev for node in s for dev in cluster.node_devices(node)] for s in rdma_sets(cluster)]
     if not dp_communicates:
         groups = []
         for pool in pools:

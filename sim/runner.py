@@ -94,9 +94,7 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
         first_device = 0
     elif d.num_devices is None and d.dp is None and pool is None:
         # a cluster without explicit counts: as many replicas as its (matching) devices hold
-        usable = sum(1 for i in range(cluster.num_devices) if device is None
-                     or cluster.device(i).name == _device_name(device))
-        replicas = max(1, usable // (tp * pp))
+        replicas = max(1, len(_matching_devices(cluster, device, 0)) // (tp * pp))
     layer_split = d.layer_split if pool is None else None
     plan = ParallelPlan(tp=tp, pp=pp, dp=replicas, ep=d.ep, layer_split=layer_split)
     need = plan.num_devices
@@ -146,8 +144,7 @@ def _device_name(device: str) -> str:
 
 
 def _needs_device_filter(cluster, device) -> bool:
-    return device is not None and any(cluster.device(i).name != _device_name(device)
-                                      for i in range(cluster.num_devices))
+    return device is not None and cluster.device_kinds() != (_device_name(device),)
 
 
 def _matching_devices(cluster, device, first: int) -> list[int]:

@@ -75,9 +75,9 @@ def load_train_config(path: str | None, overrides: dict) -> TrainRunConfig:
 def simulate_config(rc: TrainRunConfig, placement: str):
     """The TrainResult of ``rc`` under ``placement`` ('nic-aware' or 'naive')."""
     from hwmodels.cluster import get_cluster
-    from hwmodels.plans import ParallelPlan, place
-    from search.partition import best_layer_split
-    from sim.training import TrainConfig, simulate_training
+    from hwmodels.plans import ParallelPlan
+    from sim.training import train
+    from workloads.models import get_model
 
     cluster = get_cluster(rc.cluster, num_nodes=rc.num_nodes)
     dp = rc.dp if rc.dp is not None else cluster.num_devices // (rc.tp * rc.pp)
@@ -86,17 +86,10 @@ def simulate_config(rc: TrainRunConfig, placement: str):
                           f"{rc.tp * rc.pp}")
     split = None if rc.layer_split in ("auto", None) else tuple(rc.layer_split)
     plan = ParallelPlan(tp=rc.tp, pp=rc.pp, dp=dp, ep=rc.ep, layer_split=split)
-    kw = dict(model=rc.model, global_batch=rc.global_batch, micro_batch=rc.micro_batch, seq_len=rc.seq_len,
-              recompute=rc.recompute, grad_bytes=rc.grad_bytes, overlap_grad_reduce=rc.overlap_grad_reduce,
-              distributed_optimizer=rc.distributed_optimizer)
-    from workloads.models import get_model
-
     plan.check(get_model(rc.model))
-    placed = place(plan, cluster, placement)
-    if rc.layer_split == "auto" and placement == "nic-aware":
-        plan = best_layer_split(TrainConfig(plan=plan, **kw), placed)
-        placed = place(plan, cluster, placement)
-    return simulate_training(TrainConfig(plan=plan, **kw), placed)
+    return train(rc.model, cluster, plan, placement=placement, global_batch=rc.global_batch,
+                 micro_batch=rc.micro_batch, seq_len=rc.seq_len, recompute=rc.recompute, grad_bytes=rc.grad_bytes,
+                 overlap_grad_reduce=rc.overlap_grad_reduce, distributed_optimizer=rc.distributed_optimizer)
 
 
 def _print(res, title: str) -> None:

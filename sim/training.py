@@ -31,7 +31,7 @@ Megatron logs and Holmes reports): ``24 c B s l h^2 (1 + s / 6h + V / 16 l h)`` 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -277,7 +277,7 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
     for s in range(plan.pp):
         device = placement.stage_device_spec(s)
         tp_topo = placement.group_topology(placement.tp_group(0, s), placement.stage_devices(s))
-        key = (device.name, tp_topo.nodes > 1, tp_topo)
+        key = (device.name, tp_topo)
         if key not in models:
             models[key] = _StageModel(model, device, plan.tp, plan.ep, cfg.micro_batch, seq, tp_topo)
         sm = models[key]
@@ -357,7 +357,16 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
 
 def train(model: str | ModelSpec, cluster, plan: ParallelPlan, *, placement: str = "nic-aware",
           **kwargs) -> TrainResult:
-    """Place ``plan`` on ``cluster`` with ``placement`` and simulate one step (kwargs: TrainConfig)."""
-    cfg = TrainConfig(model=model, plan=plan, **kwargs)
-    return simulate_training(cfg, place(plan, cluster, placement))
+    """Place ``plan`` on ``cluster`` with ``placement`` and simulate one step (kwargs: TrainConfig).
 
+    A nic-aware placement of a pipeline without a ``layer_split`` gets the split sized to each
+    stage's speed (search/partition.py, Holmes' self-adapting partition); naive keeps the even one."""
+    cfg = TrainConfig(model=model, plan=plan, **kwargs)
+    placed = place(plan, cluster, placement)
+    if placement == "nic-aware" and plan.pp > 1 and plan.layer_split is None:
+        from search.partition import best_layer_split
+
+        plan = best_layer_split(cfg, placed)
+        cfg = replace(cfg, plan=plan)
+        placed = place(plan, cluster, placement)
+    return simulate_training(cfg, placed)

@@ -44,7 +44,7 @@ from validation.calibrate import DEFAULT_HOLDOUT as CALIB_HOLDOUT
 from validation.calibrate import DEFAULT_SALT as CALIB_SALT
 from validation.calibrate import _display_path, file_sha256
 from validation.loaders import detect_format, load_measurements, split_of
-from validation.stats import error_stats, stats_header, stats_row
+from validation.stats import error_stats, stats_header, stats_row, unpriced_rows
 from workloads.errors import ConfigError, LLMSimError
 
 # The kernel calibration's split rule (validation/calibrate.py), so a shape held out there is held out here.
@@ -597,26 +597,18 @@ def network_report(table: pd.DataFrame, *, params: NetworkParams | None = None, 
     report = {**block(ok), "split": split, "params": params.path or "<default>",
               "large": block(ok & large), "small": block(ok & ~large)}
     report["groups"] = [{"name": nm, **block(ok & (names == nm))} for nm in sorted(set(names[ok]))]
-    not_priced = []
-    for nm in sorted(set(names[~ok])):
-        sel = ~ok & (names == nm)
-        reasons = pd.Series(reason[sel]).replace("", "measured value missing or not positive")
-        for r, count in reasons.value_counts().sort_index().items():
-            not_priced.append({"name": nm, "rows": int(count), "reason": str(r)})
-    report["not_priced"] = not_priced
+    report["not_priced"] = unpriced_rows(names, reason, ~ok)
     return report
 
 
 def format_network_table(report: dict) -> str:
     """Readable table of a network report."""
     lines = [stats_header("network (alpha-beta collectives)")]
-    row = stats_row
-
     for g in report["groups"]:
-        lines.append(row(g["name"], g))
-    lines.append(row("ALL >=1MiB", report["large"]))
-    lines.append(row("ALL <1MiB", report["small"]))
-    lines.append(row("ALL", report))
+        lines.append(stats_row(g["name"], g))
+    lines.append(stats_row("ALL >=1MiB", report["large"]))
+    lines.append(stats_row("ALL <1MiB", report["small"]))
+    lines.append(stats_row("ALL", report))
     for ne in report.get("not_priced", ()):
         lines.append(f"  not priced: {ne['name']}: {ne['rows']} rows: {ne['reason']}")
     return "\n".join(lines)

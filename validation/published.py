@@ -77,28 +77,13 @@ HOLMES_CLUSTER = "holmes-ib-roce"
 
 @lru_cache(maxsize=None)
 def holmes_training(setting: str, cluster: str = HOLMES_CLUSTER):
-    """The simulated training step of a Holmes Fig. 6 setting: 'naive' (Megatron-LM's placement and
-    one job-wide transport), 'overlap' (the same with gradient reduction overlapped with the
-    backward, Megatron-LLaMA's OverlappedDistributedOptimizer) or 'nic-aware' (Holmes)."""
-    from hwmodels.cluster import get_cluster
-    from hwmodels.plans import ParallelPlan, place
-    from search.partition import best_layer_split
-    from sim.training import TrainConfig, simulate_training
+    """The simulated training step of a Holmes Fig. 6 setting on ``cluster``: 'naive' (Megatron-LM's
+    placement, one job-wide transport) or 'nic-aware' (Holmes, with the split sized to stage speed)."""
+    from sim.train_cli import TrainRunConfig, simulate_config
 
-    c = get_cluster(cluster)
-    h = HOLMES
-    dp = c.num_devices // (h["tp"] * h["pp"])
-    plan = ParallelPlan(tp=h["tp"], pp=h["pp"], dp=dp)
-    kw = dict(model=h["model"], global_batch=h["global_batch"], micro_batch=h["micro_batch"],
-              seq_len=h["seq_len"], recompute=h["recompute"])
-    if setting == "nic-aware":
-        placement = place(plan, c, "nic-aware")
-        plan = best_layer_split(TrainConfig(plan=plan, **kw), placement)
-        return simulate_training(TrainConfig(plan=plan, **kw), place(plan, c, "nic-aware"))
-    if setting not in ("naive", "overlap"):
-        raise ConfigError(f"unknown Holmes setting {setting!r}")
-    cfg = TrainConfig(plan=plan, overlap_grad_reduce=setting == "overlap", **kw)
-    return simulate_training(cfg, place(plan, c, "naive"))
+    if setting not in ("naive", "nic-aware"):
+        raise ConfigError(f"Holmes setting must be 'naive' or 'nic-aware', got {setting!r}")
+    return simulate_config(TrainRunConfig(cluster=cluster, **HOLMES), setting)
 
 
 _HOLMES_SETTINGS = {"Megatron-LM": "naive", "Holmes NIC-aware placement": "nic-aware"}

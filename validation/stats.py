@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict:
@@ -23,3 +24,15 @@ def stats_row(name: str, g: dict) -> str:
         return f"{name[-64:]:64s} {0:7d}"
     return (f"{name[-64:]:64s} {g['rows']:7d} {g['rows_in_fit']:7d} {100 * g['median_ape']:6.1f}% "
             f"{100 * g['mape']:6.1f}% {100 * g['p90_ape']:6.1f}%")
+
+
+def unpriced_rows(names: np.ndarray, reasons: np.ndarray, bad: np.ndarray) -> list[dict]:
+    """``[{"name", "rows", "reason"}]`` for the rows marked ``bad``, per group name and reason (an
+    empty reason: the measured value is missing or not positive)."""
+    out = []
+    for name in sorted(set(names[bad])):
+        sel = bad & (names == name)
+        counts = pd.Series(reasons[sel]).replace("", "measured value missing or not positive").value_counts()
+        for reason, count in counts.sort_index().items():
+            out.append({"name": name, "rows": int(count), "reason": str(reason)})
+    return out

@@ -23,7 +23,7 @@ from hwmodels.devices import get_device
 from validation.calibrate import DEFAULT_SALT, rows_in_fit
 from validation.loaders import load_measurements, split_of
 from validation.network import format_network_table, network_report
-from validation.stats import error_stats, stats_header, stats_row
+from validation.stats import error_stats, stats_header, stats_row, unpriced_rows
 from workloads.errors import ConfigError
 from workloads.operators import COLLECTIVE_KINDS
 
@@ -81,14 +81,7 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
         g["params"] = keys
         groups.append(g)
     report["groups"] = groups
-    not_expressed = []
-    bad = ~ok
-    for name in sorted(set(names[bad])):
-        sel = bad & (names == name)
-        reasons = pd.Series(priced.reason[sel]).replace("", "measured value missing or not positive")
-        for reason, count in reasons.value_counts().sort_index().items():
-            not_expressed.append({"name": name, "rows": int(count), "reason": str(reason)})
-    report["not_expressed"] = not_expressed
+    report["not_expressed"] = unpriced_rows(names, priced.reason, ~ok)
     if network is not None:
         report["network"] = network
     return report
@@ -97,11 +90,9 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
 def format_table(report: dict) -> str:
     """Readable table of a kernel validation report."""
     lines = [stats_header("group")]
-    row = stats_row
-
     for g in report["groups"]:
-        lines.append(row(g["name"], g))
-    lines.append(row("ALL", report))
+        lines.append(stats_row(g["name"], g))
+    lines.append(stats_row("ALL", report))
     if report.get("not_expressed"):
         lines.append("not expressed:")
         for ne in report["not_expressed"]:
