@@ -311,14 +311,14 @@ def simulate_training(cfg: TrainConfig, placement: Placement) -> TrainResult:
             grad_sync = collective_seconds("all_reduce", params * cfg.grad_bytes, dp_topo)
         optim = params / shard * OPTIMIZER_BYTES_PER_PARAM / device.memory_bandwidth_bytes_per_s
         in_flight = min(plan.pp - s, m)
-        act_per_layer = cfg.micro_batch * seq * model.hidden_size * 2.0
+        # activation bytes of one layer for one micro-batch, tensor parallel without sequence
+        # parallelism: s b h (10 + 24/t + 5 a s / (h t)) (Korthikanti et al. 2022, Sec. 4.2.1)
+        sbh = cfg.micro_batch * seq * model.hidden_size
+        per_layer = sbh * (10 + 24 / plan.tp + 5 * model.num_heads * seq / (model.hidden_size * plan.tp))
         if recompute:
-            activations = in_flight * layers[s] * act_per_layer + 34.0 * act_per_layer / plan.tp
+            # only each layer's 16-bit input is kept; the layer being recomputed holds its full set
+            activations = in_flight * layers[s] * 2.0 * sbh + per_layer
         else:
-            # Korthikanti et al. 2022, eq. 2 with sequence parallel off: s b h (10 + 24/t + 5 a s / (h t))
-            a = model.num_heads
-            per_layer = seq * cfg.micro_batch * model.hidden_size * (10 + 24 / plan.tp + 5 * a * seq /
-                                                                     (model.hidden_size * plan.tp))
             activations = in_flight * layers[s] * per_layer
         state = params * (STATE_BYTES_PER_PARAM - OPTIMIZER_STATE_BYTES_PER_PARAM * (1 - 1 / shard))
         memory = state + activations
