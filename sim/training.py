@@ -69,7 +69,7 @@ class TrainConfig:
     grad_bytes: float = 4.0
     overlap_grad_reduce: bool = False
     distributed_optimizer: bool = False
-    memory_utilization: float = 0.95
+    memory_utilization: float = 0.95  # [U] share of device memory usable: CUDA context and allocator slack take the rest
 
     def __post_init__(self) -> None:
         for k in ("global_batch", "micro_batch"):
