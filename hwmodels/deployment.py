@@ -39,10 +39,7 @@ nothing: the pure kernel-calibrated model.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 from numba import njit
@@ -52,13 +49,12 @@ from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from hwmodels.collectives import collective_coefficients
 from hwmodels.devices import DeviceSpec, get_device
+from hwmodels.engines import EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
 from hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
 from workloads import operators as ops
 from workloads.errors import ConfigError, OutOfMemoryError, PlanError
 from workloads.models import ModelSpec, get_model
-from workloads.naming import NameIndex
 from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
-from workloads.yamlio import read_yaml
 
 # How an op's shape is built from the batch (column `kind` of the op table).
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
@@ -275,148 +271,6 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     return times, energies
 
 
-# ------------------------------------------------------------------------------------------------
-# serving engines
-# ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class EngineOverhead:
-    """CPU time of a serving engine on one host, in seconds (see the module docstring's formula).
-
-    ``iteration_s``: per iteration, serial with the GPU (scheduling, input preparation, sampling,
-    output processing); ``prefill_s``: more of it in an iteration that runs a prefill (prompt
-    preparation, attention masks), and ``prefill_per_seq_s`` more per prompt (chunk) in it;
-    ``per_seq_s``: per sequence in the batch per iteration;
-    ``layer_launch_s``: host time to launch one layer's kernels when the iteration is eager;
-    ``allreduce_bus_bytes_per_s``: the bus bandwidth the engine's NCCL all-reduces reach at most
-    (0: as fast as the kernel data say). ``source`` says where the
-    numbers come from; ``fitted_on`` names the measured rows they were fitted on, machine-readably
-    (``"<format>:<file>:<subset>"``, e.g. ``splitwise:perf_model.csv:train``; empty if not fitted), so
-    validation can count them as ``rows_in_fit``.
-    """
-
-    iteration_s: float = 0.0
-    prefill_s: float = 0.0
-    prefill_per_seq_s: float = 0.0
-    per_seq_s: float = 0.0
-    layer_launch_s: float = 0.0
-    allreduce_bus_bytes_per_s: float = 0.0
-    source: str = "none"
-    fitted_on: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "layer_launch_s",
-                     "allreduce_bus_bytes_per_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"`{name}` must be a finite number >= 0, got {v!r}")
-            object.__setattr__(self, name, float(v))
-
-
-@dataclass(frozen=True, kw_only=True)
-class EngineProfile:
-    """What a serving engine runs beyond the kernels' own time.
-
-    ``cuda_graphs``: decode-only iterations of at most ``graph_max_batch`` sequences replay a CUDA
-    graph (no host launch cost). ``custom_allreduce``: vLLM's one-shot/two-shot all-reduce for
-    messages up to 8 MiB on NVLink (else NCCL). ``fused_add_norm``: the residual add is fused into
-    RMSNorm (vLLM ``fused_add_rms_norm``). ``hosts`` maps a device name (power caps ignored) or
-    ``default`` to the host's :class:`EngineOverhead`.
-    """
-
-    name: str
-    description: str = ""
-    cuda_graphs: bool = True
-    graph_max_batch: int = 256
-    custom_allreduce: bool = True
-    fused_add_norm: bool = True
-    hosts: Mapping[str, EngineOverhead] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"`name` must be a non-empty string, got {self.name!r}")
-        for key in ("cuda_graphs", "custom_allreduce", "fused_add_norm"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"`{key}` must be true or false, got {getattr(self, key)!r}")
-        if isinstance(self.graph_max_batch, bool) or not isinstance(self.graph_max_batch, int) \
-                or self.graph_max_batch < 0:
-            raise ConfigError(f"`graph_max_batch` must be an int >= 0, got {self.graph_max_batch!r}")
-        for k, v in self.hosts.items():
-            if not isinstance(v, EngineOverhead):
-                raise ConfigError(f"hosts[{k!r}] must be an EngineOverhead, got {v!r}")
-
-    def overhead_for(self, device: DeviceSpec) -> EngineOverhead:
-        """The host overhead for ``device`` (its base name, then ``default``, then none)."""
-        base = device.name.split("@", 1)[0]
-        if base in self.hosts:
-            return self.hosts[base]
-        return self.hosts.get("default", EngineOverhead())
-
-
-_ENGINE_KEYS = ("description", "cuda_graphs", "graph_max_batch", "custom_allreduce", "fused_add_norm",
-                "hosts", "aliases")
-_HOST_KEYS = ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "layer_launch_s",
-              "allreduce_bus_bytes_per_s", "source", "fitted_on")
-
-
-def _strict_keys(data, where: str, allowed: tuple[str, ...]) -> dict:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
-    return data
-
-
-def parse_engines(data, where: str) -> dict[str, EngineProfile]:
-    """Engine profiles from the parsed ``engines.yaml`` mapping (strict: unknown keys are errors)."""
-    top = _strict_keys(data, where, ("schema_version", "engines"))
-    if top.get("schema_version") != 1:
-        raise ConfigError(f"{where}: `schema_version` must be 1, got {top.get('schema_version')!r}")
-    out = {}
-    for name, spec in (top.get("engines") or {}).items():
-        at = f"{where}: engines.{name}"
-        spec = dict(_strict_keys(spec, at, _ENGINE_KEYS))
-        hosts = {}
-        for host, h in (spec.pop("hosts", None) or {}).items():
-            try:
-                hosts[str(host)] = EngineOverhead(**_strict_keys(h, f"{at}.hosts.{host}", _HOST_KEYS))
-            except ConfigError as e:
-                raise ConfigError(f"{at}.hosts.{host}: {e}") from None
-        aliases = tuple(spec.pop("aliases", ()) or ())
-        try:
-            out[str(name)] = (EngineProfile(name=str(name), hosts=hosts, **spec), aliases)
-        except (ConfigError, TypeError) as e:
-            raise ConfigError(f"{at}: {e}") from None
-    return out
-
-
-@lru_cache(maxsize=1)
-def _engine_catalogue() -> tuple[dict[str, EngineProfile], NameIndex]:
-    ref = resources.files("hwmodels") / "data" / "engines.yaml"
-    where = "hwmodels/data/engines.yaml"
-    data = read_yaml(ref.read_text(), where)
-    index = NameIndex("engine")
-    table = {}
-    for name, (prof, aliases) in parse_engines(data, where).items():
-        index.add(name, aliases)
-        table[name] = prof
-    return table, index
-
-
-def get_engine(name: str | EngineProfile) -> EngineProfile:
-    """An engine profile by name or alias (``kernels``, ``vllm-0.2``, ``vllm-0.6``, ``vllm``)."""
-    if isinstance(name, EngineProfile):
-        return name
-    if not isinstance(name, str):
-        raise ConfigError(f"engine must be a name or an EngineProfile, got {name!r}")
-    table, index = _engine_catalogue()
-    return table[index.resolve(name)]
-
-
-def list_engines() -> tuple[str, ...]:
-    return _engine_catalogue()[1].names()
-
-
 @dataclass(frozen=True)
 class PlanNetwork:
     """Where a replica's groups sit on a cluster: ``tp`` the topology of one TP group (None: one
@@ -443,7 +297,8 @@ class Deployment:
                  kv_dtype: KVCacheFormat | str = "auto", tp: int = 1, ep: int = 1, pp: int = 1,
                  profile: Profile | None = None, overhead_s: float = 0.0,
                  engine: EngineProfile | str = "kernels", layer_split: tuple[int, ...] | None = None,
-                 network: PlanNetwork | None = None):
+                 network: PlanNetwork | None = None, max_num_seqs: int | None = None,
+                 max_num_batched_tokens: int | None = None):
         self.model = get_model(model) if isinstance(model, str) else model
         self.device = get_device(device) if isinstance(device, str) else device
         self.quant = get_quant_format(quant) if isinstance(quant, str) else quant
@@ -467,7 +322,13 @@ class Deployment:
         self._prefill_seq_s = host.prefill_per_seq_s
         self._seq_s = host.per_seq_s
         self._launch_s = host.layer_launch_s * self.model.num_layers
-        self._graph_max = self.engine.graph_max_batch if self.engine.cuda_graphs else -1
+        self._piece_s = host.piece_launch_s * self.model.num_layers
+        self._tok_s = host.per_token_s
+        self._sync_s = host.sync_s
+        self._piecewise = self.engine.graph_mode == "piecewise"
+        self._async = self.engine.async_scheduling
+        self._full_decode = self.engine.full_decode_graphs
+        self._graph_max = self.engine.graph_max_tokens(max_num_seqs, max_num_batched_tokens)
         self.layer_split = None if layer_split is None else tuple(int(x) for x in layer_split)
         if network is not None and not isinstance(network, PlanNetwork):
             raise ConfigError(f"`network` must be a PlanNetwork, got {type(network).__name__}")
@@ -742,11 +603,25 @@ class Deployment:
         g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                  self._net, self._nnet, self._scratch, self._shape, self._op_time)
-        t = g
-        if n_p:
-            t = max(t, self._launch_s) + (self._iter_s + self._prefill_s + self._prefill_seq_s * n_p
+        if self._piecewise:
+            tokens = int(prefill_lens.sum()) + decode_ctx.size if n_p else seqs
+            if tokens > self._graph_max:
+                launch = self._launch_s  # eager (compiled) step: every layer launched from the host
+            elif n_p or not self._full_decode:
+                launch = self._piece_s  # graph pieces, attention launched between them
+            else:
+                launch = 0.0  # one full graph
+            gpu = g if g >= launch else launch
+            host = self._iter_s + self._seq_s * seqs + self._tok_s * tokens
+            if n_p:
+                host += self._prefill_s + self._prefill_seq_s * n_p
+            t = (gpu if gpu >= host else host) if self._async else gpu + host
+            t += self._sync_s
+        elif n_p:
+            t = max(g, self._launch_s) + (self._iter_s + self._prefill_s + self._prefill_seq_s * n_p
                                           + self._seq_s * seqs)
         else:
+            t = g
             if seqs > self._graph_max:
                 t = max(t, self._launch_s)
             t = t + (self._iter_s + self._seq_s * seqs)
@@ -763,10 +638,16 @@ class Deployment:
         g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                   self._net, self._nnet, self._scratch, self._shape, self._op_time)
-        t = g
-        if seqs > self._graph_max:
-            t = np.maximum(t, self._launch_s)
-        t = t + (self._iter_s + self._seq_s * seqs)
+        if self._piecewise:
+            launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
+            gpu = np.maximum(g, launch)
+            host = self._iter_s + self._seq_s * seqs + self._tok_s * seqs
+            t = (np.maximum(gpu, host) if self._async else gpu + host) + self._sync_s
+        else:
+            t = g
+            if seqs > self._graph_max:
+                t = np.maximum(t, self._launch_s)
+            t = t + (self._iter_s + self._seq_s * seqs)
         return t, (e + self._power[0] * (t - g)) * self.tp
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:

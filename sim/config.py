@@ -10,7 +10,7 @@ models and a request source. Example (every key optional)::
                  kv_dtype: auto, engine: vllm}
     # or on a cluster (a built-in name or a cluster YAML; see hwmodels/data/clusters/):
     # deployment: {cluster: dgx-h100, num_nodes: 2, tp: 8, pp: 2, placement: nic-aware}
-    serving: {scheduler: vllm, max_batch_size: 256, max_batched_tokens: 8192, block_size: 16,
+    serving: {scheduler: sarathi, max_batch_size: 256, max_batched_tokens: 2048, block_size: 16,
               gpu_memory_utilization: 0.9, preemption: recompute, swap_space_gib: 4}
     workload: {name: azure-conv, num_requests: 1000}      # or trace: file.csv; rate: 2.0 (Poisson QPS)
     cluster: {router: round-robin}
@@ -23,7 +23,7 @@ models and a request source. Example (every key optional)::
     output: {json: true, out: requests.csv, chrome_trace: trace.json, report: report.html}
 
 With nothing given, the run is the documented default: Llama-2-70B on 8 H100s with TP8 under the
-vLLM 0.6 engine, serving the first 1000 requests of the bundled Azure conversation trace.
+vLLM V1 engine (newest defaults), serving the first 1000 requests of the bundled Azure conversation trace.
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def _str(name: str, v: Any, optional: bool = False, choices: tuple[str, ...] = (
 class DeploymentSection:
     """What runs where: ``num_devices`` devices in ``num_devices / (tp * pp)`` data-parallel replicas
     (``dp`` may be given instead; default one replica). ``engine``: a serving-engine profile
-    (``hwmodels/data/engines.yaml``: ``kernels``, ``vllm-0.2``, ``vllm-0.6`` a.k.a. ``vllm``);
+    (``hwmodels/data/engines.yaml``: ``vllm`` = ``vllm-v1`` at its newest defaults, ``vllm==0.15.1``
+    for a version's defaults, ``vllm-0.6``, ``vllm-0.2``, ``kernels``);
     ``profile``: a calibration profile JSON (default: the shipped one).
 
     ``cluster``: a built-in cluster or a cluster YAML (``num_nodes`` replicates a one-group cluster);
@@ -136,19 +137,20 @@ class DeploymentSection:
 
 @dataclass(frozen=True, kw_only=True)
 class ServingSection:
-    """The engine's knobs on every replica (vLLM's names in brackets): ``scheduler`` a registered
-    policy (vllm, sarathi, static, decode-priority); ``max_batch_size`` [max_num_seqs];
+    """The engine's knobs on every replica (vLLM's names in brackets); ``None`` takes the engine
+    profile's default for its version and device (hwmodels/data/engines.yaml): ``scheduler`` a
+    registered policy (vllm, sarathi, static, decode-priority); ``max_batch_size`` [max_num_seqs];
     ``max_batched_tokens`` [max_num_batched_tokens]; ``block_size`` tokens per KV block;
     ``gpu_memory_utilization``; ``watermark`` fraction of blocks kept free at admission;
     ``preemption`` recompute or swap, with ``swap_space_gib`` of host memory per device;
     ``overhead_s`` a fixed time added to every iteration on top of the engine profile's."""
 
-    scheduler: str = "vllm"
-    max_batch_size: int = 256
-    max_batched_tokens: int = 8192
+    scheduler: str | None = None
+    max_batch_size: int | None = None
+    max_batched_tokens: int | None = None
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
-    watermark: float = 0.01
+    watermark: float | None = None
     preemption: str = "recompute"
     swap_space_gib: float = 4.0
     overhead_s: float = 0.0
@@ -156,12 +158,14 @@ class ServingSection:
     def __post_init__(self) -> None:
         from sim.schedulers import SCHEDULERS
 
-        _str("scheduler", self.scheduler)
-        object.__setattr__(self, "scheduler", SCHEDULERS.canonical(self.scheduler))
-        for k in ("max_batch_size", "max_batched_tokens", "block_size"):
-            _int(k, getattr(self, k))
+        _str("scheduler", self.scheduler, optional=True)
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", SCHEDULERS.canonical(self.scheduler))
+        for k in ("max_batch_size", "max_batched_tokens"):
+            _int(k, getattr(self, k), optional=True)
+        _int("block_size", self.block_size)
         _num("gpu_memory_utilization", self.gpu_memory_utilization, lo=0.0, hi=1.0, strict_lo=True)
-        _num("watermark", self.watermark, lo=0.0, hi=0.5)
+        _num("watermark", self.watermark, lo=0.0, hi=0.5, optional=True)
         _str("preemption", self.preemption, choices=("recompute", "swap"))
         _num("swap_space_gib", self.swap_space_gib)
         _num("overhead_s", self.overhead_s)

@@ -130,9 +130,11 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
                           arch=spec.arch_class)
         key = (spec.name, net)
         if key not in built:
+            b = batching(cfg, engine, spec)
             built[key] = Deployment(d.model, spec, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
                                     engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile,
-                                    layer_split=layer_split, network=net)
+                                    layer_split=layer_split, network=net, max_num_seqs=b.max_num_seqs,
+                                    max_num_batched_tokens=b.max_num_batched_tokens)
         deps.append(built[key])
     return Layout(cluster, placement, deps)
 
@@ -157,21 +159,49 @@ def build_deployment(cfg: RunConfig, pool: PoolSection | None = None):
     return build_layout(cfg, pool).deployments[0]
 
 
+@dataclass(frozen=True)
+class Batching:
+    """The scheduling settings a replica runs with: the serving section's, else the engine's defaults."""
+
+    policy: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    watermark: float
+    admit_full_prompt: bool
+
+
+def batching(cfg: RunConfig, engine, device) -> Batching:
+    """The serving section's knobs, each ``None`` filled from ``engine``'s defaults on ``device``."""
+    from hwmodels.devices import get_device
+    from hwmodels.engines import get_engine
+
+    s = cfg.serving
+    eng = get_engine(engine)
+    dev = get_device(device) if isinstance(device, str) else device
+    seqs, tokens = eng.batching_defaults(dev)
+    return Batching(policy=s.scheduler or eng.scheduler, max_num_seqs=s.max_batch_size or seqs,
+                    max_num_batched_tokens=s.max_batched_tokens or tokens,
+                    watermark=eng.watermark if s.watermark is None else s.watermark,
+                    admit_full_prompt=eng.admit_full_prompt)
+
+
 def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
                    max_batched_tokens: int | None = None, policy: str | None = None) -> ReplicaConfig:
-    """One engine of ``dep`` with the serving section's knobs. A pipeline-parallel replica runs
-    ``pp`` virtual engines (vLLM's), each with its own scheduler and ``1/pp`` of the KV cache, and
-    this is the config of one of them."""
+    """One engine of ``dep`` with the serving section's knobs (engine defaults where unset). A
+    pipeline-parallel replica runs ``pp`` virtual engines (vLLM's), each with its own scheduler and
+    ``1/pp`` of the KV cache, and this is the config of one of them."""
     s = cfg.serving
+    b = batching(cfg, dep.engine, dep.device)
     kv_tokens = dep.kv_capacity_tokens(s.gpu_memory_utilization) // dep.pp
     if kv_tokens < s.block_size:
         raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
                           f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
     swap_tokens = dep.host_swap_capacity_tokens(s.swap_space_gib * GIB) if s.preemption == "swap" else 0
     return ReplicaConfig(
-        kv_capacity_tokens=int(kv_tokens), block_size=s.block_size, watermark_fraction=s.watermark,
-        scheduler=SchedulerConfig(policy=policy or s.scheduler, max_num_seqs=max_num_seqs or s.max_batch_size,
-                                  max_num_batched_tokens=max_batched_tokens or s.max_batched_tokens),
+        kv_capacity_tokens=int(kv_tokens), block_size=s.block_size, watermark_fraction=b.watermark,
+        scheduler=SchedulerConfig(policy=policy or b.policy, max_num_seqs=max_num_seqs or b.max_num_seqs,
+                                  max_num_batched_tokens=max_batched_tokens or b.max_num_batched_tokens,
+                                  admit_full_prompt=b.admit_full_prompt),
         idle_power_w=dep.device.power.idle_w * dep.tp, preemption=s.preemption,
         swap_blocks=swap_tokens // s.block_size,
         swap_s_per_block=s.block_size * dep.swap_seconds_per_token())
@@ -295,7 +325,8 @@ def _run_static(cfg: RunConfig, tracer) -> RunOutput:
     sb = cfg.static_batch
     dep = build_deployment(cfg)
     B, P, O = sb.batch_size, sb.prompt_tokens, sb.output_tokens
-    rc = replica_config(cfg, dep, max_num_seqs=B, max_batched_tokens=max(B * P, cfg.serving.max_batched_tokens),
+    rc = replica_config(cfg, dep, max_num_seqs=B,
+                        max_batched_tokens=max(B * P, batching(cfg, dep.engine, dep.device).max_num_batched_tokens),
                         policy="static")
     need = B * -(-(P + O) // rc.block_size)
     trace = RequestTrace(np.zeros(B), np.full(B, P, np.int64), np.full(B, O, np.int64), np.arange(B),

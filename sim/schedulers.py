@@ -37,13 +37,18 @@ from workloads.errors import ConfigError
 @dataclass(frozen=True, kw_only=True)
 class SchedulerConfig:
     """``policy``: a registered name; ``max_num_seqs``: running requests at most;
-    ``max_num_batched_tokens``: tokens (prefill + decode) per iteration (the chunk budget of ``sarathi``)."""
+    ``max_num_batched_tokens``: tokens (prefill + decode) per iteration (the chunk budget of ``sarathi``);
+    ``admit_full_prompt``: ``sarathi`` admits a new prompt only when KV blocks for all of it fit
+    (vLLM 0.19's ``scheduler_reserve_full_isl``), not only for its first chunk."""
 
     policy: str = "vllm"
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
+    admit_full_prompt: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.admit_full_prompt, bool):
+            raise ConfigError(f"admit_full_prompt must be true or false, got {self.admit_full_prompt!r}")
         object.__setattr__(self, "policy", SCHEDULERS.canonical(self.policy))
         if not (isinstance(self.max_num_seqs, int) and self.max_num_seqs >= 1):
             raise ConfigError(f"max_num_seqs must be an int >= 1, got {self.max_num_seqs!r}")
@@ -198,12 +203,13 @@ class SarathiScheduler(Scheduler):
             return batch
         slots = self.max_num_seqs - len(running)
         room = free - kv.watermark_blocks
+        full = self.config.admit_full_prompt
         for r in view.waiting:
             if left <= 0 or slots <= 0:
                 break
             n = min(r.prefill_target - r.cached, left)
             need = (r.cached + n + bs - 1) // bs - r.blocks
-            if need > room:
+            if need > room or (full and (r.prefill_target + bs - 1) // bs - r.blocks > room):
                 break
             room -= need
             left -= n

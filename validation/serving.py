@@ -588,8 +588,8 @@ def fit_apex_overhead(path: str | Path, run: str, *, engine: str = "vllm-0.6", p
 
 
 ENGINES_FILE = Path(__file__).resolve().parent.parent / "hwmodels" / "data" / "engines.yaml"
-_HOST_FIELDS = ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "layer_launch_s",
-                "allreduce_bus_bytes_per_s")
+_HOST_FIELDS = ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "per_token_s", "layer_launch_s",
+                "piece_launch_s", "sync_s", "allreduce_bus_bytes_per_s")
 
 
 def _yaml_hosts(hosts: dict[str, dict]) -> str:
@@ -597,7 +597,7 @@ def _yaml_hosts(hosts: dict[str, dict]) -> str:
     for dev, h in hosts.items():
         lines.append(f"      {dev}:")
         for k in _HOST_FIELDS:
-            lines.append(f"        {k}: {h[k]:.4g}")
+            lines.append(f"        {k}: {h.get(k, 0.0):.4g}")
         lines.append(f"        source: \"{h['source']}\"")
         lines.append(f"        fitted_on: \"{h['fitted_on']}\"")
     return "\n".join(lines)
@@ -616,7 +616,7 @@ def write_hosts(engine: str, hosts: dict[str, dict], path: Path = ENGINES_FILE) 
         nxt = text.find("\n  ", nxt + 1)
     end = len(text.rstrip("\n")) if nxt < 0 else nxt
     path.write_text(text[:h + 1] + _yaml_hosts(hosts) + text[end:] + ("\n" if nxt < 0 else ""))
-    from hwmodels.deployment import _engine_catalogue
+    from hwmodels.engines import _engine_catalogue
 
     _engine_catalogue.cache_clear()
 

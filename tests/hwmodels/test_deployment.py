@@ -25,11 +25,60 @@ def h100_tp8():
 
 
 def test_engine_catalogue_names_and_aliases():
-    assert {"kernels", "vllm-0.2", "vllm-0.6"} <= set(list_engines())
-    assert get_engine("vllm").name == "vllm-0.6"
+    assert {"kernels", "vllm-0.2", "vllm-0.6", "vllm-v1"} <= set(list_engines())
+    assert get_engine("vllm").name == "vllm-v1"  # the newest vLLM profile is the default
     assert get_engine("none").name == "kernels"
     with pytest.raises(UnknownNameError, match="did you mean"):
-        get_engine("vllm-0.7")
+        get_engine("vlm-v1")
+    with pytest.raises(UnknownNameError, match="vllm==<version>"):
+        get_engine("sglang==0.4.1")
+
+
+@pytest.mark.parametrize("name, profile, version", [
+    ("vllm==0.15.1", "vllm-v1", "0.15.1"), ("vllm-0.19", "vllm-v1", "0.19"), ("vllm==0.8.0", "vllm-v1", "0.8.0"),
+    ("vllm==0.7.3", "vllm-0.6", "0.7.3"), ("vllm 0.6.3", "vllm-0.6", "0.6.3"), ("vllm==0.5.4", "vllm-0.2", "0.5.4"),
+])
+def test_versions_resolve_to_the_nearest_profile_not_newer(name, profile, version):
+    e = get_engine(name)
+    assert (e.name, e.version) == (profile, version)
+
+
+def test_version_defaults_follow_the_release_history():
+    old, mid, new = get_engine("vllm==0.8.5"), get_engine("vllm==0.12.0"), get_engine("vllm==0.19.0")
+    assert not old.full_decode_graphs and mid.full_decode_graphs  # FULL_AND_PIECEWISE from 0.11
+    assert not mid.async_scheduling and new.async_scheduling  # async scheduling default from 0.14
+    assert old.large_gpu_max_num_seqs is None and new.large_gpu_max_num_seqs == 1024
+    assert get_engine("vllm").version == new.version
+    with pytest.raises(ConfigError, match="oldest"):
+        get_engine("vllm==0.0.9")
+
+
+def test_v1_batching_defaults_depend_on_the_device():
+    eng = get_engine("vllm==0.15.1")
+    assert eng.batching_defaults(get_device("h100")) == (1024, 8192)
+    assert eng.batching_defaults(get_device("a100-80gb")) == (256, 2048)  # vLLM excludes the A100
+    assert eng.batching_defaults(get_device("l40s")) == (256, 2048)
+    assert eng.graph_max_tokens(128, 2048) == 256 and eng.graph_max_tokens(1024, 8192) == 512
+
+
+def test_v1_async_host_is_hidden_behind_a_long_gpu_step():
+    host = EngineOverhead(iteration_s=0.002, per_seq_s=1e-5, sync_s=1e-4, piece_launch_s=1e-5, layer_launch_s=4e-5)
+    sync = dataclasses.replace(get_engine("vllm==0.12.0"), hosts={"default": host})
+    asyn = dataclasses.replace(get_engine("vllm==0.15.1"), hosts={"default": host})
+    bare = Deployment("llama-3.1-8b", "h100", engine=dataclasses.replace(asyn, hosts={}))
+    a = Deployment("llama-3.1-8b", "h100", engine=asyn)
+    s = Deployment("llama-3.1-8b", "h100", engine=sync)
+    g, _ = bare.iteration(arr(2048), arr(0), E)  # eager step, GPU-bound
+    assert a.iteration(arr(2048), arr(0), E)[0] == pytest.approx(max(g, 32 * 4e-5, 0.002 + 1e-5) + 1e-4)
+    assert s.iteration(arr(2048), arr(0), E)[0] == pytest.approx(max(g, 32 * 4e-5) + 0.002 + 1e-5 + 1e-4)
+    ctx = arr(*range(100, 164))
+    g_d, _ = bare.iteration(E, E, ctx)
+    host_d = 0.002 + 64 * 1e-5
+    assert a.iteration(E, E, ctx)[0] == pytest.approx(max(g_d, host_d) + 1e-4)  # full decode graph
+    assert s.iteration(E, E, ctx)[0] == pytest.approx(g_d + host_d + 1e-4)
+    # a fused decode run prices each step exactly as the step-by-step query
+    times, _ = a.decode_run(ctx, 5)
+    assert [float(x) for x in times] == [a.iteration(E, E, ctx + k)[0] for k in range(5)]
 
 
 def test_engine_file_is_strict():
