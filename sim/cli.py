@@ -14,7 +14,7 @@ from pathlib import Path
 DEFAULT_KERNEL_DATA = Path(__file__).resolve().parent.parent / "validation" / "data" / "kernels"
 
 
-SERVING_FORMATS = ("splitwise", "apex-vllm")
+SERVING_FORMATS = ("splitwise", "apex-vllm", "llmservingsim")
 KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass")
 
 
@@ -35,6 +35,11 @@ def _cmd_validate(args) -> int:
     paths = args.paths or [str(DEFAULT_KERNEL_DATA)]
     profile = load_profile(args.profile) if args.profile else None
     serving = args.format in SERVING_FORMATS
+    if args.format == "llmservingsim":
+        # the same source ships kernel profiles and serving runs: the folder's content decides
+        from validation.serving import is_serving_path
+
+        serving = all(is_serving_path(p) for p in paths)
     if args.format == "auto":
         from validation.serving import is_serving_path
 
@@ -263,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="all", choices=["all", "test", "train"],
                    help="score all rows, only those the profile held out (test), or only its fitted rows")
     v.add_argument("--engine", help="serving engine profile for serving formats (default: vllm-0.2 for "
-                                    "splitwise, vllm-0.6 for apex-vllm; 'kernels' = kernels only)")
+                                    "splitwise, vllm-0.6 for apex-vllm, the run's own vLLM version for "
+                                    "llmservingsim; 'kernels' = kernels only)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=_cmd_validate)
 
@@ -288,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ep", type=int)
     g.add_argument("--quant", help="weight format (bf16, fp8, w4a16, ...)")
     g.add_argument("--kv-dtype", help="KV-cache format (auto, bf16, fp8, ...)")
-    g.add_argument("--engine", help="serving-engine profile: vllm (0.6), vllm-0.2, kernels")
+    g.add_argument("--engine", help="serving-engine profile: vllm (= vllm-v1, newest defaults; the default), "
+                                    "vllm==0.15.1 (a version's defaults), vllm-0.6, vllm-0.2, kernels")
     g.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
     g = r.add_argument_group("serving engine")
     g.add_argument("--scheduler", help="vllm, sarathi (chunked prefill), static, decode-priority")

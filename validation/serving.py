@@ -38,7 +38,7 @@ import pandas as pd
 from validation.stats import error_stats
 from workloads.errors import ConfigError, TraceError, UnknownNameError
 
-SERVING_FORMATS = ("splitwise", "apex-vllm")
+SERVING_FORMATS = ("splitwise", "apex-vllm", "llmservingsim")
 SPLITWISE_COLUMNS = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time",
                      "e2e_time", "tensor_parallel")
 APEX_COLUMNS = ("model", "device", "dp", "tp", "pp", "ttft_mean_s", "tpot_mean_s", "trace")
@@ -49,7 +49,7 @@ NOT_ONE_BATCH_RATIO = 1.5
 #: Deterministic split of the splitwise configurations for fitting engine overheads.
 SERVING_SALT = "llmsim-serving-v1"
 HOLDOUT_FRACTION = 0.5
-DEFAULT_ENGINE = {"splitwise": "vllm-0.2", "apex-vllm": "vllm-0.6"}
+DEFAULT_ENGINE = {"splitwise": "vllm-0.2", "apex-vllm": "vllm-0.6", "llmservingsim": None}
 #: How APEX launched vLLM 0.6.0 (microsoft/apex_plus vllm/8TP.sh: --gpu-memory-utilization 0.97, no
 #: max_model_len) and what vLLM 0.6.0 defaults to then: chunked prefill is on for models with more than
 #: 32K context, with a 512-token budget; 256 sequences at most; 16-token blocks.
@@ -352,13 +352,18 @@ def apex_values(path: str | Path, *, engine: str | None = None, profile=None) ->
 
 
 def _serving_files(path: Path) -> list[tuple[Path, str]]:
+    from validation.llmservingsim import find_runs
+
     if path.is_dir():
         found = []
         for f in sorted(path.rglob("*.csv")):
             fmt = detect_serving_format(f)
             if fmt is not None:
                 found.append((f, fmt))
+        found.extend((run, "llmservingsim") for run in find_runs(path))
         return found
+    if path.name in ("meta.json", "requests.jsonl"):
+        return [(run, "llmservingsim") for run in find_runs(path)]
     fmt = detect_serving_format(path)
     return [(path, fmt)] if fmt else []
 
@@ -384,24 +389,37 @@ def validate_serving(paths: list[str], *, fmt: str = "auto", engine: str | None 
         if fmt == "auto":
             found = _serving_files(p)
             if not found:
-                raise TraceError(f"{p}: not a splitwise perf_model.csv (prompt_time, token_time, ...) nor an APEX "
-                                 f"measured.csv (ttft_mean_s, tpot_mean_s, trace)")
+                raise TraceError(f"{p}: not a splitwise perf_model.csv (prompt_time, token_time, ...), an APEX "
+                                 f"measured.csv (ttft_mean_s, tpot_mean_s, trace), nor an LLMServingSim run folder "
+                                 f"(meta.json + requests.jsonl)")
             files.extend(found)
-        elif p.is_dir():
-            files.extend((f, f_fmt) for f, f_fmt in _serving_files(p) if f_fmt == fmt)
+        elif p.is_dir() or fmt == "llmservingsim":
+            picked = [(f, f_fmt) for f, f_fmt in _serving_files(p) if f_fmt == fmt]
+            if not picked:
+                raise TraceError(f"{p}: holds no {fmt} serving measurements")
+            files.extend(picked)
         else:
             files.append((p, fmt))
-    values, not_expressed, engines = [], [], {}
+    values, not_expressed, engines, runs = [], [], {}, []
     for f, f_fmt in files:
         eng = engine or DEFAULT_ENGINE[f_fmt]
-        engines[str(f)] = eng
         if f_fmt == "splitwise":
             v, ne = splitwise_values(f, engine=eng, profile=profile)
-        else:
+        elif f_fmt == "apex-vllm":
             v, ne = apex_values(f, engine=eng, profile=profile)
+        else:
+            from validation.llmservingsim import load_run, run_values
+
+            v, run_extra = run_values(load_run(f), engine=eng, profile=profile)
+            eng = run_extra["engine"]
+            runs.append(run_extra)
+            ne = []
+        engines[str(f)] = eng
         values.extend(v)
         not_expressed.extend(ne)
     extra = {"profile": getattr(profile, "path", None) or "<default>", "engines": engines}
+    if runs:
+        extra["runs"] = runs
     return _report(values, not_expressed, split, extra)
 
 
@@ -419,6 +437,12 @@ def format_table(report: dict) -> str:
     for g in report["groups"]:
         lines.append(row(g["name"], g))
     lines.append(row("ALL", report))
+    for run in report.get("runs", []):
+        fit = "fitted" if run["in_fit"] else "predicted"
+        cells = "  ".join(f"{m} {run['predicted'][m]:.3f}/{run['measured'][m]:.3f} "
+                          f"({100 * (run['predicted'][m] / run['measured'][m] - 1):+.1f}%)" for m in run["measured"])
+        note = f"; {run['approximation']}" if run["approximation"] else ""
+        lines.append(f"run {run['run']} [{fit}, {run['engine']}]: {cells} (predicted/measured){note}")
     for ne in report.get("not_expressed", []):
         lines.append(f"not expressed: {ne['name']}: {ne['rows']} rows: {ne['reason']}")
     lines.append(f"split: {report['split']}; engines: {report.get('engines')}; errors are |pred-meas|/meas")

@@ -1,0 +1,235 @@
+"""Serving runs of a current engine: LLMServingSim's measured vLLM 0.19 runs (format ``llmservingsim``).
+
+A run is a folder ``<GPU>/<model>/vllm/`` holding ``meta.json`` (vLLM's engine arguments and, where
+recorded, its resolved config and KV blocks), ``requests.jsonl`` (one request a line: ``input_toks``,
+``output_toks``, ``queued_ts``, ``first_token_ts``, ``last_token_ts``, monotonic seconds) and
+``timeseries.csv`` (per-second prompt and generation throughput). Each run is simulated with the
+model, device, plan and limits it ran with, under the engine profile of its vLLM version
+(``vllm==<vllm_version>``), the requests arriving at their ``queued_ts``; compared are the mean TTFT
+(``first_token_ts - queued_ts``), mean TPOT (``(last - first) / (output - 1)`` over requests with
+more than one output token, the mean of per-request values), mean end-to-end latency and the
+makespan (first arrival to last finish). The per-second generation throughput is compared as a
+series (MAPE over the seconds where the measured run generated tokens) and reported, not scored.
+
+Where a run used the KV blocks vLLM reported (``kv_cache.num_gpu_blocks``), the simulation uses them
+(an input of the run, like ``max_num_seqs``); otherwise the KV capacity is predicted from memory.
+
+Approximation: the Qwen3-30B-A3B run is data-parallel 2 with expert parallelism across the two
+ranks; it is simulated as two replicas of the whole model (each holding every expert), routed to
+the less loaded one, and its report says so.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workloads.errors import TraceError
+
+FORMAT = "llmservingsim"
+METRICS = ("ttft_mean_s", "tpot_mean_s", "e2e_mean_s", "makespan_s")
+#: The data folder's name, used in ``EngineOverhead.fitted_on`` ("llmservingsim:<folder>:<run>+<run>").
+DATA_NAME = "llmservingsim_vllm019"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run: where it is, what ran, and what was measured."""
+
+    path: Path
+    name: str
+    model: str
+    device: str
+    tp: int
+    dp: int
+    ep: bool
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_gpu_blocks: int | None
+    gpu_memory_utilization: float
+    prefix_caching: bool | None
+    vllm_version: str
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    measured: dict
+    gen_per_s: np.ndarray
+
+    @property
+    def approximation(self) -> str:
+        if self.dp > 1 and self.ep:
+            return (f"data-parallel {self.dp} with expert parallelism across the ranks, simulated as {self.dp} "
+                    f"replicas of the whole model")
+        return ""
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "meta.json").is_file() and (path / "requests.jsonl").is_file()
+
+
+def find_runs(path: str | Path) -> list[Path]:
+    """Run folders at or below ``path``."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if is_run_dir(p):
+        return [p]
+    return sorted(d.parent for d in p.rglob("meta.json") if is_run_dir(d.parent))
+
+
+def _device_of(meta: dict, path: Path) -> str:
+    name = (meta.get("hardware") or {}).get("device_name")
+    if name:
+        return str(name)
+    # <GPU>/<model>/vllm/: the GPU folder names the device (RTX4090, RTXPRO6000)
+    return path.parent.parent.name
+
+
+def _run_name(path: Path) -> str:
+    return f"{path.parent.parent.name}/{path.parent.name}"
+
+
+def load_run(path: str | Path) -> Run:
+    """A measured run folder; malformed files raise TraceError naming file and line."""
+    p = Path(path)
+    meta_path = p / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise TraceError(f"{meta_path}: cannot read as JSON: {e}") from None
+    kw = meta.get("engine_kwargs")
+    if not isinstance(kw, dict) or "model" not in meta or "vllm_version" not in meta:
+        raise TraceError(f"{meta_path}: needs `model`, `vllm_version` and `engine_kwargs`")
+    kv = meta.get("kv_cache") or {}
+    cols = {k: [] for k in ("input_toks", "output_toks", "queued_ts", "first_token_ts", "last_token_ts")}
+    req_path = p / "requests.jsonl"
+    with open(req_path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                for k in cols:
+                    v = float(r[k])
+                    if not math.isfinite(v):
+                        raise ValueError(f"{k} is not finite")
+                    cols[k].append(v)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise TraceError(f"{req_path}, line {i}: expected a JSON object with "
+                                 f"{', '.join(cols)}: {e}") from None
+    if not cols["queued_ts"]:
+        raise TraceError(f"{req_path}: no requests")
+    q = np.array(cols["queued_ts"])
+    first = np.array(cols["first_token_ts"])
+    last = np.array(cols["last_token_ts"])
+    out = np.array(cols["output_toks"], dtype=np.int64)
+    inp = np.array(cols["input_toks"], dtype=np.int64)
+    if (inp < 1).any() or (out < 1).any():
+        raise TraceError(f"{req_path}: token counts must be >= 1")
+    order = np.argsort(q, kind="stable")
+    t0 = float(q.min())
+    multi = out > 1
+    measured = {
+        "ttft_mean_s": float(np.mean(first - q)),
+        "tpot_mean_s": float(np.mean((last[multi] - first[multi]) / (out[multi] - 1))),
+        "e2e_mean_s": float(np.mean(last - q)),
+        "makespan_s": float(last.max() - t0),
+    }
+    gen = np.zeros(0)
+    ts_path = p / "timeseries.csv"
+    if ts_path.is_file():
+        import pandas as pd
+
+        ts = pd.read_csv(ts_path)
+        if "gen_throughput" in ts.columns:
+            gen = ts["gen_throughput"].to_numpy(np.float64)
+    return Run(path=p, name=_run_name(p), model=str(meta["model"]), device=_device_of(meta, p),
+               tp=int(kw.get("tensor_parallel_size") or 1), dp=int(kw.get("data_parallel_size") or 1),
+               ep=bool(kw.get("enable_expert_parallel")), max_num_seqs=int(kw.get("max_num_seqs") or 256),
+               max_num_batched_tokens=int(kw.get("max_num_batched_tokens") or 2048),
+               block_size=int(kv.get("block_size") or 16),
+               num_gpu_blocks=int(kv["num_gpu_blocks"]) if kv.get("num_gpu_blocks") else None,
+               gpu_memory_utilization=float(kv.get("gpu_memory_utilization") or 0.9),
+               prefix_caching=kv.get("enable_prefix_caching"), vllm_version=str(meta["vllm_version"]),
+               arrival_s=(q - t0)[order], prompt_tokens=inp[order], output_tokens=out[order], measured=measured,
+               gen_per_s=gen)
+
+
+def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = False):
+    """The simulated :class:`~sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM version)."""
+    from hwmodels.deployment import Deployment
+    from sim.cluster import simulate
+    from sim.replica import ReplicaConfig
+    from sim.schedulers import SchedulerConfig
+    from workloads.traces import RequestTrace
+
+    eng = engine if engine is not None else f"vllm=={run.vllm_version}"
+    dep = Deployment(run.model, run.device, tp=run.tp, engine=eng, profile=profile, max_num_seqs=run.max_num_seqs,
+                     max_num_batched_tokens=run.max_num_batched_tokens)
+    e = dep.engine
+    if run.num_gpu_blocks is not None:
+        kv = {"kv_blocks": run.num_gpu_blocks}
+    else:
+        kv = {"kv_capacity_tokens": int(dep.kv_capacity_tokens(run.gpu_memory_utilization))}
+    rc = ReplicaConfig(**kv, block_size=run.block_size, watermark_fraction=e.watermark,
+                       scheduler=SchedulerConfig(policy=e.scheduler, max_num_seqs=run.max_num_seqs,
+                                                 max_num_batched_tokens=run.max_num_batched_tokens,
+                                                 admit_full_prompt=e.admit_full_prompt),
+                       idle_power_w=dep.device.power.idle_w * dep.num_devices)
+    trace = RequestTrace(run.arrival_s.copy(), run.prompt_tokens.copy(), run.output_tokens.copy(),
+                         np.arange(len(run.arrival_s)), run.name)
+    return simulate(trace, rc, dep, num_replicas=run.dp, router="least-outstanding", keep_requests=keep_requests)
+
+
+def _gen_series(result, seconds: int) -> np.ndarray:
+    """Generated tokens per second of a simulated run, each request's tokens spread evenly from its
+    first token to its finish (the first token at the first-token time)."""
+    rec = result.records
+    ok = rec["status"] == "finished"
+    first = rec["first_token_s"][ok] - float(np.min(rec["arrival_s"]))
+    fin = rec["finish_s"][ok] - float(np.min(rec["arrival_s"]))
+    out = rec["output_tokens"][ok].astype(np.float64)
+    edges = np.arange(seconds + 1, dtype=np.float64)
+    series = np.zeros(seconds)
+    for f, z, n in zip(first, fin, out):
+        series[min(int(f), seconds - 1)] += 1.0
+        if n > 1 and z > f:
+            rate = (n - 1) / (z - f)
+            lo = np.clip(edges[:-1], f, z)
+            hi = np.clip(edges[1:], f, z)
+            series += rate * (hi - lo)
+    return series
+
+
+def run_values(run: Run, *, engine=None, profile=None) -> tuple[list[dict], dict]:
+    """Compared values of one run (dicts as validation/serving.py ``_report`` takes) and its extras."""
+    from hwmodels.engines import get_engine
+
+    res = simulate_run(run, engine=engine, profile=profile, keep_requests=True)
+    s = res.summary
+    rec = res.records
+    ok = rec["status"] == "finished"
+    pred = {"ttft_mean_s": s["ttft_mean_s"], "tpot_mean_s": s["tpot_mean_s"], "e2e_mean_s": s["e2e_mean_s"],
+            "makespan_s": float(rec["finish_s"][ok].max() - rec["arrival_s"].min()) if ok.any() else math.nan}
+    eng = get_engine(engine if engine is not None else f"vllm=={run.vllm_version}")
+    from hwmodels.devices import get_device
+
+    host = eng.overhead_for(get_device(run.device))
+    parts = host.fitted_on.split(":")
+    in_fit = len(parts) == 3 and parts[0] == FORMAT and parts[1] == DATA_NAME and run.name in parts[2].split("+")
+    hw = f"{run.name} tp{run.tp} dp{run.dp}"
+    values = [{"group": f"{DATA_NAME} | {m}", "hardware": hw, "pred": float(pred[m]), "meas": float(run.measured[m]),
+               "in_fit": bool(in_fit)} for m in METRICS]
+    extra = {"run": run.name, "engine": f"{eng.name}@{eng.version}" if eng.version else eng.name,
+             "unfinished": int((~ok).sum()), "approximation": run.approximation,
+             "predicted": pred, "measured": dict(run.measured), "in_fit": bool(in_fit)}
+    if run.gen_per_s.size:
+        n = run.gen_per_s.size
+        sim = _gen_series(res, n)
+        m = run.gen_per_s > 0
+        extra["gen_throughput_series_mape"] = float(np.mean(np.abs(sim[m] - run.gen_per_s[m]) / run.gen_per_s[m]))
+    return values, extra
