@@ -163,8 +163,10 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
     elif kind == _MOE:
         if tokens <= 0:
             return 0.0, 0.0
-        flops, nbytes = ops.moe_work(tokens, par[0], par[1], par[2], par[3], par[4], par[5], par[6], par[7] > 0)
-        shape[0] = tokens
+        moe_tokens = tokens * par[8] if par[8] > 0.0 else tokens  # all DP ranks' tokens (DP + EP)
+        flops, nbytes = ops.moe_work(moe_tokens, par[0], par[1], par[2], par[3], par[4], par[5], par[6],
+                                     par[7] > 0)
+        shape[0] = moe_tokens
         shape[1] = par[0]
         shape[2] = par[1]
         shape[3] = par[2]
@@ -298,7 +300,7 @@ class Deployment:
                  profile: Profile | None = None, overhead_s: float = 0.0,
                  engine: EngineProfile | str = "kernels", layer_split: tuple[int, ...] | None = None,
                  network: PlanNetwork | None = None, max_num_seqs: int | None = None,
-                 max_num_batched_tokens: int | None = None):
+                 max_num_batched_tokens: int | None = None, dp_ep: int = 1):
         self.model = get_model(model) if isinstance(model, str) else model
         self.device = get_device(device) if isinstance(device, str) else device
         self.quant = get_quant_format(quant) if isinstance(quant, str) else quant
@@ -309,6 +311,7 @@ class Deployment:
             kv_dtype = get_kv_format(kv_name)
         self.kv = kv_dtype
         self.tp, self.ep, self.pp = int(tp), int(ep), int(pp)
+        self.dp_ep = int(dp_ep)
         self.profile = profile if profile is not None else default_profile()
         self.overhead_s = float(overhead_s)
         if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
@@ -357,6 +360,10 @@ class Deployment:
                 raise PlanError(f"ep={ep} must divide tp={tp} (experts are sharded inside the TP group)")
         elif ep != 1:
             raise PlanError(f"ep={ep} given but {m.name} has no experts; use ep=1")
+        if self.dp_ep != 1:
+            if self.dp_ep < 1 or m.moe is None or m.moe.num_experts % self.dp_ep or ep != 1:
+                raise PlanError(f"dp_ep={self.dp_ep} shards the experts of a MoE model over data-parallel ranks: "
+                                f"it needs experts divisible by it and ep=1 (got {m.name}, ep={ep})")
         if m.num_layers < pp:
             raise PlanError(f"pp={pp} exceeds the {m.num_layers} layers of {m.name}")
         if self.layer_split is not None:
@@ -394,6 +401,7 @@ class Deployment:
         br = self.model.param_breakdown()
         layer_params = sum(br.values()) - br["embedding"] - br["lm_head"]
         # experts: E/ep per rank, each sharded tp/ep ways -> a 1/tp share, like every other layer weight
+        layer_params -= br.get("moe_experts", 0) * (1.0 - 1.0 / self.dp_ep)  # experts sharded over DP ranks
         per_dev = layer_params * self.quant.bytes_per_weight / self.tp * max(self.stage_layers) / self.model.num_layers
         per_dev += (br["embedding"] + br["lm_head"]) * 2.0 / self.tp
         return per_dev
@@ -487,9 +495,19 @@ class Deployment:
             e = m.moe
             gemm("router", e.num_experts, H, layers_moe, group="bf16", a=2.0, w=2.0, dq=0.0)
             moe_tp = tp // self.ep
+            dpe = self.dp_ep
             rows.append(("experts", "moe", gemm_group, _MOE,
-                         (H, e.expert_intermediate_size / moe_tp, e.top_k, e.num_experts, self.ep, wb, act_b,
-                          1.0 if m.mlp_gated else 0.0), layers_moe, q.compute_dtype))
+                         (H, e.expert_intermediate_size / moe_tp, e.top_k, e.num_experts, self.ep * dpe, wb, act_b,
+                          1.0 if m.mlp_gated else 0.0, float(dpe) if dpe > 1 else 0.0), layers_moe, q.compute_dtype))
+            if dpe > 1:
+                # DP + EP (vLLM's allgather_reducescatter all2all backend): gather every rank's hidden
+                # states before the experts, reduce-scatter the outputs after them
+                link = d.scale_up_link if d.scale_up_link is not None else d.host_link
+                kind = link.kind if link.kind in INTRA_TRANSPORTS else "pcie"
+                topo = single_node_group(dpe, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
+                for coll in ("all_gather", "reduce_scatter"):
+                    rows.append((f"moe_{coll}", "collective", "nccl", _NET, (H * 2.0 * dpe,), layers_moe, "bf16",
+                                 collective_coefficients(coll, topo, arch=d.arch_class)))
             if e.shared_expert_intermediate_size:
                 gemm("shared_up_proj", mats * e.shared_expert_intermediate_size // tp, H, layers_moe)
                 gemm("shared_down_proj", H, e.shared_expert_intermediate_size // tp, layers_moe)

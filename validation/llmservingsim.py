@@ -15,8 +15,9 @@ Where a run used the KV blocks vLLM reported (``kv_cache.num_gpu_blocks``), the 
 (an input of the run, like ``max_num_seqs``); otherwise the KV capacity is predicted from memory.
 
 Approximation: the Qwen3-30B-A3B run is data-parallel 2 with expert parallelism across the two
-ranks; it is simulated as two replicas of the whole model (each holding every expert), routed to
-the less loaded one, and its report says so.
+ranks; it is simulated as two replicas routed to the less loaded one, each holding half the experts
+and running its MoE layers on twice its own tokens with an all-gather and a reduce-scatter
+(``Deployment(dp_ep=2)``): the load is assumed balanced and the ranks' lock-step is not modelled.
 """
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ class Run:
     @property
     def approximation(self) -> str:
         if self.dp > 1 and self.ep:
-            return (f"data-parallel {self.dp} with expert parallelism across the ranks, simulated as {self.dp} "
-                    f"replicas of the whole model")
+            return (f"data-parallel {self.dp} with expert parallelism across the ranks: {self.dp} replicas, each "
+                    f"with 1/{self.dp} of the experts running the MoE layers on {self.dp}x its own tokens (balanced "
+                    f"load assumed; the ranks' lock-step is not modelled)")
         return ""
 
 
@@ -169,7 +171,7 @@ def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = F
 
     eng = engine if engine is not None else f"vllm=={run.vllm_version}"
     dep = Deployment(run.model, run.device, tp=run.tp, engine=eng, profile=profile, max_num_seqs=run.max_num_seqs,
-                     max_num_batched_tokens=run.max_num_batched_tokens)
+                     max_num_batched_tokens=run.max_num_batched_tokens, dp_ep=run.dp if run.ep else 1)
     e = dep.engine
     if run.num_gpu_blocks is not None:
         kv = {"kv_blocks": run.num_gpu_blocks}
