@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workloads.errors import ConfigError, LLMSimError, UnknownNameError
+from workloads.quant import get_quant_format
 from workloads.models import (
     MLASpec,
     ModelSpec,
@@ -245,6 +246,7 @@ def test_attention_patterns_of_recent_models():
     oss = get_model("gpt-oss-20b")
     assert [oss.attention_window(i) for i in range(4)] == [128, 0, 128, 0]
     assert oss.attention_sinks and oss.qkv_bias and oss.o_bias and oss.expert_weight_format == "mxfp4"
+    assert get_quant_format(oss.expert_weight_format).bits_per_weight == 4.25  # e2m1 + one e8m0 per 32
     h, q, kv = 2880, 64 * 64, 8 * 64
     assert oss.params_per_layer("attention") == 2 * h * q + 2 * h * kv + (q + 2 * kv + h) + 64  # + 64 sink logits
     assert oss.params_per_layer("expert") == 3 * h * 2880 + 2 * 2880 + h  # gate_up and down biases
