@@ -285,6 +285,10 @@ class ModelSpec:
         scalar = self.query_pre_attn_scalar
         if scalar is not None and (isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0):
             raise ConfigError(f"{owner}: `query_pre_attn_scalar` must be a positive number, got {scalar!r}")
+        for field in ("layer_types", "no_rope_layers"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{owner}: `{field}` must be a list, got {value!r}")
         if self.layer_types is not None:
             types = tuple(self.layer_types)
             object.__setattr__(self, "layer_types", types)

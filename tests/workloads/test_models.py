@@ -278,7 +278,18 @@ def test_windowed_kv_cache_elements():
     assert g.kv_cache_elements_for_context(100, windowed=True) == g.kv_cache_elements_for_context(100, windowed=False)
 
 
+def test_decoder_sparse_step_makes_every_kth_layer_moe():
+    cfg = catalogue_config("qwen3-30b-a3b") | {"decoder_sparse_step": 2}
+    spec = from_hf_dict(cfg, name="x")
+    assert spec.moe_layer_indices == tuple(range(1, 48, 2))  # Qwen-MoE: (i + 1) % step == 0
+    assert spec.num_dense_layers == 24 and spec.intermediate_size == 6144
+    with pytest.raises(ConfigError, match="decoder_sparse_step"):
+        from_hf_dict(cfg | {"moe_layer_freq": 2}, name="x")
+
+
 def test_bad_attention_patterns_are_config_errors():
+    with pytest.raises(ConfigError, match="`layer_types` must be a list"):
+        _tiny(layer_types="full")
     with pytest.raises(ConfigError, match="`layer_types` has 3 entries but the model has 2 layers"):
         _tiny(layer_types=("full", "full", "full"))
     with pytest.raises(ConfigError, match="'sliding' layers but `sliding_window` is not set"):
