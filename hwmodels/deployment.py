@@ -478,13 +478,18 @@ class Deployment:
             attn_dims = (heads, kvh, m.head_dim, m.head_dim)
             o_in = heads * m.head_dim
         gemm("o_proj", H, o_in, layers_all)
-        # attention itself
+        # attention itself: one prefill and one decode row per distinct window (0 = full context), each
+        # with its own layer count; 'chunked' layers (Llama-4) are priced as a window of the chunk size,
+        # an upper bound of the keys a query sees. KV memory (kv_bytes_per_token_per_device) still
+        # holds every token on every layer, as vLLM does without its V1 hybrid KV-cache manager.
         kv_group = "fp8" if self.kv.bytes_per_element <= 1.0 else "bf16"
-        window = float(m.sliding_window or 0)
-        par = (*attn_dims, self.kv.bytes_per_element, window)
         attn_compute = attention_compute_dtype(d, kv_group)
-        rows.append(("attn_prefill", "attn_prefill", kv_group, _ATTN_PREFILL, par, layers_all, attn_compute))
-        rows.append(("attn_decode", "attn_decode", kv_group, _ATTN_DECODE, par, layers_all, attn_compute))
+        groups = m.attention_window_groups
+        for window, count in groups:
+            par = (*attn_dims, self.kv.bytes_per_element, float(window))
+            tag = "" if len(groups) == 1 or window == 0 else f"_w{window}"
+            rows.append((f"attn_prefill{tag}", "attn_prefill", kv_group, _ATTN_PREFILL, par, float(count), attn_compute))
+            rows.append((f"attn_decode{tag}", "attn_decode", kv_group, _ATTN_DECODE, par, float(count), attn_compute))
         # MLP: dense layers, then MoE layers
         mats = 2 if m.mlp_gated else 1
         if m.intermediate_size and layers_dense > 0:

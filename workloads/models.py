@@ -7,6 +7,7 @@ or a path to a ``config.json`` (or a directory holding one).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -36,6 +37,9 @@ __all__ = [
 NORM_TYPES = ("rmsnorm", "layernorm")
 POSITION_EMBEDDINGS = ("rope", "alibi", "learned")
 ROUTER_SCORINGS = ("softmax", "sigmoid")
+#: Per-layer attention kinds: 'full' (causal over the whole context), 'sliding' (the last
+#: ``sliding_window`` tokens), 'chunked' (Llama-4: keys of the query's own ``attention_chunk_size`` chunk).
+LAYER_TYPES = ("full", "sliding", "chunked")
 PARAM_KINDS = (
     "attention", "dense_mlp", "expert", "shared_experts", "router", "moe", "norms", "dense_layer", "moe_layer",
 )
@@ -83,8 +87,10 @@ def _need_choice(owner: str, field: str, value: Any, choices: tuple[str, ...]) -
 class MoESpec:
     """Mixture-of-experts MLP. Widths in elements.
 
-    A layer ``i`` is MoE when ``i >= first_dense_layers and i % layer_freq == 0`` (DeepSeek rule);
-    the other layers use the dense MLP of width ``ModelSpec.intermediate_size``.
+    A layer ``i`` is MoE when ``i >= first_dense_layers and i % layer_freq == layer_offset``
+    (DeepSeek: offset 0; Llama-4 ``interleave_moe_layer_step`` and Qwen ``decoder_sparse_step``:
+    offset ``layer_freq - 1``); the other layers use the dense MLP of width
+    ``ModelSpec.intermediate_size``.
     """
 
     num_experts: int
@@ -94,8 +100,9 @@ class MoESpec:
     shared_expert_intermediate_size: int = 0  # total width of the shared expert(s) MLP
     first_dense_layers: int = 0
     layer_freq: int = 1
+    layer_offset: int = 0
     shared_expert_gate: bool = False  # Qwen2-MoE: a hidden->1 sigmoid gate on the shared expert
-    router_bias: bool = False  # DeepSeek-V3 noaux_tc: per-expert score-correction bias
+    router_bias: bool = False  # one bias per expert: DeepSeek-V3 noaux_tc score correction, gpt-oss router bias
     scoring: str = "softmax"
 
     def __post_init__(self) -> None:
@@ -107,6 +114,9 @@ class MoESpec:
         _need_int(owner, "shared_expert_intermediate_size", self.shared_expert_intermediate_size, minimum=0)
         _need_int(owner, "first_dense_layers", self.first_dense_layers, minimum=0)
         _need_int(owner, "layer_freq", self.layer_freq)
+        _need_int(owner, "layer_offset", self.layer_offset, minimum=0)
+        if self.layer_offset >= self.layer_freq:
+            raise ConfigError(f"{owner}: `layer_offset` ({self.layer_offset}) must be below `layer_freq` ({self.layer_freq})")
         _need_bool(owner, "shared_expert_gate", self.shared_expert_gate)
         _need_bool(owner, "router_bias", self.router_bias)
         _need_choice(owner, "scoring", self.scoring, ROUTER_SCORINGS)
@@ -152,6 +162,16 @@ class ModelSpec:
     ``max_context`` is in tokens. ``embed_dim`` is None unless the token embedding width differs
     from ``hidden_size`` (OPT ``word_embed_proj_dim``). ``num_position_embeddings`` is the row
     count of a learned position table (0 unless ``position_embedding == 'learned'``).
+
+    Attention pattern: ``layer_types`` gives each layer's kind (see ``LAYER_TYPES``); None means every
+    layer is 'sliding' when ``sliding_window`` is set, else 'full'. ``attention_chunk_size`` (tokens)
+    is the chunk of 'chunked' layers; ``no_rope_layers`` lists layers without rotary embedding
+    (Llama-4 NoPE). ``attention_sinks``: a learned per-head sink logit in the softmax (gpt-oss;
+    ``num_heads`` parameters per layer). ``query_pre_attn_scalar``: scores are scaled by its
+    ``-1/2`` power instead of ``head_dim``'s (Gemma). ``expert_weight_format``: the quant format
+    (``quant_formats.yaml`` name) the published checkpoint stores routed experts in, None when they
+    are in ``torch_dtype`` (gpt-oss: 'mxfp4'). ``vision_params``: parameters of a vision encoder
+    and projector (multimodal checkpoints), counted in ``param_count`` but never priced.
     """
 
     name: str
@@ -188,6 +208,13 @@ class ModelSpec:
     torch_dtype: str = "bfloat16"
     moe: MoESpec | None = None
     mla: MLASpec | None = None
+    layer_types: tuple[str, ...] | None = None
+    attention_chunk_size: int | None = None
+    no_rope_layers: tuple[int, ...] = ()
+    attention_sinks: bool = False
+    query_pre_attn_scalar: float | None = None
+    expert_weight_format: str | None = None
+    vision_params: int = 0
 
     def __post_init__(self) -> None:
         _need_str("ModelSpec", "name", self.name)
@@ -245,13 +272,85 @@ class ModelSpec:
                 raise ConfigError(f"{owner}: with MLA `num_kv_heads` must equal `num_heads` ({self.num_heads})")
         if self.num_dense_layers and self.intermediate_size == 0:
             raise ConfigError(f"{owner}: `intermediate_size` must be a positive integer, got 0")
+        self._check_attention_pattern(owner)
+
+    def _check_attention_pattern(self, owner: str) -> None:
+        _need_opt_int(owner, "attention_chunk_size", self.attention_chunk_size)
+        _need_bool(owner, "attention_sinks", self.attention_sinks)
+        _need_int(owner, "vision_params", self.vision_params, minimum=0)
+        if self.expert_weight_format is not None:
+            _need_str(owner, "expert_weight_format", self.expert_weight_format)
+            if self.moe is None:
+                raise ConfigError(f"{owner}: `expert_weight_format` given but the model has no experts")
+        scalar = self.query_pre_attn_scalar
+        if scalar is not None and (isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not scalar > 0):
+            raise ConfigError(f"{owner}: `query_pre_attn_scalar` must be a positive number, got {scalar!r}")
+        for field in ("layer_types", "no_rope_layers"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{owner}: `{field}` must be a list, got {value!r}")
+        if self.layer_types is not None:
+            types = tuple(self.layer_types)
+            object.__setattr__(self, "layer_types", types)
+            if len(types) != self.num_layers:
+                raise ConfigError(
+                    f"{owner}: `layer_types` has {len(types)} entries but the model has {self.num_layers} layers"
+                )
+            for t in types:
+                _need_choice(owner, "layer_types[]", t, LAYER_TYPES)
+            if "sliding" in types and self.sliding_window is None:
+                raise ConfigError(f"{owner}: `layer_types` has 'sliding' layers but `sliding_window` is not set")
+            if "chunked" in types and self.attention_chunk_size is None:
+                raise ConfigError(f"{owner}: `layer_types` has 'chunked' layers but `attention_chunk_size` is not set")
+        nope = tuple(self.no_rope_layers)
+        object.__setattr__(self, "no_rope_layers", nope)
+        for i in nope:
+            if not _is_int(i) or not 0 <= i < self.num_layers:
+                raise ConfigError(f"{owner}: `no_rope_layers` entries must be layer indices in [0, {self.num_layers}), got {i!r}")
+        if len(set(nope)) != len(nope):
+            raise ConfigError(f"{owner}: `no_rope_layers` repeats a layer: {list(nope)}")
 
     # ---- layer structure --------------------------------------------------------------------
 
     def is_moe_layer(self, layer: int) -> bool:
         """Whether decoder layer ``layer`` (0-based) has a MoE MLP."""
         m = self.moe
-        return m is not None and layer >= m.first_dense_layers and layer % m.layer_freq == 0
+        return m is not None and layer >= m.first_dense_layers and layer % m.layer_freq == m.layer_offset
+
+    def layer_type(self, layer: int) -> str:
+        """Attention kind of decoder layer ``layer`` (0-based): 'full', 'sliding' or 'chunked'."""
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer {layer} out of range for {self.num_layers} layers")
+        if self.layer_types is not None:
+            return self.layer_types[layer]
+        return "sliding" if self.sliding_window else "full"
+
+    def attention_window(self, layer: int) -> int:
+        """Most keys (tokens) one query of layer ``layer`` attends to; 0 = the whole context.
+
+        'chunked' layers return the chunk size: a query sees only its own chunk's earlier tokens,
+        between 1 and ``attention_chunk_size`` of them, so the chunk is an upper bound of the span.
+        """
+        kind = self.layer_type(layer)
+        if kind == "sliding":
+            return int(self.sliding_window)
+        if kind == "chunked":
+            return int(self.attention_chunk_size)
+        return 0
+
+    @property
+    def attention_window_groups(self) -> tuple[tuple[int, int], ...]:
+        """(window, number of layers) for each distinct attention window, window 0 (full) first."""
+        counts: dict[int, int] = {}
+        for i in range(self.num_layers):
+            w = self.attention_window(i)
+            counts[w] = counts.get(w, 0) + 1
+        return tuple(sorted(counts.items()))
+
+    @property
+    def num_rope_layers(self) -> int:
+        """Layers that apply rotary embedding (all of them unless ``no_rope_layers``; 0 without RoPE)."""
+        return self.num_layers - len(self.no_rope_layers) if self.position_embedding == "rope" else 0
 
     @property
     def moe_layer_indices(self) -> tuple[int, ...]:
@@ -322,7 +421,8 @@ class ModelSpec:
         weights = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
         bias = ((self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0) + (h if self.o_bias else 0)
         qk_norm = 2 * self._norm(self.head_dim) if self.qk_norm else 0
-        return weights + bias + qk_norm
+        sinks = self.num_heads if self.attention_sinks else 0
+        return weights + bias + qk_norm + sinks
 
     def params_per_layer(self, kind: str) -> int:
         """Parameters of one layer's part ``kind``.
@@ -382,7 +482,7 @@ class ModelSpec:
         """Totals over the model by part; the values sum to ``param_count()``.
 
         Keys: embedding, attention, dense_mlp, moe_experts (routed), moe_shared, moe_router,
-        norms (per-layer and final), lm_head.
+        norms (per-layer and final), lm_head, vision (encoder and projector of a multimodal checkpoint).
         """
         moe_layers, dense_layers = self.num_moe_layers, self.num_dense_layers
         m = self.moe
@@ -395,6 +495,7 @@ class ModelSpec:
             "moe_router": moe_layers * self.params_per_layer("router"),
             "norms": self.num_layers * self.params_per_layer("norms") + self.final_norm_params(),
             "lm_head": self.lm_head_params(),
+            "vision": self.vision_params,
         }
 
     def param_count(self) -> int:
@@ -402,12 +503,14 @@ class ModelSpec:
         return sum(self.param_breakdown().values())
 
     def active_param_count(self) -> int:
-        """Parameters used per token: total less the routed experts a token skips (num_experts - top_k)."""
+        """Parameters used per text token: total less the vision encoder and the routed experts a
+        token skips (num_experts - top_k). Embedding and lm_head are included."""
         m = self.moe
+        text = self.param_count() - self.vision_params
         if m is None:
-            return self.param_count()
+            return text
         skipped = (m.num_experts - m.top_k) * self.params_per_layer("expert")
-        return self.param_count() - self.num_moe_layers * skipped
+        return text - self.num_moe_layers * skipped
 
     # ---- KV cache ----------------------------------------------------------------------------
 
@@ -421,8 +524,21 @@ class ModelSpec:
         return 2 * self.num_kv_heads * self.head_dim
 
     def kv_cache_elements_per_token_total(self) -> int:
-        """Elements cached per token over all layers."""
+        """Elements cached per token over all layers (every layer keeps every token)."""
         return self.num_layers * self.kv_cache_elements_per_token()
+
+    def kv_cache_elements_for_context(self, context: int, *, windowed: bool) -> int:
+        """Elements cached for one sequence of ``context`` tokens, over all layers.
+
+        ``windowed=False``: every layer keeps all tokens (vLLM V0, and V1 with the hybrid KV-cache
+        manager disabled). ``windowed=True``: sliding/chunked layers keep at most their window
+        (vLLM V1's hybrid KV-cache manager; block granularity ignored).
+        """
+        _need_int("kv_cache_elements_for_context", "context", context, minimum=0)
+        if not windowed:
+            return context * self.kv_cache_elements_per_token_total()
+        held = sum(n * (min(context, w) if w else context) for w, n in self.attention_window_groups)
+        return held * self.kv_cache_elements_per_token()
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,6 +657,12 @@ def _family(config: Mapping[str, Any], arch: str) -> str:
         return "phi"
     if a.startswith("gpt2") or model_type == "gpt2":
         return "gpt2"
+    if a.startswith("gemma3") or model_type in ("gemma3", "gemma3_text"):
+        return "gemma3"
+    if a.startswith("gptoss") or model_type == "gpt_oss":
+        return "gpt_oss"
+    if a.startswith("llama4") or model_type in ("llama4", "llama4_text"):
+        return "llama4"
     return "llama"
 
 
@@ -586,10 +708,10 @@ def _moe(f: _Fields, intermediate: int | None) -> MoESpec | None:
             shared, shared_gate = 1, True  # Qwen2-MoE: one gated shared expert
     step = f.int("decoder_sparse_step", default=1)
     only_dense = f.config.get("mlp_only_layers") or []
-    if step != 1 or only_dense:
-        raise ConfigError(
-            f"{f.source}: `decoder_sparse_step` != 1 or `mlp_only_layers` is not supported ({f.arch})"
-        )
+    if only_dense:
+        raise ConfigError(f"{f.source}: `mlp_only_layers` is not supported ({f.arch})")
+    if step != 1 and f.has("moe_layer_freq", "first_k_dense_replace"):
+        raise ConfigError(f"{f.source}: `decoder_sparse_step` cannot be combined with `moe_layer_freq` ({f.arch})")
     return MoESpec(
         num_experts=experts,
         top_k=top_k,
@@ -597,7 +719,8 @@ def _moe(f: _Fields, intermediate: int | None) -> MoESpec | None:
         num_shared_experts=shared,
         shared_expert_intermediate_size=shared_width,
         first_dense_layers=f.int("first_k_dense_replace", default=0, minimum=0),
-        layer_freq=f.int("moe_layer_freq", default=1),
+        layer_freq=step if step != 1 else f.int("moe_layer_freq", default=1),
+        layer_offset=step - 1,  # Qwen-MoE: layer i is sparse when (i + 1) % decoder_sparse_step == 0
         shared_expert_gate=shared_gate,
         router_bias=f.str("topk_method", default="") == "noaux_tc",
         scoring=f.str("scoring_func", default="softmax"),
@@ -768,6 +891,159 @@ def _parse_gpt2(f: _Fields) -> dict[str, Any]:
     )
 
 
+def _layer_types(f: _Fields, allowed: Mapping[str, str]) -> tuple[str, ...] | None:
+    """HF ``layer_types`` (e.g. 'sliding_attention') mapped to ``LAYER_TYPES``; None when absent."""
+    raw = f.config.get("layer_types")
+    if raw is None:
+        return None
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
+        raise f._bad("layer_types", "a list of layer kinds", raw)
+    out = []
+    for t in raw:
+        if t not in allowed:
+            raise f._bad("layer_types", f"a list of {', '.join(map(repr, allowed))}", t)
+        out.append(allowed[t])
+    return tuple(out)
+
+
+def _parse_gemma3(f: _Fields) -> dict[str, Any]:
+    """Gemma-3 text model: 4 RMSNorms per layer plus q/k norms, GeGLU MLP, tied embeddings, local
+    sliding-window layers with one global layer every `sliding_window_pattern` (5 local : 1 global).
+
+    Missing fields take ``transformers.Gemma3TextConfig``'s defaults, as the Hub configs rely on them.
+    """
+    layers = f.int("num_hidden_layers", default=26)
+    sliding = f.int("sliding_window", default=4096)
+    types = _layer_types(f, {"sliding_attention": "sliding", "full_attention": "full"})
+    if types is None:
+        pattern = f.int("sliding_window_pattern", "_sliding_window_pattern", default=6)
+        types = tuple("sliding" if (i + 1) % pattern else "full" for i in range(layers))
+    return dict(
+        num_layers=layers, hidden_size=f.int("hidden_size", default=2304),
+        num_heads=f.int("num_attention_heads", default=8), num_kv_heads=f.int("num_key_value_heads", default=4),
+        head_dim=f.int("head_dim", default=256), intermediate_size=f.int("intermediate_size", default=9216),
+        vocab_size=f.int("vocab_size", default=262_208), max_context=f.int("max_position_embeddings", default=131_072),
+        mlp_gated=True, activation=f.str("hidden_activation", "hidden_act", default="gelu_pytorch_tanh"),
+        norm_type="rmsnorm", norms_per_layer=4, qk_norm=True,
+        qkv_bias=f.bool("attention_bias", default=False), o_bias=f.bool("attention_bias", default=False),
+        position_embedding="rope", rope_theta=f.float("rope_theta", default=1_000_000.0), rope_scaling=_rope_scaling(f),
+        sliding_window=sliding, layer_types=types,
+        query_pre_attn_scalar=f.float("query_pre_attn_scalar", default=256.0),
+        tied_embeddings=f.bool("tie_word_embeddings", default=True), torch_dtype=_dtype(f, "bfloat16"),
+    )
+
+
+def _parse_gpt_oss(f: _Fields) -> dict[str, Any]:
+    """gpt-oss: MoE in every layer (experts with biases, router with bias), q/k/v/o biases, a learned
+    sink logit per head, alternating sliding-window (128) and full layers, MXFP4 experts."""
+    layers = f.int("num_hidden_layers")
+    hidden = f.int("hidden_size")
+    heads = f.int("num_attention_heads")
+    width = f.int("intermediate_size")
+    moe = MoESpec(
+        num_experts=f.int("num_local_experts"), top_k=f.int("num_experts_per_tok", "experts_per_token"),
+        expert_intermediate_size=width, router_bias=True,
+    )
+    types = _layer_types(f, {"sliding_attention": "sliding", "full_attention": "full"})
+    if types is None:
+        types = tuple("sliding" if i % 2 == 0 else "full" for i in range(layers))
+    quant = f.mapping("quantization_config") or {}
+    method = quant.get("quant_method")
+    skipped = " ".join(map(str, quant.get("modules_to_not_convert") or ()))
+    experts_fmt = "mxfp4" if method == "mxfp4" and "experts" not in skipped else None
+    bias = f.bool("attention_bias", default=True)
+    return dict(
+        num_layers=layers, hidden_size=hidden, num_heads=heads, num_kv_heads=f.int("num_key_value_heads"),
+        head_dim=_head_dim(f, hidden, heads, "head_dim"), intermediate_size=0, vocab_size=f.int("vocab_size"),
+        max_context=f.int("max_position_embeddings"), mlp_gated=True, activation=f.str("hidden_act", default="silu"),
+        norm_type="rmsnorm", qkv_bias=bias, o_bias=bias, mlp_bias=True, position_embedding="rope",
+        rope_theta=f.float("rope_theta", default=150000.0), rope_scaling=_rope_scaling(f),
+        sliding_window=f.int("sliding_window", default=128), layer_types=types, attention_sinks=True,
+        tied_embeddings=f.bool("tie_word_embeddings", default=False), torch_dtype=_dtype(f, "bfloat16"),
+        moe=moe, expert_weight_format=experts_fmt,
+    )
+
+
+def _parse_llama4(f: _Fields) -> dict[str, Any]:
+    """Llama-4 text model: MoE with one shared expert (width `intermediate_size`) on every
+    `interleave_moe_layer_step`-th layer, dense MLP of width `intermediate_size_mlp` between;
+    iRoPE: RoPE layers use chunked attention (`attention_chunk_size`), every
+    `no_rope_layer_interval`-th layer is a global NoPE layer. `use_qk_norm` is a weightless L2 norm.
+    """
+    layers = f.int("num_hidden_layers")
+    hidden = f.int("hidden_size")
+    heads = f.int("num_attention_heads")
+    width = f.int("intermediate_size")
+    step = f.int("interleave_moe_layer_step", default=1)
+    moe = MoESpec(
+        num_experts=f.int("num_local_experts"), top_k=f.int("num_experts_per_tok"), expert_intermediate_size=width,
+        num_shared_experts=1, shared_expert_intermediate_size=width, layer_freq=step, layer_offset=step - 1,
+        scoring="sigmoid",
+    )
+    listed = f.config.get("moe_layers")
+    if listed is not None:
+        rule = [i for i in range(layers) if i % step == step - 1]
+        if not isinstance(listed, (list, tuple)) or list(listed) != rule:
+            raise ConfigError(
+                f"{f.source}: field `moe_layers` must be every {step}th layer {rule[:4]}... as "
+                f"`interleave_moe_layer_step` says; other layouts are not supported ({f.arch})"
+            )
+    rope_flags = f.config.get("no_rope_layers")
+    if rope_flags is None or rope_flags == []:
+        interval = f.int("no_rope_layer_interval", default=4)
+        rope_flags = [int((i + 1) % interval != 0) for i in range(layers)]
+    if not isinstance(rope_flags, (list, tuple)) or len(rope_flags) != layers or any(v not in (0, 1) for v in rope_flags):
+        raise f._bad("no_rope_layers", f"a list of {layers} flags (1 = RoPE, 0 = NoPE)", rope_flags)
+    chunk = f.int("attention_chunk_size", default=None)
+    types = tuple("chunked" if (chunk and rope) else "full" for rope in rope_flags)
+    return dict(
+        num_layers=layers, hidden_size=hidden, num_heads=heads, num_kv_heads=f.int("num_key_value_heads"),
+        head_dim=_head_dim(f, hidden, heads, "head_dim"),
+        intermediate_size=f.int("intermediate_size_mlp") if step > 1 else f.int("intermediate_size_mlp", default=0),
+        vocab_size=f.int("vocab_size"), max_context=f.int("max_position_embeddings"), mlp_gated=True,
+        activation=f.str("hidden_act", default="silu"), norm_type="rmsnorm",
+        qkv_bias=f.bool("attention_bias", default=False), o_bias=f.bool("attention_bias", default=False),
+        position_embedding="rope", rope_theta=f.float("rope_theta", default=500000.0), rope_scaling=_rope_scaling(f),
+        layer_types=types, attention_chunk_size=chunk,
+        no_rope_layers=tuple(i for i, rope in enumerate(rope_flags) if not rope),
+        tied_embeddings=f.bool("tie_word_embeddings", default=False), torch_dtype=_dtype(f, "bfloat16"), moe=moe,
+    )
+
+
+def _vit_params(v: Mapping[str, Any], *, class_token: bool, patch_bias: bool) -> int:
+    """A pre-norm ViT with biases everywhere: layers of q/k/v/o + a 2-matrix MLP + 2 LayerNorms,
+    a patch embedding, a position table (plus a class token) and a final LayerNorm."""
+    h, i, n = int(v["hidden_size"]), int(v["intermediate_size"]), int(v["num_hidden_layers"])
+    patch, image, ch = int(v["patch_size"]), int(v["image_size"]), int(v.get("num_channels", 3))
+    layer = 4 * (h * h + h) + 2 * h * i + i + h + 2 * 2 * h
+    positions = (image // patch) ** 2 + (1 if class_token else 0)
+    embed = ch * patch * patch * h + (h if patch_bias else 0) + positions * h + (h if class_token else 0)
+    return n * layer + embed + 2 * h
+
+
+def _vision_params(config: Mapping[str, Any], text_hidden: int, family: str, source: str) -> int:
+    """Parameters of the vision encoder and projector of a Gemma-3 (SigLIP) or Llama-4 checkpoint.
+
+    Counted from ``vision_config`` to within a few MB (norm and bias details of the towers are
+    approximated); 0 for other families or text-only configs.
+    """
+    v = config.get("vision_config")
+    if not isinstance(v, Mapping) or family not in ("gemma3", "llama4"):
+        return 0
+    try:
+        if family == "gemma3":  # SigLIP tower, then RMSNorm + projection to the text width
+            h = int(v["hidden_size"])
+            return _vit_params(v, class_token=False, patch_bias=True) + h + h * text_hidden
+        # Llama-4: ViT with class token and pre/post LayerNorms, pixel-shuffle MLP adapter, projector
+        h = int(v["hidden_size"])
+        adapter = int(v["intermediate_size"]) * int(v["projector_input_dim"]) \
+            + int(v["projector_input_dim"]) * int(v["projector_output_dim"])
+        return (_vit_params(v, class_token=True, patch_bias=False) + 2 * h + adapter
+                + int(v["vision_output_dim"]) * text_hidden)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: `vision_config` lacks a usable field ({err})") from None
+
+
 _PARSERS = {
     "llama": _parse_llama_like,
     "qwen": _parse_qwen,
@@ -776,6 +1052,9 @@ _PARSERS = {
     "gpt_neox": _parse_gpt_neox,
     "phi": _parse_phi,
     "gpt2": _parse_gpt2,
+    "gemma3": _parse_gemma3,
+    "gpt_oss": _parse_gpt_oss,
+    "llama4": _parse_llama4,
 }
 
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers")
@@ -811,7 +1090,9 @@ def from_hf_dict(
     if isinstance(text_config, Mapping) and not any(k in config for k in _LAYER_KEYS):
         inner = dict(text_config)
         inner.setdefault("architectures", [arch])
-        return from_hf_dict(inner, name=name, hf_id=hf_id, source=f"{source} (text_config)")
+        spec = from_hf_dict(inner, name=name, hf_id=hf_id, source=f"{source} (text_config)")
+        vision = _vision_params(config, spec.hidden_size, _family(inner, arch), source)
+        return dataclasses.replace(spec, vision_params=vision) if vision else spec
     f = _Fields(config, source, arch)
     try:
         fields = _PARSERS[_family(config, arch)](f)

@@ -160,6 +160,28 @@ def test_kv_and_swap_sizes():
     assert dep.host_swap_capacity_tokens(4 * 2**30) == 4 * 2**30 // dep.kv_bytes_per_token_per_device
 
 
+@pytest.mark.parametrize("name, tp, windows", [("gemma-3-27b", 2, (0, 1024)), ("gpt-oss-20b", 1, (0, 128)),
+                                                ("llama-4-scout-17b-16e", 8, (0, 8192))])
+def test_local_attention_layers_get_their_own_rows_and_cost_less(name, tp, windows):
+    from workloads.models import get_model
+    model = get_model(name)
+    every_global = dataclasses.replace(model, layer_types=None, sliding_window=None, attention_chunk_size=None)
+    dep, ref = Deployment(model, "h100", tp=tp, engine="vllm"), Deployment(every_global, "h100", tp=tp, engine="vllm")
+    w = windows[1]
+    assert [n for n in dep.op_names if n.startswith("attn_decode")] == ["attn_decode", f"attn_decode_w{w}"]
+    rows = [i for i, n in enumerate(dep.op_names) if n.startswith("attn_decode")]
+    assert sum(dep._mult[i] for i in rows) == model.num_layers
+    assert sorted(dep._par[i][5] for i in rows) == [0.0, float(w)]
+    ctx = np.full(16, 32768, np.int64)
+    c, r = dep.cost(E, E, ctx), ref.cost(E, E, ctx)
+    local = c.breakdown["attn_decode"] + c.breakdown[f"attn_decode_w{w}"]
+    assert local < 0.8 * r.breakdown["attn_decode"] and c.time_s < r.time_s
+    # KV memory: every layer keeps every token (vLLM without its V1 hybrid KV-cache manager)
+    assert dep.kv_bytes_per_token_per_device == ref.kv_bytes_per_token_per_device
+    t, _ = dep.decode_run(ctx, 3)
+    assert [dep.iteration(E, E, ctx + k)[0] for k in range(3)] == t.tolist()
+
+
 def _scaled(dev, bw: float, flops: float):
     memory = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * bw)
                    if t.bandwidth_bytes_per_s is not None else t for t in dev.memory)

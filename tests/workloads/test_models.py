@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workloads.errors import ConfigError, LLMSimError, UnknownNameError
+from workloads.quant import get_quant_format
 from workloads.models import (
     MLASpec,
     ModelSpec,
@@ -31,6 +32,9 @@ REQUIRED = {
     "llama-3.1-405b", "mistral-7b", "mixtral-8x7b", "mixtral-8x22b", "qwen-72b", "qwen2.5-72b", "codellama-34b",
     "internlm-20b", "phi-2", "opt-66b", "opt-175b", "bloom-176b", "gpt3-175b", "deepseek-v3",
     "gpt-7.5b", "gpt-39.1b",
+    "qwen3-8b", "qwen3-14b", "qwen3-32b", "qwen3-30b-a3b", "qwen3-235b-a22b", "mistral-nemo-12b",
+    "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "gpt-oss-20b", "gpt-oss-120b",
+    "llama-4-scout-17b-16e", "llama-4-maverick-17b-128e",
 }
 
 # Published totals written down here independently of the JSON files, so the 1% check cannot be
@@ -56,7 +60,24 @@ HARD_CODED_TOTALS = {
     "deepseek-v3": 671e9,
     "gpt-7.5b": 7.5e9,  # Megatron-LM (Narayanan et al. 2021) Table 1
     "gpt-39.1b": 39.1e9,  # same table; Holmes (arXiv 2312.03549)
+    "qwen3-8b": 8.2e9,  # Qwen3 model cards
+    "qwen3-14b": 14.8e9,
+    "qwen3-32b": 32.8e9,
+    "qwen3-30b-a3b": 30.5e9,
+    "qwen3-235b-a22b": 235e9,
+    "mistral-nemo-12b": 12.2e9,  # Hub page of Mistral-Nemo-Base-2407
+    "gemma-3-1b": 1.000e9,  # Gemma 3 tech report Table 1 (vision + embedding + non-embedding)
+    "gemma-3-4b": 4.301e9,
+    "gemma-3-12b": 12.188e9,
+    "gemma-3-27b": 27.433e9,
+    "gpt-oss-20b": 20.91e9,  # gpt-oss model card Table 1
+    "gpt-oss-120b": 116.83e9,
+    "llama-4-scout-17b-16e": 109e9,  # Llama 4 model card (vision encoder included)
+    "llama-4-maverick-17b-128e": 400e9,
 }
+
+# Gemma 3 tech report Table 1 without the 417M vision encoder (embedding + non-embedding).
+GEMMA3_TEXT_TOTALS = {"gemma-3-4b": 3.884e9, "gemma-3-12b": 11.771e9, "gemma-3-27b": 27.016e9}
 
 # Exact totals known from model cards / papers / safetensors metadata.
 EXACT_TOTALS = {
@@ -105,9 +126,25 @@ def test_active_params_moe():
     assert rel_err(v3.active_param_count(), 37e9) < 0.03
     assert rel_err(get_model("mixtral-8x7b").active_param_count(), 12.9e9) < 0.01
     assert rel_err(get_model("mixtral-8x22b").active_param_count(), 39e9) < 0.01
-    for name in ("deepseek-v3", "mixtral-8x7b", "mixtral-8x22b"):
+    for name in ("deepseek-v3", "mixtral-8x7b", "mixtral-8x22b", "qwen3-30b-a3b", "qwen3-235b-a22b",
+                 "llama-4-scout-17b-16e", "llama-4-maverick-17b-128e"):
         entry = catalogue_entry(name)
         assert rel_err(get_model(name).active_param_count(), entry["published_active_params"]) < 0.03
+    assert rel_err(get_model("qwen3-235b-a22b").active_param_count(), 22e9) < 0.01
+    assert rel_err(get_model("llama-4-scout-17b-16e").active_param_count(), 17e9) < 0.015
+    # OpenAI counts the unembedding but not the embedding table as active (model card Table 1)
+    for name, active in (("gpt-oss-20b", 3.61e9), ("gpt-oss-120b", 5.13e9)):
+        spec = get_model(name)
+        assert rel_err(spec.active_param_count() - spec.embedding_params(), active) < 0.01
+        assert rel_err(catalogue_entry(name)["published_active_params"], active) < 0.01
+
+
+@pytest.mark.parametrize("name, text", sorted(GEMMA3_TEXT_TOTALS.items()))
+def test_gemma3_text_and_vision_split(name, text):
+    spec = get_model(name)
+    assert rel_err(spec.param_count() - spec.vision_params, text) < 0.005
+    assert rel_err(spec.vision_params, 417e6) < 0.02  # SigLIP encoder, same in every size
+    assert catalogue_entry(name)["published_text_params"] == text
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
@@ -119,9 +156,10 @@ def test_breakdown_sums_to_total(name):
     per_layer = spec.num_dense_layers * spec.params_per_layer("dense_layer") + spec.num_moe_layers * spec.params_per_layer(
         "moe_layer"
     )
-    assert per_layer + spec.embedding_params() + spec.lm_head_params() + spec.final_norm_params() == spec.param_count()
+    assert (per_layer + spec.embedding_params() + spec.lm_head_params() + spec.final_norm_params()
+            + spec.vision_params == spec.param_count())
     if spec.moe is None:
-        assert spec.active_param_count() == spec.param_count()
+        assert spec.active_param_count() == spec.param_count() - spec.vision_params
     else:
         assert spec.active_param_count() < spec.param_count()
 
@@ -191,6 +229,90 @@ def test_parsed_architecture_details():
     assert v3.mla == MLASpec(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128)
     assert (v3.num_moe_layers, v3.num_dense_layers, v3.intermediate_size) == (58, 3, 18432)
     assert v3.q_dim == 128 * 192 and v3.kv_dim == 576 and v3.attn_out_dim == 128 * 128
+
+
+def test_attention_patterns_of_recent_models():
+    g27 = get_model("gemma-3-27b")
+    full = [i for i in range(62) if g27.layer_type(i) == "full"]
+    assert full == list(range(5, 62, 6))  # 5 local : 1 global
+    assert g27.attention_window_groups == ((0, 10), (1024, 52))
+    assert (g27.head_dim, g27.query_pre_attn_scalar, g27.norms_per_layer, g27.qk_norm) == (128, 168.0, 4, True)
+    assert g27.tied_embeddings and g27.lm_head_params() == 0 and g27.vocab_size == 262208
+    g4 = get_model("gemma-3-4b")  # Hub text_config relies on Gemma3TextConfig defaults
+    assert (g4.num_heads, g4.num_kv_heads, g4.head_dim, g4.query_pre_attn_scalar) == (8, 4, 256, 256.0)
+    assert g4.activation == "gelu_pytorch_tanh" and g4.rope_scaling == "linear"
+    assert get_model("gemma-3-1b").attention_window_groups == ((0, 4), (512, 22))
+
+    oss = get_model("gpt-oss-20b")
+    assert [oss.attention_window(i) for i in range(4)] == [128, 0, 128, 0]
+    assert oss.attention_sinks and oss.qkv_bias and oss.o_bias and oss.expert_weight_format == "mxfp4"
+    assert get_quant_format(oss.expert_weight_format).bits_per_weight == 4.25  # e2m1 + one e8m0 per 32
+    h, q, kv = 2880, 64 * 64, 8 * 64
+    assert oss.params_per_layer("attention") == 2 * h * q + 2 * h * kv + (q + 2 * kv + h) + 64  # + 64 sink logits
+    assert oss.params_per_layer("expert") == 3 * h * 2880 + 2 * 2880 + h  # gate_up and down biases
+    assert oss.params_per_layer("router") == 32 * h + 32
+    assert oss.moe.top_k == 4 and oss.num_moe_layers == 24
+
+    scout = get_model("llama-4-scout-17b-16e")
+    assert scout.no_rope_layers == tuple(range(3, 48, 4))
+    assert [scout.layer_type(i) for i in range(4)] == ["chunked", "chunked", "chunked", "full"]
+    assert scout.attention_window_groups == ((0, 12), (8192, 36)) and scout.num_rope_layers == 36
+    assert scout.moe.num_shared_experts == 1 and scout.moe.shared_expert_intermediate_size == 8192
+    assert not scout.moe.shared_expert_gate and scout.moe.scoring == "sigmoid" and scout.num_moe_layers == 48
+    mav = get_model("llama-4-maverick-17b-128e")
+    assert mav.moe_layer_indices == tuple(range(1, 48, 2))  # interleave_moe_layer_step 2: layers 1, 3, ...
+    assert (mav.num_dense_layers, mav.intermediate_size, mav.moe.num_experts) == (24, 16384, 128)
+
+    nemo = get_model("mistral-nemo-12b")
+    assert (nemo.head_dim, nemo.q_dim, nemo.hidden_size, nemo.sliding_window) == (128, 4096, 5120, None)
+    q3 = get_model("qwen3-235b-a22b")
+    assert q3.qk_norm and q3.moe.num_experts == 128 and q3.moe.top_k == 8 and q3.attention_window_groups == ((0, 94),)
+    assert get_model("mistral-7b").attention_window_groups == ((4096, 32),)  # one window for all layers
+
+
+def test_windowed_kv_cache_elements():
+    g = get_model("gemma-3-27b")
+    per = g.kv_cache_elements_per_token()
+    assert g.kv_cache_elements_for_context(32768, windowed=False) == 32768 * 62 * per
+    assert g.kv_cache_elements_for_context(32768, windowed=True) == (10 * 32768 + 52 * 1024) * per
+    assert g.kv_cache_elements_for_context(100, windowed=True) == g.kv_cache_elements_for_context(100, windowed=False)
+
+
+def test_decoder_sparse_step_makes_every_kth_layer_moe():
+    cfg = catalogue_config("qwen3-30b-a3b") | {"decoder_sparse_step": 2}
+    spec = from_hf_dict(cfg, name="x")
+    assert spec.moe_layer_indices == tuple(range(1, 48, 2))  # Qwen-MoE: (i + 1) % step == 0
+    assert spec.num_dense_layers == 24 and spec.intermediate_size == 6144
+    with pytest.raises(ConfigError, match="decoder_sparse_step"):
+        from_hf_dict(cfg | {"moe_layer_freq": 2}, name="x")
+
+
+def test_bad_attention_patterns_are_config_errors():
+    with pytest.raises(ConfigError, match="`layer_types` must be a list"):
+        _tiny(layer_types="full")
+    with pytest.raises(ConfigError, match="`layer_types` has 3 entries but the model has 2 layers"):
+        _tiny(layer_types=("full", "full", "full"))
+    with pytest.raises(ConfigError, match="'sliding' layers but `sliding_window` is not set"):
+        _tiny(layer_types=("sliding", "full"))
+    with pytest.raises(ConfigError, match="`attention_chunk_size` is not set"):
+        _tiny(layer_types=("chunked", "full"))
+    with pytest.raises(ConfigError, match="layer_types"):
+        _tiny(layer_types=("global", "full"))
+    with pytest.raises(ConfigError, match="no_rope_layers"):
+        _tiny(no_rope_layers=(2,))
+    with pytest.raises(ConfigError, match="expert_weight_format"):
+        _tiny(expert_weight_format="mxfp4")
+    cfg = catalogue_config("gpt-oss-20b") | {"layer_types": ["local"] * 24}
+    with pytest.raises(ConfigError, match="field `layer_types`"):
+        from_hf_dict(cfg, name="x")
+    cfg = catalogue_config("llama-4-maverick")
+    cfg["text_config"] = cfg["text_config"] | {"moe_layers": [0, 2]}
+    with pytest.raises(ConfigError, match="`moe_layers`"):
+        from_hf_dict(cfg, name="x")
+    cfg = catalogue_config("gemma-3-4b")
+    del cfg["vision_config"]["patch_size"]
+    with pytest.raises(ConfigError, match="vision_config"):
+        from_hf_dict(cfg, name="x")
 
 
 def test_internlm_bias_true_gives_qkv_and_o_bias():
