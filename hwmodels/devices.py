@@ -24,7 +24,7 @@ from workloads.naming import NameIndex, normalise
 from workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
-    "DTYPES", "FAMILIES", "MEMORY_ROLES", "LINK_KINDS", "LINK_SCOPES",
+    "DTYPES", "FP16_ACCUMULATE_DTYPES", "ACCUMULATE", "FAMILIES", "MEMORY_ROLES", "LINK_KINDS", "LINK_SCOPES",
     "SPLITWISE_CAP_FRACTION", "SPLITWISE_PROMPT_SLOWDOWN", "CAP_CLOCK_EXPONENT",
     "MemoryTier", "ComputeUnit", "Link", "PowerSpec", "DeviceSpec",
     "get_device", "list_devices", "with_power_cap", "load_device_file", "power_cap_clock_scale",
@@ -32,6 +32,10 @@ __all__ = [
 
 #: Numeric formats a compute peak may be given for, widest first.
 DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+#: Dtypes whose tensor-core products can accumulate in FP16 (BF16 always accumulates in FP32).
+FP16_ACCUMULATE_DTYPES: tuple[str, ...] = ("fp16", "fp8")
+#: Accumulator formats ``DeviceSpec.peak_flops`` accepts.
+ACCUMULATE: tuple[str, ...] = ("fp32", "fp16")
 FAMILIES: tuple[str, ...] = ("gpu", "fpga", "rdu", "accelerator")
 #: 'on_chip' = L2/SRAM/BRAM; 'main' = HBM/GDDR (weights and KV); 'host'/'ddr' = a slower tier.
 MEMORY_ROLES: tuple[str, ...] = ("on_chip", "main", "host", "ddr")
@@ -169,7 +173,11 @@ class ComputeUnit:
     """An array of identical units (GPU SMs' tensor cores, CUs, FPGA DSPs, RDU PCUs).
 
     ``peak_flops_per_s`` maps dtype -> dense whole-device peak (FLOP/s or OP/s) of all ``count``
-    units together at the nominal clock; ``clock_hz`` is optional (FPGA kernel clocks).
+    units together at the nominal clock, accumulating in FP32 (INT32 for integers): the mode
+    PyTorch and vLLM GEMMs and attention run in. ``fp16_accumulate_peak_flops_per_s`` (optional)
+    lists the higher peaks of dtypes whose tensor cores run faster when accumulating in FP16
+    (GeForce parts: RTX 4090 FP16 330 vs 165 TFLOP/s, FP8 661 vs 330); a dtype absent from it
+    runs at the same rate either way. ``clock_hz`` is optional (FPGA kernel clocks).
     """
 
     name: str
@@ -177,6 +185,7 @@ class ComputeUnit:
     peak_flops_per_s: Mapping[str, float]
     source: str
     clock_hz: float | None = None
+    fp16_accumulate_peak_flops_per_s: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         _check_text("name", self.name)
@@ -190,6 +199,25 @@ class ComputeUnit:
                 raise ConfigError(f"`peak_flops_per_s` key must be one of {', '.join(DTYPES)}, got {dtype!r}")
             peaks[dtype] = _check_number(f"peak_flops_per_s.{dtype}", value)
         object.__setattr__(self, "peak_flops_per_s", _FrozenMap({d: peaks[d] for d in DTYPES if d in peaks}))
+        fast = self.fp16_accumulate_peak_flops_per_s
+        if fast is not None:
+            if not isinstance(fast, Mapping):
+                raise ConfigError(f"`fp16_accumulate_peak_flops_per_s` must be a mapping dtype -> FLOP/s, got {fast!r}")
+            checked: dict[str, float] = {}
+            for dtype, value in fast.items():
+                if dtype not in FP16_ACCUMULATE_DTYPES:
+                    raise ConfigError(f"`fp16_accumulate_peak_flops_per_s` key must be one of "
+                                      f"{', '.join(FP16_ACCUMULATE_DTYPES)}, got {dtype!r}")
+                if dtype not in peaks:
+                    raise ConfigError(f"`fp16_accumulate_peak_flops_per_s.{dtype}` needs a "
+                                      f"`peak_flops_per_s.{dtype}` (the FP32-accumulate peak), got none")
+                v = _check_number(f"fp16_accumulate_peak_flops_per_s.{dtype}", value)
+                if v < peaks[dtype]:
+                    raise ConfigError(f"`fp16_accumulate_peak_flops_per_s.{dtype}` must be >= the FP32-accumulate "
+                                      f"peak {peaks[dtype]:g}, got {value!r}")
+                checked[dtype] = v
+            object.__setattr__(self, "fp16_accumulate_peak_flops_per_s",
+                               _FrozenMap({d: checked[d] for d in DTYPES if d in checked}))
         if self.clock_hz is not None:
             object.__setattr__(self, "clock_hz", _check_number("clock_hz", self.clock_hz))
         _check_text("source", self.source)
@@ -317,19 +345,28 @@ class DeviceSpec:
         """Whether some compute unit has a peak for ``dtype`` (an unknown dtype name raises)."""
         return _check_dtype(dtype) in self.dtypes
 
-    def peak_flops(self, dtype: str, unit: str | None = None) -> float:
+    def peak_flops(self, dtype: str, unit: str | None = None, accumulate: str = "fp32") -> float:
         """Dense peak in FLOP/s (OP/s for integers) for ``dtype``, after ``compute_clock_scale``.
 
-        The best unit is used unless ``unit`` names one. A dtype the hardware lacks raises
-        MissingDataError: a narrower format never falls back to a wider one's peak.
+        ``accumulate`` is the accumulator format: 'fp32' (default; what PyTorch/vLLM GEMMs use) or
+        'fp16' (fp16/fp8 products only; faster on GeForce parts, equal elsewhere). The best unit is
+        used unless ``unit`` names one. A dtype the hardware lacks raises MissingDataError: a
+        narrower format never falls back to a wider one's peak.
         """
         key = _check_dtype(dtype)
+        if accumulate not in ACCUMULATE:
+            raise ConfigError(f"`accumulate` must be one of {', '.join(ACCUMULATE)}, got {accumulate!r}")
+        if accumulate == "fp16" and key not in FP16_ACCUMULATE_DTYPES:
+            raise ConfigError(f"`accumulate` 'fp16' applies to {', '.join(FP16_ACCUMULATE_DTYPES)} products only, "
+                              f"got dtype {key!r}")
         units = self.compute
         if unit is not None:
             units = tuple(u for u in self.compute if u.name == unit)
             if not units:
                 raise UnknownNameError(f"compute unit of {self.name}", unit, [u.name for u in self.compute])
-        peaks = [u.peak_flops_per_s[key] for u in units if key in u.peak_flops_per_s]
+        peaks = [(u.fp16_accumulate_peak_flops_per_s or {}).get(key, u.peak_flops_per_s[key])
+                 if accumulate == "fp16" else u.peak_flops_per_s[key]
+                 for u in units if key in u.peak_flops_per_s]
         if not peaks:
             where = f"unit {unit!r} of device {self.name!r}" if unit else f"device {self.name!r}"
             have = sorted({d for u in units for d in u.peak_flops_per_s}, key=DTYPES.index)
@@ -415,9 +452,11 @@ def _parse_device(data: Any, where: str) -> DeviceSpec:
     compute = []
     for i, item in enumerate(_list(top, "compute", where)):
         at = f"{where}: compute[{i}]"
-        d = check_fields(item, at, ("name", "count", "peak_flops_per_s", "source"), ("clock_hz",))
-        if not isinstance(d["peak_flops_per_s"], dict):
-            raise ConfigError(f"{at}: key 'peak_flops_per_s' must be a mapping dtype -> FLOP/s")
+        d = check_fields(item, at, ("name", "count", "peak_flops_per_s", "source"),
+                         ("clock_hz", "fp16_accumulate_peak_flops_per_s"))
+        for key in ("peak_flops_per_s", "fp16_accumulate_peak_flops_per_s"):
+            if key in d and not isinstance(d[key], dict):
+                raise ConfigError(f"{at}: key {key!r} must be a mapping dtype -> FLOP/s")
         compute.append(_build(ComputeUnit, at, **d))
     memory = []
     for i, item in enumerate(_list(top, "memory", where)):

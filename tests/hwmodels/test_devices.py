@@ -19,7 +19,7 @@ from workloads.errors import ConfigError, MissingDataError, UnknownNameError
 
 CANONICAL = {
     "a100-sxm-40gb", "a100-sxm-80gb", "a100-pcie-80gb", "a40", "l40s", "h100-sxm", "h100-pcie",
-    "h200-sxm", "b200", "mi250x", "mi300x", "gaudi2",
+    "h200-sxm", "b200", "mi250x", "mi300x", "gaudi2", "rtx-4090", "rtx-pro-6000",
 }
 DATA_DIR = resources.files("hwmodels").joinpath("data", "devices")
 
@@ -28,7 +28,7 @@ def _device_files() -> list[Path]:
     return sorted(Path(str(DATA_DIR)).glob("*.yaml"))
 
 
-def test_catalogue_lists_the_twelve_devices():
+def test_catalogue_lists_the_fourteen_devices():
     assert set(list_devices()) == CANONICAL
     assert len(_device_files()) == len(CANONICAL)
 
@@ -134,6 +134,9 @@ ALIASES = {
     "mi250x": "mi250x", "gaudi2": "gaudi2",
     "h100-pcie": "h100-pcie", "NVIDIA H100 PCIe": "h100-pcie",
     "nvidia h100": "h100-sxm",  # vendor prefix stripped
+    "NVIDIA GeForce RTX 4090": "rtx-4090", "rtx4090": "rtx-4090",
+    "NVIDIA RTX PRO 6000 Blackwell Server Edition": "rtx-pro-6000",
+    "NVIDIA RTX PRO 6000 Blackwell Workstation Edition": "rtx-pro-6000", "rtx-pro-6000-workstation": "rtx-pro-6000",
 }
 
 
@@ -343,3 +346,49 @@ def test_constructors_validate_with_named_messages():
     with pytest.raises(ConfigError, match="exactly one 'main'"):
         dataclasses.replace(get_device("h100"), memory=get_device("h100").memory[:1])
     assert isinstance(get_device("h100"), DeviceSpec)
+
+
+# ------------------------------------------------------------------ Ada / RTX Blackwell cards
+
+def test_rtx_cards_headline_numbers_and_classes():
+    r4090 = get_device("NVIDIA GeForce RTX 4090")
+    assert r4090.arch_class == get_device("l40s").arch_class == "ada"
+    assert r4090.num_sms == 128 and r4090.memory_capacity_bytes == 24 * 2**30
+    assert r4090.memory_bandwidth_bytes_per_s == pytest.approx(1008e9)
+    assert r4090.power.tdp_w == 450 and r4090.scale_up_link.kind == "pcie"
+    pro = get_device("NVIDIA RTX PRO 6000 Blackwell Server Edition")
+    assert pro.arch_class == "blackwell-consumer" != get_device("b200").arch_class
+    assert pro.num_sms == 188 and pro.memory_capacity_bytes == 96 * 2**30
+    assert 1.6e12 <= pro.memory_bandwidth_bytes_per_s * 1.002 and pro.memory_bandwidth_bytes_per_s <= 1.8e12
+    assert pro.power.tdp_w == 600 and pro.scale_up_link.kind == "pcie"
+    assert pro.host_link.bandwidth_bytes_per_s == 2 * r4090.host_link.bandwidth_bytes_per_s  # PCIe 5 vs 4
+
+
+def test_geforce_halves_fp16_tensor_throughput_with_fp32_accumulate():
+    r4090 = get_device("rtx-4090")
+    # bf16 always accumulates in FP32: the default peak is the FP32-accumulate figure (what vLLM runs)
+    assert r4090.peak_flops("bf16") == pytest.approx(165.2e12)
+    assert r4090.peak_flops("fp16") == pytest.approx(165.2e12)
+    assert r4090.peak_flops("fp16", accumulate="fp16") == pytest.approx(330.3e12)
+    assert r4090.peak_flops("fp8", accumulate="fp16") == pytest.approx(2 * r4090.peak_flops("fp8"))
+    with pytest.raises(ConfigError, match="fp16.*products only.*bf16"):
+        r4090.peak_flops("bf16", accumulate="fp16")
+    with pytest.raises(ConfigError, match="`accumulate` must be one of"):
+        r4090.peak_flops("fp16", accumulate="fp8")
+    # datacenter and professional parts run both accumulators at one rate
+    for name in ("h100", "l40s", "rtx-pro-6000"):
+        d = get_device(name)
+        assert d.peak_flops("fp16", accumulate="fp16") == d.peak_flops("fp16")
+
+
+def test_fp16_accumulate_peaks_are_validated():
+    base = dict(name="tensor", count=1, source="x [U]")
+    with pytest.raises(ConfigError, match="key must be one of fp16, fp8, got 'bf16'"):
+        ComputeUnit(**base, peak_flops_per_s={"bf16": 1e12}, fp16_accumulate_peak_flops_per_s={"bf16": 2e12})
+    with pytest.raises(ConfigError, match="needs a `peak_flops_per_s.fp16`"):
+        ComputeUnit(**base, peak_flops_per_s={"bf16": 1e12}, fp16_accumulate_peak_flops_per_s={"fp16": 2e12})
+    with pytest.raises(ConfigError, match="must be >= the FP32-accumulate peak"):
+        ComputeUnit(**base, peak_flops_per_s={"fp16": 2e12}, fp16_accumulate_peak_flops_per_s={"fp16": 1e12})
+    unit = ComputeUnit(**base, peak_flops_per_s={"fp16": 1e12}, fp16_accumulate_peak_flops_per_s={"fp16": 2e12})
+    assert hash(unit) == hash(ComputeUnit(**base, peak_flops_per_s={"fp16": 1e12},
+                                          fp16_accumulate_peak_flops_per_s={"fp16": 2e12}))
