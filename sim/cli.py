@@ -15,7 +15,7 @@ DEFAULT_KERNEL_DATA = Path(__file__).resolve().parent.parent / "validation" / "d
 
 
 SERVING_FORMATS = ("splitwise", "apex-vllm")
-KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass")
+KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass", "llmservingsim")
 
 
 def _cmd_validate(args) -> int:
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="fit a calibration profile from measurements")
     c.add_argument("paths", nargs="+")
     c.add_argument("--out", required=True)
-    c.add_argument("--format", default="auto", choices=["auto", "aiconfigurator", "vidur", "llmcompass"])
+    c.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS])
     c.add_argument("--device")
     c.add_argument("--holdout-fraction", type=float, default=0.0,
                    help="fraction of shapes held out of the fit for later scoring (default 0: fit on all)")
