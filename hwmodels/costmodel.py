@@ -7,6 +7,7 @@ hwmodels/deployment.py and shares the same compiled efficiency model.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ from hwmodels.devices import DeviceSpec, get_device
 from workloads import operators as ops
 from workloads.errors import LLMSimError
 from workloads.quant import get_kv_format, get_quant_format
+
+#: Kind of a measured attention call that mixes prefill chunks and decode tokens (priced as the sum).
+MIXED_ATTENTION = "attn_mixed"
 
 DTYPE_BYTES = {"fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
 
@@ -164,7 +168,14 @@ class OperatorCostModel:
         reason = np.full(n, "", dtype=object)
         key = np.full(n, "", dtype=object)
         op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
+        mixed = (table["kind"] == MIXED_ATTENTION).to_numpy()
+        if mixed.any():
+            self._price_mixed(table, mixed, device, seconds, reason, key)
+            op_class[mixed] = MIXED_ATTENTION
+            table = table[~mixed]
+        rest = np.flatnonzero(~mixed)
         for grp in operator_groups(table, device=device):
+            grp = dataclasses.replace(grp, positions=rest[grp.positions])
             if grp.error:
                 reason[grp.positions] = grp.error
                 continue
@@ -177,6 +188,17 @@ class OperatorCostModel:
                                                       grp.device_vector, p.log_floor, p.theta)
             key[grp.positions] = pkey
         return PricedRows(seconds, reason, key, op_class)
+
+    def _price_mixed(self, table, mixed, device, seconds, reason, key) -> None:
+        """A mixed prefill+decode attention row is priced as its prefill part plus its decode part."""
+        rows = table[mixed]
+        pre = rows.assign(kind="attn_prefill")
+        dec = rows.assign(kind="attn_decode", batch=rows["decode_batch"], ctx=rows["decode_ctx"], seq=1.0)
+        a, b = self.price(pre.reset_index(drop=True), device=device), self.price(dec.reset_index(drop=True), device=device)
+        pos = np.flatnonzero(mixed)
+        seconds[pos] = a.seconds + b.seconds
+        reason[pos] = [ra or rb for ra, rb in zip(a.reason, b.reason)]
+        key[pos] = [f"{ka} + {kb}" if ka and kb else "" for ka, kb in zip(a.param_key, b.param_key)]
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ GEMM_MAX_ROWS = 8192.0
 # vLLM's custom all-reduce serves messages up to this size on NVLink; NCCL above it.
 # Source: vLLM custom_all_reduce.py, max_size default 8 MiB.
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
+_EMPTY_I64 = np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,13 @@ class Deployment:
     the serving ``engine`` (an :class:`EngineProfile` or its name; default ``kernels``: no engine
     overhead). ``overhead_s`` adds a fixed time to every iteration on top of the engine's.
 
+    ``dp_ep``: a data-parallel group of that many ranks sharing the experts (vLLM's
+    ``--data-parallel-size N --enable-expert-parallel``): each rank holds 1/dp_ep of the experts and
+    runs attention on its own requests and the MoE layers on all ranks' tokens (an all-gather before
+    and a reduce-scatter after, over the device's scale-up or host link); the deployment then prices
+    one lock-step of the whole group, whose batch it splits over the ranks (:meth:`split_ranks`).
+    ``max_num_seqs``/``max_num_batched_tokens``: the scheduler's limits (they size the captured CUDA
+    graphs of a piecewise engine).
     ``layer_split``: layers of each pipeline stage (default even); ``network``: a :class:`PlanNetwork`
     placing the replica's groups on a cluster (default: one server joined by the device's scale-up
     link). Raises PlanError for impossible degrees and OutOfMemoryError when weights do not fit.
@@ -618,7 +626,40 @@ class Deployment:
 
         ``prefill_lens[i]`` new prompt tokens of a request with ``prefill_offsets[i]`` already cached;
         one new token for each request with ``decode_ctx[j]`` tokens cached. An empty batch costs 0.
+        With ``dp_ep > 1`` the batch is the whole data-parallel group's: it is split over the ranks
+        (:meth:`split_ranks`) and the lock-step takes the slowest rank's time.
         """
+        if self.dp_ep > 1:
+            t, e = 0.0, 0.0
+            for p_l, p_o, d_c in self.split_ranks(prefill_lens, prefill_offsets, decode_ctx):
+                t_r, e_r = self._rank_iteration(p_l, p_o, d_c)
+                t = t if t >= t_r else t_r
+                e += e_r
+            return t, e
+        return self._rank_iteration(prefill_lens, prefill_offsets, decode_ctx)
+
+    def split_ranks(self, prefill_lens, prefill_offsets, decode_ctx):
+        """The group batch of a ``dp_ep`` deployment as one batch per rank: decodes dealt out in turn,
+        each prefill chunk to the rank with the fewest tokens so far (vLLM routes every request to
+        one rank; the group's ranks step together because their MoE layers exchange tokens)."""
+        n = self.dp_ep
+        decode_ctx = np.asarray(decode_ctx, np.int64)
+        ranks_d = [decode_ctx[r::n] for r in range(n)]
+        load = [float(x.size) for x in ranks_d]
+        idx: list[list[int]] = [[] for _ in range(n)]
+        for i, length in enumerate(np.asarray(prefill_lens, np.int64).tolist()):
+            r = min(range(n), key=lambda k: (load[k], k))
+            idx[r].append(i)
+            load[r] += length
+        out = []
+        for r in range(n):
+            sel = np.array(idx[r], dtype=np.int64)
+            out.append((np.asarray(prefill_lens, np.int64)[sel], np.asarray(prefill_offsets, np.int64)[sel],
+                        ranks_d[r]))
+        return out
+
+    def _rank_iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray,
+                        decode_ctx: np.ndarray) -> tuple[float, float]:
         n_p = prefill_lens.size
         seqs = n_p + decode_ctx.size
         if seqs == 0:
@@ -654,6 +695,17 @@ class Deployment:
         """(seconds[steps], joules[steps]) of consecutive decode-only iterations; step k costs
         exactly ``iteration([], [], decode_ctx + k)`` (the simulator plans decode runs with it)."""
         ctx = np.asarray(decode_ctx, np.int64)
+        if self.dp_ep > 1:
+            t = np.zeros(int(steps))
+            e = np.zeros(int(steps))
+            for _, _, d_c in self.split_ranks(_EMPTY_I64, _EMPTY_I64, ctx):
+                t_r, e_r = self._rank_decode_run(d_c, steps)
+                t = np.maximum(t, t_r)
+                e = e + e_r
+            return t, e
+        return self._rank_decode_run(ctx, steps)
+
+    def _rank_decode_run(self, ctx: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
         seqs = ctx.size
         if seqs == 0:
             z = np.zeros(int(steps))

@@ -15,7 +15,7 @@ DEFAULT_KERNEL_DATA = Path(__file__).resolve().parent.parent / "validation" / "d
 
 
 SERVING_FORMATS = ("splitwise", "apex-vllm", "llmservingsim")
-KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass")
+KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass", "llmservingsim")
 
 
 def _cmd_validate(args) -> int:
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="predict measured runs and report errors")
     v.add_argument("paths", nargs="*", help="measurement files or folders (default: the shipped kernel data)")
-    v.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS, *SERVING_FORMATS, "published"],
+    v.add_argument("--format", default="auto", choices=["auto", *dict.fromkeys([*KERNEL_FORMATS, *SERVING_FORMATS]), "published"],
                    help="measurement format (auto-detected by default); splitwise and apex-vllm are serving runs; "
                         "published = a paper_figures.csv of published figures")
     v.add_argument("--device", help="device of every row (overrides what the file says)")
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="fit a calibration profile from measurements")
     c.add_argument("paths", nargs="+")
     c.add_argument("--out", required=True)
-    c.add_argument("--format", default="auto", choices=["auto", "aiconfigurator", "vidur", "llmcompass"])
+    c.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS])
     c.add_argument("--device")
     c.add_argument("--holdout-fraction", type=float, default=0.0,
                    help="fraction of shapes held out of the fit for later scoring (default 0: fit on all)")

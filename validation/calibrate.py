@@ -7,6 +7,8 @@ sha256 of every file it read, so `simulate validate` can say how many scored row
 
 Build the shipped profile (fits on the training split of validation/data/kernels/):
     python -m validation.calibrate --default
+Refit only some architecture classes into it, keeping every other class byte-identical:
+    python -m validation.calibrate --default --arch ada --arch blackwell-consumer
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import pandas as pd
 from scipy.linalg import solve
 
 from hwmodels import efficiency as eff
-from hwmodels.calibration import GENERIC, ClassParams, Profile
+from hwmodels.calibration import GENERIC, ClassParams, Profile, load_profile
+from workloads.errors import ConfigError
 from hwmodels.costmodel import operator_groups
 from hwmodels.devices import get_device
 from workloads.operators import KIND_CLASS
@@ -30,6 +33,9 @@ DEFAULT_SALT = "llmsim-calib-v1"
 DEFAULT_HOLDOUT = 0.2
 RIDGE = 1e-3  # shrinks coefficients toward the roofline so sparse corners do not extrapolate wildly
 KERNEL_LEVEL_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "collective")
+# The generic class (the fallback of classes without measurements: B200, CDNA, ...) stays the fit of
+# the datacenter GPUs' sources; LLMServingSim's GDDR cards fit only their own classes.
+GENERIC_FORMATS = ("aiconfigurator", "vidur", "llmcompass")
 SHIPPED_DATA = Path(__file__).parent / "data" / "kernels"
 SHIPPED_PROFILE = Path(__file__).parent.parent / "hwmodels" / "data" / "calibration" / "default.json"
 
@@ -93,11 +99,13 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, f_scale: 
 
 
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
-                exclude_devices: tuple[str, ...] = (), generic: bool = True) -> Profile:
+                exclude_devices: tuple[str, ...] = (), generic: bool = True,
+                arch_classes: tuple[str, ...] = ()) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
-    ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split).
+    ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split);
+    ``arch_classes`` fits only those architecture classes (and no generic class).
     """
     held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
         if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)
@@ -109,15 +117,26 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
 
     # Kernel-level sources (one kernel per row, named) fit the kernel classes; layer-level profiles
     # (vidur, LLMCompass) from other software stacks are scored against them, not mixed into them.
+    # The rule applies per architecture class: a class measured only by a layer-level profiler
+    # (LLMServingSim on the RTX 4090 / RTX PRO 6000) is fitted on it.
     formats = {src: detect_format(src) for src in fit_rows["source"].unique()}
-    primary = (fit_rows["source"].map(formats) == "aiconfigurator").to_numpy()
+    fmt = fit_rows["source"].map(formats).to_numpy()
+    primary = fmt == "aiconfigurator"
     op_class = fit_rows["kind"].map(KIND_CLASS).fillna("").to_numpy()
+    arch = _arch_classes(fit_rows["device"])
     secondary = np.zeros(len(fit_rows), dtype=bool)
-    for cls in KERNEL_LEVEL_CLASSES:
-        in_cls = op_class == cls
-        if (in_cls & primary).any():
-            secondary |= in_cls & ~primary
-    fit_rows = fit_rows[~secondary].reset_index(drop=True)
+    for a in sorted(set(arch)):
+        in_arch = arch == a
+        for cls in KERNEL_LEVEL_CLASSES:
+            in_cls = in_arch & (op_class == cls)
+            if (in_cls & primary).any():
+                secondary |= in_cls & ~primary
+    keep_rows = ~secondary
+    if arch_classes:
+        keep_rows &= np.isin(arch, list(arch_classes))
+        generic = False
+    fit_rows = fit_rows[keep_rows].reset_index(drop=True)
+    in_generic = np.isin(fit_rows["source"].map(formats).to_numpy(), GENERIC_FORMATS)
     buckets: dict[tuple[str, str, str], list] = defaultdict(list)
     for grp in operator_groups(fit_rows):
         if grp.error:
@@ -126,8 +145,9 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                                eff.NUM_FEATURES[grp.op_class])
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
         buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y))
-        if generic:
-            buckets[(GENERIC, grp.op_class, grp.group)].append((X, base, y))
+        g = in_generic[grp.positions]
+        if generic and g.any():
+            buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g]))
 
     params: dict = {}
     for (arch, cls, group) in sorted(buckets):
@@ -157,6 +177,39 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
                                          "excluded_devices": sorted(excluded_names)},
                    sources=tuple(sources))
+
+
+def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -> Profile:
+    """``base`` with the classes ``arch_classes`` replaced by ``new``'s; every other class is kept
+    as is (byte-identical when saved). Sources: ``base``'s entries, each file's counts added from
+    ``new`` (a file both fitted keeps the sum of its fitted rows and the union of fitted kinds)."""
+    if base.split != new.split and {k: v for k, v in base.split.items() if k != "excluded_devices"} != \
+            {k: v for k, v in new.split.items() if k != "excluded_devices"}:
+        raise ConfigError(f"cannot merge profiles fitted under different splits: {base.split} vs {new.split}")
+    params = {a: c for a, c in base.params.items() if a not in arch_classes}
+    for a in arch_classes:
+        if a in new.params:
+            params[a] = new.params[a]
+    merged: dict[str, dict] = {s["sha256"]: dict(s) for s in base.sources}
+    for s in new.sources:
+        old = merged.get(s["sha256"])
+        if old is None:
+            merged[s["sha256"]] = dict(s)
+        elif s.get("rows_in_fit", 0):
+            old["rows_in_fit"] = int(old.get("rows_in_fit", 0)) + int(s["rows_in_fit"])
+            old["fitted_kinds"] = sorted(set(old.get("fitted_kinds", ())) | set(s.get("fitted_kinds", ())))
+    sources = tuple(merged.values())  # base's order, then the files only ``new`` read
+    return Profile(params=dict(sorted(params.items())), split=base.split, sources=sources, path=base.path)
+
+
+def _arch_classes(devices: pd.Series) -> np.ndarray:
+    names = {d: d for d in devices.unique()}
+    for d in names:
+        try:
+            names[d] = get_device(d).arch_class
+        except Exception:  # an unknown device is reported by pricing, not here
+            names[d] = ""
+    return devices.map(names).to_numpy(dtype=object)
 
 
 def rows_in_fit(table: pd.DataFrame, profile: Profile) -> np.ndarray:
@@ -203,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--exclude-device", action="append", default=[])
     ap.add_argument("--holdout-fraction", type=float, default=DEFAULT_HOLDOUT)
+    ap.add_argument("--arch", action="append", default=[],
+                    help="refit only this architecture class into the existing --out profile (repeatable)")
     args = ap.parse_args(argv)
     paths = [str(SHIPPED_DATA)] if args.default else args.paths
     out = SHIPPED_PROFILE if args.default else Path(args.out)
     table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
     profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
-                          exclude_devices=tuple(args.exclude_device))
+                          exclude_devices=tuple(args.exclude_device), arch_classes=tuple(args.arch))
+    if args.arch:
+        profile = merge_profiles(load_profile(out), profile, tuple(args.arch))
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(out)
     print(f"wrote {out}: {sum(len(g) for c in profile.params.values() for g in c.values())} parameter sets")

@@ -97,6 +97,7 @@ __all__ = [
     "detect_format",
     "load_aiconfigurator",
     "load_llmcompass",
+    "load_llmservingsim",
     "load_measurements",
     "load_vidur",
     "normalize_dtype",
@@ -108,7 +109,7 @@ COLUMNS: tuple[str, ...] = (
     "source", "group", "row", "kind", "op", "device", "model", "dtype", "kernel",
     "m", "n", "k", "batch", "seq", "ctx", "heads", "kv_heads", "head_dim", "window", "kv_dtype",
     "tokens", "hidden", "inter", "topk", "experts", "moe_tp", "moe_ep", "distribution",
-    "tp", "num_gpus", "message_bytes", "measured_s", "variant", "shape_key",
+    "tp", "num_gpus", "message_bytes", "decode_batch", "decode_ctx", "measured_s", "variant", "shape_key",
 )
 STR_COLUMNS: frozenset[str] = frozenset({
     "source", "group", "kind", "op", "device", "model", "dtype", "kernel", "kv_dtype",
@@ -119,16 +120,16 @@ FLOAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in STR_COLUMN
 #: Operator kinds a mapped row can have ('' marks a row that could not be mapped; see ``variant``).
 KINDS: tuple[str, ...] = (
     "gemm", "attn_prefill", "attn_decode", "moe", "norm", "rope", "activation", "add", "embedding",
-    "softmax", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv",
+    "softmax", "sampling", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "attn_mixed",
 )
-FORMATS: tuple[str, ...] = ("aiconfigurator", "vidur", "llmcompass")
+FORMATS: tuple[str, ...] = ("aiconfigurator", "vidur", "llmcompass", "llmservingsim")
 
 # Fields that make up ``shape_key`` (after kind and dtype), in order.  Device, model, kernel, tp and
 # the measurement are deliberately left out: the key names *what* was computed, not where or how fast.
 _KEY_FIELDS: tuple[str, ...] = (
     "batch", "m", "n", "k", "seq", "ctx", "heads", "kv_heads", "head_dim", "window", "kv_dtype",
     "tokens", "hidden", "inter", "topk", "experts", "moe_tp", "moe_ep", "distribution",
-    "num_gpus", "message_bytes",
+    "num_gpus", "message_bytes", "decode_batch", "decode_ctx",
 )
 # Kinds whose ``variant`` changes the maths (rmsnorm vs layernorm, silu_mul vs gelu) and so is part of
 # the key; for the others it names a backend or topology ('vllm_graph', 'devices_per_node=8').
@@ -793,6 +794,172 @@ def _llmcompass_transformer(path: str, stem: str, bench: str, dev: str,
 
 
 # --------------------------------------------------------------------------------------------------
+# LLMServingSim (casys-kaist/LLMServingSim per-layer profiles)
+# --------------------------------------------------------------------------------------------------
+
+#: Header of each LLMServingSim table -> its role ('skew' = fitted coefficients, not measurements).
+_LSS_HEADERS = {
+    ("layer", "tokens", "time_us"): "dense",
+    ("layer", "sequences", "time_us"): "per_sequence",
+    ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"): "attention",
+    ("tokens", "activated_experts", "time_us"): "moe",
+    ("pc", "n_label", "skew_rate_label", "kv_big_label", "kp_label", "alpha", "n_samples"): "skew",
+}
+_LSS_KERNEL = "vLLM 0.19.0 eager, one decoder layer (LLMServingSim profiler)"
+
+
+def _lss_meta(path: str) -> tuple[dict, int]:
+    """(meta.yaml of ``<GPU>/<org>/<model>/<variant>/tp<N>/<file>.csv``, N)."""
+    from workloads.yamlio import read_yaml
+
+    p = Path(path)
+    m = re.fullmatch(r"tp(\d+)", p.parent.name)
+    if m is None or int(m.group(1)) < 1:
+        raise _err(path, "an LLMServingSim table must sit in a 'tp<N>' folder (N >= 1) of "
+                         "<GPU>/<org>/<model>/<variant>/, got folder " + repr(p.parent.name))
+    meta_path = p.parent.parent / "meta.yaml"
+    try:
+        meta = read_yaml(meta_path.read_text(encoding="utf-8"), str(meta_path))
+    except OSError as e:
+        raise _err(meta_path, f"cannot read the LLMServingSim meta.yaml next to the tp<N> folders: {e}") from None
+    if not isinstance(meta, dict):
+        raise _err(meta_path, "meta.yaml must be a mapping")
+    for key in ("gpu", "model"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise _err(meta_path, f"missing or empty key {key!r}")
+    return meta, int(m.group(1))
+
+
+def _lss_shapes(path: str, meta: dict, tp: int) -> dict:
+    """Per-GPU shapes of the profiled model at TP ``tp`` (heads, KV heads and FFN width split by tp).
+
+    The profiler emulates TP N on one GPU by shrinking the model (meta.yaml ``hf_overrides`` records
+    the shrunk config of the largest profiled degree); that record is checked against the catalogue.
+    """
+    from workloads.models import get_model
+
+    meta_path = str(Path(path).parent.parent / "meta.yaml")
+    try:
+        model = get_model(meta["model"])
+    except Exception as e:  # an unknown model is a data error here, with the catalogue's suggestions
+        raise _err(meta_path, f"model {meta['model']!r} is not in the model catalogue: {e}") from None
+    inter = model.moe.expert_intermediate_size if model.moe is not None else model.intermediate_size
+    full = dict(num_attention_heads=model.num_heads, num_key_value_heads=model.num_kv_heads,
+                intermediate_size=model.intermediate_size, vocab_size=model.vocab_size)
+    degrees = meta.get("tp_degrees") or [tp]
+    over = (meta.get("engine_effective") or {}).get("hf_overrides") or {}
+    top = max(int(d) for d in degrees)
+    for key, value in full.items():
+        if key in over and int(over[key]) * top != value:
+            raise _err(meta_path, f"hf_overrides.{key} = {over[key]} is not the catalogue's {value} / "
+                                  f"tp {top} for {meta['model']}")
+    for name, value in (("num_heads", model.num_heads), ("num_kv_heads", model.num_kv_heads),
+                        ("intermediate_size", model.intermediate_size), ("vocab_size", model.vocab_size)):
+        if value % tp:
+            raise _err(path, f"{meta['model']} {name} = {value} is not divisible by tp {tp}")
+    return dict(hidden=float(model.hidden_size), heads=model.num_heads / tp, kv_heads=model.num_kv_heads / tp,
+                head_dim=float(model.head_dim), inter=model.intermediate_size / tp, vocab=model.vocab_size / tp,
+                moe=model.moe, moe_inter=float(inter), model=meta["model"])
+
+
+def load_llmservingsim(path: str | os.PathLike, *, device: str | None = None,
+                       model: str | None = None) -> pd.DataFrame:
+    """Load one LLMServingSim table (``dense.csv``, ``per_sequence.csv``, ``attention.csv``,
+    ``moe.csv``; ``skew_fit.csv`` holds fitted coefficients and loads as no rows).
+
+    ``time_us`` is microseconds; shapes are per GPU for the folder's TP degree. Device and model come
+    from ``meta.yaml`` (``gpu``, ``model``) unless given. Attention rows: prefill-only rows
+    (``n_decode`` 0) are ``attn_prefill`` (batch 1, ``seq`` = chunk, ``ctx`` = kv_prefill); decode-only
+    rows (``prefill_chunk`` 0) are ``attn_decode`` (batch n_decode, ``ctx`` = kv_decode); mixed rows are
+    ``attn_mixed`` (the prefill part in batch/seq/ctx, the decode part in decode_batch/decode_ctx).
+    """
+    path = str(path)
+    t = _Table(path, _read_csv(path), header_lines=1)
+    role = _LSS_HEADERS.get(tuple(str(c).strip() for c in t.df.columns))
+    if role is None:
+        raise _err(path, f"not an LLMServingSim table: header {list(map(str, t.df.columns))} is none of "
+                         f"{[list(h) for h in _LSS_HEADERS]}", line=1)
+    if role == "skew":
+        return _override(_empty(), device, model)
+    meta, tp = _lss_meta(path)
+    s = _lss_shapes(path, meta, tp)
+    stem = Path(path).stem
+    variant_dtype = normalize_dtype(meta.get("variant", "bf16"))
+    us = t.num("time_us", positive=True)
+    common = dict(source=path, device=str(meta["gpu"]), model=s["model"], dtype=variant_dtype,
+                  kernel=_LSS_KERNEL, tp=float(tp))
+    chunks = []
+
+    def add(rows: np.ndarray, op: str | np.ndarray, order: int = 0, **cols) -> None:
+        if rows.size:
+            chunks.append(_frame(rows.size, dict(common, group=f"{stem} | {cols.get('kind') or op}", row=rows, op=op,
+                                                 measured_s=us[rows] * 1e-6, **cols), order=order))
+
+    if role in ("dense", "per_sequence"):
+        col = "tokens" if role == "dense" else "sequences"
+        n = t.num(col, positive=True, integer=True)
+        layer = t.text("layer")
+        h, kvh, d, H = s["heads"], s["kv_heads"], s["head_dim"], s["hidden"]
+        gemm = {"qkv_proj": ((h + 2 * kvh) * d, H), "o_proj": (H, h * d),
+                "gate_up_proj": (2 * s["inter"], H), "down_proj": (H, s["inter"]), "lm_head": (s["vocab"], H)}
+        for op in sorted(set(layer)):
+            r = np.flatnonzero(layer == op)
+            x = n[r]
+            if op in gemm:
+                add(r, op, kind="gemm", m=x, n=gemm[op][0], k=gemm[op][1])
+            elif op in ("layernorm", "input_layernorm", "post_attention_layernorm", "final_layernorm"):
+                add(r, op, kind="norm", variant="rmsnorm", tokens=x, hidden=H)
+            elif op == "qk_norm":  # per-head RMSNorm of q and k: (heads + kv_heads) rows of head_dim per token
+                add(r, op, kind="norm", variant="rmsnorm", tokens=x * (h + kvh), hidden=d)
+            elif op == "rotary_emb":
+                add(r, op, kind="rope", tokens=x, heads=h, kv_heads=kvh, head_dim=d)
+            elif op == "act_fn":
+                add(r, op, kind="activation", variant="silu_mul", tokens=x, inter=s["inter"])
+            elif op == "embedding":
+                add(r, op, kind="embedding", tokens=x, hidden=H)
+            elif op == "sampler":  # over the (TP-shrunk) vocabulary's logits of each sequence
+                add(r, op, kind="sampling", tokens=x, hidden=s["vocab"])
+            else:
+                add(r, op, kind="", variant=f"unmapped LLMServingSim layer {op!r}", tokens=x)
+    elif role == "attention":
+        pc = t.num("prefill_chunk", integer=True)
+        kp = t.num("kv_prefill", integer=True)
+        nd = t.num("n_decode", integer=True)
+        kd = t.num("kv_decode", integer=True)
+        heads = dict(heads=s["heads"], kv_heads=s["kv_heads"], head_dim=s["head_dim"], window=0.0, kv_dtype="bf16")
+        empty = np.flatnonzero((pc == 0) & (nd == 0))
+        if empty.size:
+            raise t.fail(empty[0], "n_decode", "a row with prefill_chunk 0 and n_decode 0 times no attention")
+        no_ctx = np.flatnonzero((nd > 0) & (kd == 0))
+        if no_ctx.size:
+            raise t.fail(no_ctx[0], "kv_decode", "decode rows need kv_decode > 0")
+        r = np.flatnonzero((pc > 0) & (nd == 0))
+        add(r, "prefill", kind="attn_prefill", batch=1.0, seq=pc[r], ctx=kp[r], **heads)
+        r = np.flatnonzero((pc == 0) & (nd > 0))
+        add(r, "decode", kind="attn_decode", batch=nd[r], seq=1.0, ctx=kd[r], **heads)
+        r = np.flatnonzero((pc > 0) & (nd > 0))
+        add(r, "mixed", kind="attn_mixed", batch=1.0, seq=pc[r], ctx=kp[r], decode_batch=nd[r],
+            decode_ctx=kd[r], **heads)
+    else:  # moe
+        if s["moe"] is None:
+            raise _err(path, f"moe.csv for {meta['model']}, which the catalogue lists as a dense model")
+        tok = t.num("tokens", positive=True, integer=True)
+        act = t.num("activated_experts", positive=True, integer=True)
+        too_many = np.flatnonzero(act > s["moe"].num_experts)
+        if too_many.size:
+            raise t.fail(too_many[0], "activated_experts",
+                         f"{_fmt_scalar(act[too_many[0]])} > the model's {s['moe'].num_experts} experts")
+        r = np.arange(len(tok))
+        # The profiler routes the tokens over `activated_experts` experts: those are the experts whose
+        # weights the kernel reads, so they are the row's expert count (top-k picks spread over them).
+        add(r, "fused_moe", kind="moe", tokens=tok, hidden=s["hidden"], inter=s["moe_inter"] / tp,
+            topk=float(s["moe"].top_k), experts=act, moe_tp=1.0, moe_ep=1.0,
+            variant=np.array([f"activated_experts={_fmt_scalar(a)} of {s['moe'].num_experts}" for a in act],
+                             dtype=object))
+    return _override(_finish(chunks), device, model)
+
+
+# --------------------------------------------------------------------------------------------------
 # format detection and the front door
 # --------------------------------------------------------------------------------------------------
 
@@ -800,7 +967,8 @@ def _known_formats_msg() -> str:
     return ("known formats: 'aiconfigurator' (parquet with 'device' and 'op_name' columns), "
             "'vidur' (CSV with 'time_stats.<op>.median' columns), "
             "'llmcompass' (headerless numeric CSV named matmul_/softmax_/layernorm_/gelu_/transformer_/"
-            "transformerAR_<device>.csv)")
+            "transformerAR_<device>.csv), "
+            "'llmservingsim' (CSV with a 'time_us' column in <GPU>/<org>/<model>/<variant>/tp<N>/ beside meta.yaml)")
 
 
 def _is_number_field(s: str) -> bool:
@@ -817,7 +985,7 @@ def _is_number_field(s: str) -> bool:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """'aiconfigurator', 'vidur' or 'llmcompass' for one measurement file; TraceError otherwise."""
+    """'aiconfigurator', 'vidur', 'llmcompass' or 'llmservingsim' for one measurement file; TraceError otherwise."""
     p = Path(path)
     if not p.is_file():
         raise _err(path, "no such file")
@@ -844,6 +1012,8 @@ def detect_format(path: str | os.PathLike) -> str:
         fields = [f.strip() for f in first.split(",")]
         if any(f.startswith("time_stats.") for f in fields):
             return "vidur"
+        if tuple(fields) in _LSS_HEADERS:
+            return "llmservingsim"
         if first.strip() and all(_is_number_field(f) for f in fields):
             if _llmcompass_kind(str(p))[0]:
                 return "llmcompass"
@@ -852,7 +1022,8 @@ def detect_format(path: str | os.PathLike) -> str:
     raise _err(path, f"unknown measurement format; {_known_formats_msg()}")
 
 
-_LOADERS = {"aiconfigurator": load_aiconfigurator, "vidur": load_vidur, "llmcompass": load_llmcompass}
+_LOADERS = {"aiconfigurator": load_aiconfigurator, "vidur": load_vidur, "llmcompass": load_llmcompass,
+            "llmservingsim": load_llmservingsim}
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -918,3 +1089,4 @@ def split_of(shape_keys: Iterable[str], *, salt: str = "llmsim-calib-v1",
     h = np.frombuffer(digest, dtype=">u8").astype(np.float64) / 2.0 ** 64
     held = h < frac
     return held[codes]
+

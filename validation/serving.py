@@ -654,7 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("fit-apex", help="fit vllm-0.6 host overheads on one APEX run (the others stay held out)")
     b.add_argument("path")
     b.add_argument("--run", required=True, help="the run's trace stem, e.g. lmsys_05_8TP")
-    for x in (a, b):
+    c = sub.add_parser("fit-llmservingsim", help="fit the vllm-v1 host times on the Llama-3.1-8B runs of "
+                                                 "LLMServingSim's vLLM 0.19 data (the Qwen3 runs stay held out)")
+    c.add_argument("path", help="the llmservingsim_vllm019 folder")
+    for x in (a, b, c):
         x.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
         x.add_argument("--write", action="store_true", help="write the hosts into hwmodels/data/engines.yaml")
     args = ap.parse_args(argv)
@@ -663,7 +666,11 @@ def main(argv: list[str] | None = None) -> int:
         from hwmodels.calibration import load_profile
 
         profile = load_profile(args.profile)
-    if args.cmd == "fit-splitwise":
+    if args.cmd == "fit-llmservingsim":
+        from validation.llmservingsim import fit_hosts
+
+        engine, hosts = "vllm-v1", fit_hosts(args.path, profile=profile)
+    elif args.cmd == "fit-splitwise":
         engine, hosts = "vllm-0.2", fit_splitwise_overheads(args.path, subset=args.subset, profile=profile)
     else:
         engine, hosts = "vllm-0.6", {"default": fit_apex_overhead(args.path, args.run, profile=profile)}
