@@ -616,12 +616,21 @@ _HOST_FIELDS = ("iteration_s", "prefill_s", "prefill_per_seq_s", "per_seq_s", "p
                 "piece_launch_s", "sync_s", "allreduce_bus_bytes_per_s")
 
 
+def _yaml_float(v: float) -> str:
+    """``v`` to 4 significant digits as YAML 1.1 reads a float (``4.0e-05``, not ``4e-05``)."""
+    text = f"{v:.4g}"
+    mant, sep, exp = text.partition("e")
+    if sep and "." not in mant:
+        text = f"{mant}.0e{exp}"
+    return text
+
+
 def _yaml_hosts(hosts: dict[str, dict]) -> str:
     lines = ["    hosts:"]
     for dev, h in hosts.items():
         lines.append(f"      {dev}:")
         for k in _HOST_FIELDS:
-            lines.append(f"        {k}: {h.get(k, 0.0):.4g}")
+            lines.append(f"        {k}: {_yaml_float(h.get(k, 0.0))}")
         lines.append(f"        source: \"{h['source']}\"")
         lines.append(f"        fitted_on: \"{h['fitted_on']}\"")
     return "\n".join(lines)
