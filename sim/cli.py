@@ -174,7 +174,8 @@ def _cmd_run(args) -> int:
                        if summary.get("virtual_engines", summary["replicas"]) != summary["replicas"] else "")
             print(f"{summary['mode']}: {dep['model']} on {summary['num_devices']} x {dep['device']}{where} "
                   f"({summary['replicas']} replica(s) of tp={dep['tp']} pp={dep['pp']}{engines}, engine "
-                  f"{dep['engine']}, KV {dep['kv_capacity_tokens']} tokens/replica)")
+                  f"{dep['engine']}{' ' + dep['engine_version'] if dep.get('engine_version') else ''}, "
+                  f"KV {dep['kv_capacity_tokens']} tokens/replica)")
         else:
             pools = [summary["prefill_pool"], summary["decode_pool"]]
             print(f"{summary['mode']}: {pools[0]['model']} on " + " + ".join(

@@ -273,6 +273,8 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
     return {"model": dep.model.name, "device": dep.device.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep,
             "layer_split": list(dep.stage_layers),
             "quant": dep.quant.name, "kv_dtype": dep.kv.name, "engine": dep.engine.name,
+            "engine_version": dep.engine.version, "scheduler": rc.scheduler.policy,
+            "max_num_seqs": rc.scheduler.max_num_seqs, "max_num_batched_tokens": rc.scheduler.max_num_batched_tokens,
             "weight_gib_per_device": dep.weight_bytes_per_device / GIB,
             "kv_capacity_tokens": rc.num_blocks * rc.block_size * dep.pp, "kv_blocks": rc.num_blocks * dep.pp,
             "swap_blocks": rc.swap_blocks}
