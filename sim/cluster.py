@@ -147,11 +147,18 @@ class Cluster:
         self._next = 0
         self._n = 0
         self._closed_loop: tuple[int, float] | None = None
+        self._prefix = None
+        self._order = None
         self.fed = 0
 
     def feed(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
-             priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None) -> None:
-        """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``."""
+             priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None,
+             prefix=None, order: np.ndarray | None = None) -> None:
+        """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``.
+        ``prefix``: the source's :class:`~workloads.prefix.PrefixIds` (rows in the source's order;
+        ``order[i]`` is the source row of request ``i`` when the arrays were re-sorted)."""
+        self._prefix = prefix
+        self._order = order
         # Kept as arrays (not lists of Python numbers) so memory is the input's 8 bytes per value.
         self._arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
         self._prompt = np.ascontiguousarray(prompt_tokens, dtype=np.int64)
@@ -170,6 +177,8 @@ class Cluster:
     def _admit(self, i: int, now: float) -> None:
         prio = 0 if self._priority is None else int(self._priority[i])
         r = Request(i, now, int(self._prompt[i]), int(self._output[i]), prio)
+        if self._prefix is not None:
+            r.ident = self._prefix.row(i if self._order is None else int(self._order[i]))
         self.fed += 1
         self.metrics.note_arrival(now)
         k = self.router.route(r, self._status, now)
@@ -247,7 +256,7 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     kernel = Kernel()
     metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
     cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
-    cluster.feed(arrival, prompt, output, priority, closed_loop)
+    cluster.feed(arrival, prompt, output, priority, closed_loop, getattr(requests, "prefix", None), order)
     kernel.run(until_s)
     return collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
                           order=order, keep_requests=keep_requests)
@@ -276,6 +285,18 @@ def request_arrays(requests):
     return arrival, prompt, output, priority, closed_loop, order
 
 
+def prefix_summary(replicas: Sequence[Replica]) -> dict:
+    """Prefix-cache figures over ``replicas``: ``prefix_cache_hit_rate`` = tokens found in the cache /
+    prompt tokens (prefill targets) of the requests admitted from a waiting queue (a recompute
+    re-admission counts again); ``prefill_tokens_computed`` = prompt tokens the prefill chunks ran."""
+    queries = sum(r.prompt_tokens_admitted for r in replicas)
+    hits = sum(r.hit_tokens for r in replicas)
+    return {"prefix_caching": any(r.config.prefix_caching for r in replicas),
+            "prefix_cache_hit_tokens": int(hits), "prefix_cache_query_tokens": int(queries),
+            "prefix_cache_hit_rate": hits / queries if queries else 0.0,
+            "prefill_tokens_computed": int(sum(r.prefill_tokens for r in replicas))}
+
+
 def collect_result(requests, kernel: Kernel, metrics: MetricsCollector, replicas: Sequence[Replica], *, fed: int,
                    total: int, order, keep_requests: bool) -> SimResult:
     """The :class:`SimResult` of a finished run: summary with energy (iterations + idle power over the
@@ -292,10 +313,15 @@ def collect_result(requests, kernel: Kernel, metrics: MetricsCollector, replicas
         per_replica.append({"replica": rep.index, "iterations": rep.iterations, "preemptions": rep.preemptions,
                             "finished": rep.finished, "rejected": rep.rejected, "busy_s": rep.busy_s,
                             "energy_j": e, "peak_kv_blocks": rep.kv.peak_used_blocks,
-                            "kv_blocks": rep.kv.num_blocks, "swapped_out_blocks": rep.swapped_out_blocks})
+                            "kv_blocks": rep.kv.num_blocks, "swapped_out_blocks": rep.swapped_out_blocks,
+                            "prefill_tokens_computed": rep.prefill_tokens,
+                            "prefix_cache_hit_tokens": rep.hit_tokens,
+                            "peak_resident_kv_blocks": max(rep.kv.peak_resident_blocks, rep.kv.peak_used_blocks),
+                            "prefix_cache_evicted_blocks": rep.kv.evictions})
     summary = metrics.summary(energy_j=energy, preemptions=sum(r.preemptions for r in replicas),
                               unfinished=unfinished)
     summary["iterations"] = sum(r.iterations for r in replicas)
+    summary.update(prefix_summary(replicas))
     records = metrics.records() if keep_requests else {}
     if keep_requests and order is not None:
         records["index"] = order[records["index"]]  # back to positions in the caller's trace
