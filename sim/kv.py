@@ -24,7 +24,7 @@ blocks (``used_blocks`` + ``evictable_blocks``) never exceed ``num_blocks``
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class BlockManager:
     """Block counts of one replica's KV cache, and its prefix cache when ``prefix_caching``."""
 
     __slots__ = ("block_size", "num_blocks", "watermark_blocks", "free_blocks", "peak_used_blocks",
-                 "prefix_caching", "_ref", "_lru", "evictions", "peak_resident_blocks")
+                 "prefix_caching", "_ref", "_lru", "_queue", "_seq", "evictions", "peak_resident_blocks")
 
     def __init__(self, *, num_blocks: int, block_size: int, watermark_blocks: int = 0,
                  prefix_caching: bool = False):
@@ -92,8 +92,12 @@ class BlockManager:
         self.prefix_caching = bool(prefix_caching)
         #: hash -> refcount of every resident registered block (0 = evictable).
         self._ref: dict[int, int] = {}
-        #: Evictable registered blocks, least recently released first.
-        self._lru: OrderedDict[int, None] = OrderedDict()
+        #: Evictable registered blocks -> release number; insertion order is LRU order (a touch
+        #: deletes the key, a release inserts it at the end).
+        self._lru: dict[int, int] = {}
+        #: (hash, release number) in release order; entries no longer in ``_lru`` are skipped.
+        self._queue: deque = deque()
+        self._seq = 0
         self.evictions = 0
         self.peak_resident_blocks = 0
 
@@ -138,9 +142,14 @@ class BlockManager:
             evict = blocks - (self.free_blocks - len(lru))
             if evict > 0:
                 ref = self._ref
-                for _ in range(evict):
-                    h, _ = lru.popitem(last=False)
-                    del ref[h]
+                pop = self._queue.popleft
+                got = 0
+                while got < evict:
+                    h, seq = pop()
+                    if lru.get(h) == seq:
+                        del lru[h]
+                        del ref[h]
+                        got += 1
                 self.evictions += evict
         self.free_blocks -= blocks
         used = self.num_blocks - self.free_blocks
@@ -186,27 +195,38 @@ class BlockManager:
         if used > self.peak_used_blocks:
             self.peak_used_blocks = used
 
-    def register(self, h: int) -> bool:
-        """Give one of the caller's computed private blocks identity ``h``; False (it stays private)
-        when a block with that identity is already resident."""
+    def register(self, hashes) -> list[int]:
+        """Give the caller's computed private blocks identities ``hashes``; returns those registered
+        (referenced once, by the caller). A block whose identity is already resident stays private."""
         ref = self._ref
-        if h in ref:
-            return False
-        ref[h] = 1
-        return True
+        new = [h for h in hashes if h not in ref]
+        if new:
+            fresh = dict.fromkeys(new, 1)
+            if len(fresh) != len(new):  # a repeated identity within one request: keep its first block
+                new = list(fresh)
+            ref.update(fresh)
+        return new
 
     def release(self, hashes: list[int], private: int) -> None:
         """Drop a request's references: cached blocks ``hashes`` (in the request's block order;
         released last first, becoming evictable at refcount 0) and ``private`` uncached blocks."""
         ref = self._ref
         lru = self._lru
-        freed = private
+        zero = []
         for h in reversed(hashes):
-            c = ref[h] - 1
-            ref[h] = c
-            if c == 0:
-                lru[h] = None
-                freed += 1
+            c = ref[h]
+            if c == 1:
+                zero.append(h)
+            ref[h] = c - 1
+        if zero:
+            seqs = range(self._seq, self._seq + len(zero))
+            self._seq += len(zero)
+            lru.update(zip(zero, seqs))
+            q = self._queue
+            q.extend(zip(zero, seqs))
+            if len(q) > 2 * len(lru) + 4096:
+                self._queue = deque(lru.items())
+        freed = private + len(zero)
         if freed < 0 or self.free_blocks + freed > self.num_blocks:
             raise KVCapacityError(f"release {freed} blocks with {self.free_blocks} free of {self.num_blocks}")
         self.free_blocks += freed

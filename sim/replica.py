@@ -595,14 +595,13 @@ class Replica:
             end = len(h)
         j = r.reg
         if j < end:
-            held = r.held
-            if not isinstance(held, list):
-                held = r.held = list(held)
-            register = self.kv.register
-            for k in range(j, end):
-                x = h[k]
-                if register(x):
-                    held.append(x)
+            new = self.kv.register(h[j:end])
+            if new:
+                held = r.held
+                if isinstance(held, list):
+                    held.extend(new)
+                else:
+                    r.held = list(held) + new
             r.reg = end
 
     def _release(self, r: Request) -> None:
