@@ -149,16 +149,32 @@ class Cluster:
         self._closed_loop: tuple[int, float] | None = None
         self._prefix = None
         self._order = None
+        self._feed = None
+        self._follow: dict = {}
+        self._think = None
         self.fed = 0
 
     def feed(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
              priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None,
-             prefix=None, order: np.ndarray | None = None) -> None:
+             prefix=None, order: np.ndarray | None = None, sessions=None) -> None:
         """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``.
         ``prefix``: the source's :class:`~workloads.prefix.PrefixIds` (rows in the source's order;
-        ``order[i]`` is the source row of request ``i`` when the arrays were re-sorted)."""
+        ``order[i]`` is the source row of request ``i`` when the arrays were re-sorted).
+        ``sessions`` (:class:`~workloads.prefix.Sessions`, open loop only): a turn is sent its think
+        time after its predecessor completes or is rejected, instead of at its ``arrival_s``."""
         self._prefix = prefix
         self._order = order
+        if sessions is not None and closed_loop is None and np.any(sessions.prev >= 0):
+            n = len(arrival_s)
+            src = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+            pos = np.empty(n, dtype=np.int64)
+            pos[src] = np.arange(n)
+            p = sessions.prev[src]
+            prev = np.where(p >= 0, pos[np.maximum(p, 0)], -1)
+            self._feed = np.flatnonzero(prev < 0)
+            for i in np.flatnonzero(prev >= 0).tolist():
+                self._follow.setdefault(int(prev[i]), []).append(i)
+            self._think = sessions.think_s[src]
         # Kept as arrays (not lists of Python numbers) so memory is the input's 8 bytes per value.
         self._arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
         self._prompt = np.ascontiguousarray(prompt_tokens, dtype=np.int64)
@@ -166,7 +182,10 @@ class Cluster:
         self._priority = None if priority is None else np.ascontiguousarray(priority, dtype=np.int64)
         self._n = len(self._arrival)
         self._closed_loop = closed_loop
-        if closed_loop is None:
+        if self._feed is not None:
+            if len(self._feed):
+                self.kernel.schedule(float(self._arrival[self._feed[0]]), PRIORITY_ARRIVAL, self._arrive_feed, None)
+        elif closed_loop is None:
             if self._n:
                 self.kernel.schedule(float(self._arrival[0]), PRIORITY_ARRIVAL, self._arrive, None)
         else:
@@ -186,6 +205,8 @@ class Cluster:
             self.metrics.on_reject(r)
             if self._closed_loop is not None:
                 self._user_done(now)
+            elif self._follow:
+                self._next_turns(i, now)
 
     def _arrive(self, _arg) -> None:
         i = self._next
@@ -193,6 +214,22 @@ class Cluster:
         if self._next < self._n:
             self.kernel.schedule(float(self._arrival[self._next]), PRIORITY_ARRIVAL, self._arrive, None)
         self._admit(i, self.kernel.now)
+
+    def _arrive_feed(self, _arg) -> None:
+        """Open loop with session links: the first turns arrive at their times."""
+        feed = self._feed
+        k = self._next
+        self._next = k + 1
+        if self._next < len(feed):
+            self.kernel.schedule(float(self._arrival[feed[self._next]]), PRIORITY_ARRIVAL, self._arrive_feed, None)
+        self._admit(int(feed[k]), self.kernel.now)
+
+    def _next_turns(self, i: int, now: float) -> None:
+        for j in self._follow.pop(i, ()):
+            self.kernel.schedule(now + float(self._think[j]), PRIORITY_ARRIVAL, self._arrive_turn, j)
+
+    def _arrive_turn(self, j: int) -> None:
+        self._admit(j, self.kernel.now)
 
     def _arrive_closed(self, _arg) -> None:
         i = self._next
@@ -209,6 +246,8 @@ class Cluster:
         self.metrics.on_finish(r)
         if self._closed_loop is not None:
             self._user_done(r.finish_s)
+        elif self._follow:
+            self._next_turns(r.index, r.finish_s)
 
 
 def _as_list(value, n: int, what: str) -> list:
@@ -256,7 +295,8 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     kernel = Kernel()
     metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
     cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
-    cluster.feed(arrival, prompt, output, priority, closed_loop, getattr(requests, "prefix", None), order)
+    cluster.feed(arrival, prompt, output, priority, closed_loop, getattr(requests, "prefix", None), order,
+                 getattr(requests, "sessions", None))
     kernel.run(until_s)
     return collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
                           order=order, keep_requests=keep_requests)

@@ -112,3 +112,39 @@ def stream_ids(key: int, tokens: int, block_tokens: int, shared: tuple[int, int]
         ids.append(key)
         ids.extend(range(full + 1, n))
     return ids
+
+
+@dataclass(frozen=True, eq=False)
+class Sessions:
+    """Turn order of multi-turn sessions: request ``i`` is sent ``think_s[i]`` seconds after request
+    ``prev[i]`` (a row of the same trace) completes; ``prev[i] = -1``: it arrives at its own time."""
+
+    prev: np.ndarray
+    think_s: np.ndarray
+
+    def __post_init__(self) -> None:
+        prev = np.ascontiguousarray(self.prev, dtype=np.int64)
+        think = np.ascontiguousarray(self.think_s, dtype=np.float64)
+        n = len(prev)
+        if prev.ndim != 1 or think.shape != prev.shape:
+            raise ConfigError("sessions: prev and think_s must be 1-D arrays of one length")
+        if n and (prev.min() < -1 or prev.max() >= n or np.any(prev == np.arange(n))):
+            raise ConfigError("sessions: prev[i] must be -1 or another row of the trace")
+        if not (np.all(np.isfinite(think)) and np.all(think >= 0)):
+            raise ConfigError("sessions: think_s must be finite and >= 0")
+        for name, a in (("prev", prev), ("think_s", think)):
+            a.setflags(write=False)
+            object.__setattr__(self, name, a)
+
+    def __len__(self) -> int:
+        return len(self.prev)
+
+    def take(self, rows) -> Sessions:
+        """The links of requests ``rows`` (in that order); a turn whose predecessor is not among
+        them arrives at its own time."""
+        rows = np.asarray(rows, dtype=np.int64)
+        pos = np.full(len(self.prev), -1, dtype=np.int64)
+        pos[rows] = np.arange(len(rows))
+        old = self.prev[rows]
+        prev = np.where(old >= 0, pos[np.maximum(old, 0)], -1)
+        return Sessions(prev, self.think_s[rows])

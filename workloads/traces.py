@@ -35,7 +35,7 @@ import numpy as np
 
 from workloads.errors import ConfigError, TraceError
 from workloads.naming import NameIndex
-from workloads.prefix import PrefixIds, name_key, stream_ids
+from workloads.prefix import PrefixIds, Sessions, name_key, stream_ids
 
 #: Mooncake's hash_ids block (tokens per id).
 MOONCAKE_BLOCK_TOKENS = 512
@@ -57,7 +57,9 @@ def _stream(seed: int, subsystem: str) -> np.random.Generator:
 class RequestTrace:
     """Requests as arrays, sorted by arrival. ``closed_loop = (users, think_time_s)`` makes the simulator
     ignore ``arrival_s`` and send each user's next request ``think_time_s`` after its last one completes.
-    ``prefix``: the requests' prefix identity (:class:`~workloads.prefix.PrefixIds`), or None."""
+    ``prefix``: the requests' prefix identity (:class:`~workloads.prefix.PrefixIds`), or None.
+    ``sessions``: turn order (:class:`~workloads.prefix.Sessions`: a turn is sent a think time after
+    its predecessor completes), or None."""
 
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
@@ -66,6 +68,7 @@ class RequestTrace:
     name: str = ""
     closed_loop: tuple[int, float] | None = None
     prefix: PrefixIds | None = None
+    sessions: Sessions | None = None
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
@@ -76,6 +79,8 @@ class RequestTrace:
                 raise ConfigError(f"prefix ids cover {len(self.prefix)} requests, the trace has {n}")
             if np.any(self.prefix.tokens > self.prompt_tokens + self.output_tokens):
                 raise ConfigError("prefix ids name more tokens than a request's prompt and output")
+        if self.sessions is not None and len(self.sessions) != n:
+            raise ConfigError(f"sessions cover {len(self.sessions)} requests, the trace has {n}")
         for a in (self.arrival_s, self.prompt_tokens, self.output_tokens, self.request_id):
             a.setflags(write=False)
 
@@ -85,19 +90,22 @@ class RequestTrace:
     def head(self, n: int) -> RequestTrace:
         """The first ``n`` requests."""
         n = min(int(n), len(self))
-        prefix = None if self.prefix is None else self.prefix.take(np.arange(n))
+        rows = np.arange(n)
+        prefix = None if self.prefix is None else self.prefix.take(rows)
+        sessions = None if self.sessions is None else self.sessions.take(rows)
         return RequestTrace(self.arrival_s[:n].copy(), self.prompt_tokens[:n].copy(), self.output_tokens[:n].copy(),
-                            self.request_id[:n].copy(), self.name, self.closed_loop, prefix)
+                            self.request_id[:n].copy(), self.name, self.closed_loop, prefix, sessions)
 
     def time_scaled(self, factor: float) -> RequestTrace:
         """Arrival times multiplied by ``factor`` (``0.5`` doubles the request rate)."""
         if not factor > 0:
             raise ConfigError(f"factor must be > 0, got {factor!r}")
         return RequestTrace(self.arrival_s * factor, self.prompt_tokens.copy(), self.output_tokens.copy(),
-                            self.request_id.copy(), self.name, self.closed_loop, self.prefix)
+                            self.request_id.copy(), self.name, self.closed_loop, self.prefix, self.sessions)
 
     def with_arrivals(self, arrival_s: np.ndarray, closed_loop=None, name: str | None = None) -> RequestTrace:
-        """The same requests (lengths, ids, prefix identity) arriving at ``arrival_s`` (trace order)."""
+        """The same requests (lengths, ids, prefix identity) arriving at ``arrival_s`` (trace order);
+        session links are dropped (every request then arrives at its new time)."""
         return _sorted_trace(np.asarray(arrival_s, dtype=np.float64), self.prompt_tokens, self.output_tokens,
                              self.request_id, self.name if name is None else name, closed_loop, self.prefix)
 
@@ -116,13 +124,14 @@ class RequestTrace:
         return path
 
 
-def _sorted_trace(arrival, prompt, output, ids, name, closed_loop=None, prefix=None) -> RequestTrace:
+def _sorted_trace(arrival, prompt, output, ids, name, closed_loop=None, prefix=None, sessions=None) -> RequestTrace:
     order = np.argsort(arrival, kind="stable")
     return RequestTrace(np.ascontiguousarray(arrival[order], dtype=np.float64),
                         np.ascontiguousarray(prompt[order], dtype=np.int64),
                         np.ascontiguousarray(output[order], dtype=np.int64),
                         np.asarray(ids)[order], name, closed_loop,
-                        None if prefix is None else prefix.take(order))
+                        None if prefix is None else prefix.take(order),
+                        None if sessions is None else sessions.take(order))
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -676,8 +685,9 @@ def multi_turn(*, num_sessions: int = 100, turns: int = 5, system_prompt_len: in
     ``system_prompt_len``-token system prompt (shared by every session) and ``user_tokens`` new tokens;
     turn ``t + 1``'s prompt is turn ``t``'s prompt, its ``output_len`` output and ``user_tokens`` new
     tokens. Sessions start at the times of ``arrivals`` (default Poisson, 1 session/s); turn ``t + 1``
-    arrives ``think_time_s`` after turn ``t`` arrived (open loop: the simulator does not wait for the
-    answer, so a turn arriving before its predecessor finished finds only the prefix computed so far)."""
+    is sent ``think_time_s`` after turn ``t`` completes (``sessions``; its ``arrival_s``, turn ``t``'s
+    arrival + ``think_time_s``, orders the trace and is used where turn links are not followed:
+    P/D disaggregation, or a retimed trace)."""
     N = _count("num_sessions", num_sessions)
     T = _count("turns", turns)
     S = _count("system_prompt_len", system_prompt_len, 0)
@@ -692,11 +702,12 @@ def multi_turn(*, num_sessions: int = 100, turns: int = 5, system_prompt_len: in
     start = arrivals.times(N, _stream(seed, "arrivals"))
     bt = SYNTHETIC_BLOCK_TOKENS
     system = (name_key("multi-turn-system"), S)
-    arrival, prompt, tokens, rows, ids = [], [], [], [], []
+    arrival, prompt, tokens, rows, ids, prev = [], [], [], [], [], []
     for s in range(N):
         key = name_key("multi-turn-session", s)
         p = S + U
         for t in range(T):
+            prev.append(len(arrival) - 1 if t else -1)
             arrival.append(float(start[s]) + t * float(think_time_s))
             prompt.append(p)
             tokens.append(p + O)
@@ -704,8 +715,10 @@ def multi_turn(*, num_sessions: int = 100, turns: int = 5, system_prompt_len: in
             ids.append(f"s{s}-t{t}")
             p += O + U
     prefix = PrefixIds.from_lists(rows, tokens, bt)
+    sessions = Sessions(np.array(prev, dtype=np.int64), np.full(len(prev), float(think_time_s)))
     return _sorted_trace(np.array(arrival, dtype=np.float64), np.array(prompt, dtype=np.int64),
-                         np.full(len(prompt), O, dtype=np.int64), np.array(ids, dtype=object), name, None, prefix)
+                         np.full(len(prompt), O, dtype=np.int64), np.array(ids, dtype=object), name, None, prefix,
+                         sessions)
 
 
 # ---------------------------------------------------------------------------------------------- named workloads
@@ -778,5 +791,5 @@ def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: in
             trace = RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens.copy(),
                                  trace.output_tokens.copy(), trace.request_id.copy(), trace.name, arrivals.closed_loop)
     trace = RequestTrace(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.request_id, canonical,
-                         trace.closed_loop, trace.prefix)
+                         trace.closed_loop, trace.prefix, trace.sessions)
     return trace.head(limit) if limit is not None else trace

@@ -164,6 +164,22 @@ def test_session_output_is_the_next_turns_prefix():
     assert res.summary["prefix_cache_hit_tokens"] == sum(c // 16 * 16 for c in cached_at_finish)
 
 
+def test_a_turn_is_sent_its_think_time_after_the_previous_turn_completes():
+    m = multi_turn(num_sessions=3, turns=4, user_tokens=80, output_len=30, think_time_s=2.5,
+                   arrivals=FixedRateArrivals(rate_per_s=4.0))
+    res = run(m, caching=True)
+    rec = res.records
+    by_id = {m.request_id[i]: i for i in range(len(m))}
+    for s in range(3):
+        for t in range(1, 4):
+            cur, prev = by_id[f"s{s}-t{t}"], by_id[f"s{s}-t{t - 1}"]
+            assert rec["arrival_s"][cur] == pytest.approx(rec["finish_s"][prev] + 2.5, abs=1e-12)
+    assert res.summary["requests_completed"] == 12
+    # each later turn finds its whole previous context (prompt + output - 1 tokens) in whole blocks
+    hits = sum((int(m.prompt_tokens[by_id[f"s{s}-t{t - 1}"]]) + 30 - 1) // 16 * 16 for s in range(3) for t in range(1, 4))
+    assert res.summary["prefix_cache_hit_tokens"] == hits
+
+
 def _cli(capsys, *argv):
     assert main(["run", *argv]) == 0
     return capsys.readouterr().out
