@@ -10,7 +10,7 @@ import pytest
 from sim.cli import main
 from sim.cluster import simulate
 from sim.costs import ToyCost
-from sim.kv import BlockManager, block_hashes
+from sim.kv import BlockManager, KVView, block_hashes
 from sim.replica import Replica, ReplicaConfig
 from sim.schedulers import SCHEDULERS, SchedulerConfig
 from workloads.prefix import PrefixIds
@@ -225,3 +225,63 @@ def test_yaml_workload_params_and_engine_default(tmp_path, capsys):
     assert d["requests"] == 12 and d["prefix_cache_hit_rate"] > 0.3
     assert main(["run", str(cfg_path), "--workload-param", "turnz=3"]) == 2
     assert "did you mean 'turns'" in capsys.readouterr().err
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(8, 60), st.sampled_from(list(SCHEDULERS.names())),
+       st.integers(2, 6), st.sampled_from([8, 16, 32]))
+def test_random_prefix_workloads_keep_the_invariants(seed, kv_blocks, policy, groups, bs):
+    """Random shared prefixes, lengths and capacity: every request finishes or is rejected, resident
+    KV never exceeds capacity, all blocks come back, and hits never exceed the prompt."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 40))
+    prompt = rng.integers(1, 12 * bs, n)
+    output = rng.integers(1, 4 * bs, n)
+    group = rng.integers(0, groups, n)
+    bt = int(rng.choice([bs // 2, bs, 3 * bs]))
+    rows = [[int(group[i])] + [int(group[i]) * 1000 + k for k in range(1, -(-int(prompt[i]) // bt))]
+            for i in range(n)]
+    t = RequestTrace(np.sort(rng.uniform(0, 3, n)), prompt, output, np.arange(n), "h", None,
+                     PrefixIds.from_lists(rows, prompt, bt))
+    cfg = ReplicaConfig(kv_blocks=kv_blocks, block_size=bs, prefix_caching=True, watermark_fraction=0.0,
+                        scheduler=SchedulerConfig(policy=policy, max_num_seqs=8, max_num_batched_tokens=4 * bs))
+    from sim.kernel import Kernel
+    from sim.metrics import MetricsCollector
+    from sim.cluster import Cluster
+
+    kernel = Kernel()
+    metrics = MetricsCollector()
+    cluster = Cluster(kernel, [cfg], [ToyCost()], metrics=metrics)
+    rep = cluster.replicas[0]
+    seen = []
+
+    class Checked(BlockManager):
+        __slots__ = ()
+
+        def allocate(self, blocks):
+            super().allocate(blocks)
+            self.check()
+            seen.append(self.resident_blocks)
+
+        def touch(self, hashes):
+            super().touch(hashes)
+            self.check()
+
+        def release(self, hashes, private):
+            super().release(hashes, private)
+            self.check()
+
+    rep.kv = Checked(num_blocks=kv_blocks, block_size=bs, prefix_caching=True)
+    rep._kv_view = KVView(rep.kv)
+    cluster.feed(t.arrival_s, t.prompt_tokens, t.output_tokens, prefix=t.prefix)
+    kernel.run()
+    assert metrics.completed + metrics.rejected == n
+    assert max(seen, default=0) <= kv_blocks
+    assert rep.kv.free_blocks == kv_blocks and rep.kv.used_blocks == 0
+    rec = metrics.records()
+    done = rec["prompt_tokens"][rec["status"] == "finished"].sum()
+    assert rep.hit_tokens <= rep.prompt_tokens_admitted and rep.prefill_tokens + rep.hit_tokens >= done
