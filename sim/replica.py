@@ -22,13 +22,20 @@ block, and the request waits in the *resume* queue. Before each iteration the re
 requests back FCFS while their blocks fit beside the running requests' growth and the watermark
 (swap-in costs the same per block), and, as vLLM v0 does, admits no new prompt while any waits.
 
+Prefix caching (``prefix_caching``, :mod:`sim.kv`). Before the scheduler runs, the waiting requests
+it can reach get their cache hit as ``cached`` (whole blocks, at most ``prefill_target - 1`` tokens)
+and as ``blocks`` the hit blocks already referenced by others, so a scheduler's usual arithmetic
+charges only new blocks (plus one per evictable hit) and prefills only the missed tokens. Admitted
+requests reference their hits before the iteration allocates; blocks are registered when the
+iteration that computed them ends, and a session turn's output blocks when it finishes.
+
 Hand-over (P/D disaggregation). ``submit_decoding`` queues a request whose prefill ran elsewhere and
 whose KV has arrived; it joins the resume queue (no swap cost) and decodes from there.
 
 Invariants: R1 every admitted request finishes exactly once (``FINISHED``), or the replica rejects it
 at arrival (``REJECTED``) because ``prompt + output`` tokens can never fit beside the watermark.
-R2 KV blocks in use never exceed capacity (``BlockManager`` raises); host blocks never exceed
-``swap_blocks``. R3 iterations on one replica never overlap and their end times never decrease.
+R2 KV blocks in use, plus evictable cached blocks, never exceed capacity (``BlockManager`` raises);
+host blocks never exceed ``swap_blocks``. R3 iterations on one replica never overlap and their end times never decrease.
 """
 from __future__ import annotations
 
