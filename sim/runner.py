@@ -236,9 +236,9 @@ def retime(trace, arrivals, seed: int):
 
 def _header(path) -> str:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return f.readline()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
 
 

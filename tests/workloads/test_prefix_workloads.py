@@ -110,6 +110,15 @@ def test_malformed_prefix_columns_name_file_line_and_column(tmp_path, row, where
     assert str(p) in str(exc.value) and where in str(exc.value)
 
 
+def test_gzipped_trace_runs_from_the_command_line(tmp_path, capsys):
+    gz = tmp_path / "m.jsonl.gz"
+    gz.write_bytes(gzip.compress(("\n".join(json.dumps(r) for r in ROWS) + "\n").encode(), mtime=0))
+    assert main(["run", "--model", "llama-3.1-8b", "--tp", "1", "--trace", str(gz), "--prefix-caching", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["requests_completed"] == 3 and d["workload"] == "m"
+    assert d["prefix_cache_hit_tokens"] == 600 // 16 * 16  # row 3 shares the 600 tokens of row 1
+
+
 def test_bad_trace_exits_2_with_one_line(tmp_path, capsys):
     p = write(tmp_path, "bad.jsonl", json.dumps({**ROWS[0], "hash_ids": [0]}) + "\n")
     assert main(["run", "--trace", str(p), "--prefix-caching"]) == 2
