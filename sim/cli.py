@@ -80,7 +80,8 @@ RUN_FLAGS = {
     "max_batched_tokens": "serving.max_batched_tokens", "block_size": "serving.block_size",
     "gpu_memory_utilization": "serving.gpu_memory_utilization", "watermark": "serving.watermark",
     "preemption": "serving.preemption", "swap_space_gib": "serving.swap_space_gib",
-    "overhead_s": "serving.overhead_s",
+    "overhead_s": "serving.overhead_s", "prefix_caching": "serving.prefix_caching",
+    "workload_params": "workload.params", "trace_block_tokens": "workload.block_tokens",
     "workload": "workload.name", "trace": "workload.trace", "rate": "workload.rate",
     "arrival": "workload.arrival", "cv": "workload.cv", "num_requests": "workload.num_requests",
     "router": "cluster.router", "seed": "seed",
@@ -112,6 +113,10 @@ def run_config(args):
     flags = {dest: getattr(args, dest) for dest in RUN_FLAGS}
     if not flags["json"]:
         flags["json"] = None
+    if flags["workload_params"]:
+        wl0 = data.get("workload") if isinstance(data.get("workload"), dict) else {}
+        base = wl0.get("params") if isinstance(wl0.get("params"), dict) else {}
+        flags["workload_params"] = {**base, **dict(flags["workload_params"])}
     # a trace on the command line replaces a YAML workload name, and the reverse
     wl = data.get("workload") if isinstance(data.get("workload"), dict) else None
     if wl is not None and flags["trace"] is not None:
@@ -126,6 +131,21 @@ def run_config(args):
         data["disagg"] = {}
     merged = apply(data, {RUN_FLAGS[k]: v for k, v in flags.items()})
     return config_from_dict(merged, where)
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    v: object
+    try:
+        v = int(value)
+    except ValueError:
+        try:
+            v = float(value)
+        except ValueError:
+            v = value
+    return key.strip(), v
 
 
 def _int_list(text: str) -> list[int]:
@@ -166,7 +186,8 @@ def _cmd_run(args) -> int:
         keys = (("prefill_time_s", "per_token_time_s", "e2e_time_s") if out.static else ()) + (
             "requests_completed", "requests_rejected", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s",
             "tpot_p50_s", "tpot_p99_s", "e2e_mean_s", "throughput_output_tok_s", "preemptions", "energy_j",
-            "makespan_s")
+            "makespan_s") + (("prefix_cache_hit_rate", "prefix_cache_hit_tokens", "prefill_tokens_computed")
+                             if summary.get("prefix_caching") else ())
         if "deployment" in summary:
             dep = summary["deployment"]
             where = f" of {summary['placement']['cluster']}" if cfg.deployment.cluster else ""
@@ -308,9 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preemption", choices=["recompute", "swap"])
     g.add_argument("--swap-space-gib", type=float, help="host memory per device for swapped KV (GiB)")
     g.add_argument("--overhead-s", type=float, help="extra fixed seconds per iteration")
+    g.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=None,
+                   help="share KV blocks of equal prompt prefixes between requests (vLLM's automatic prefix "
+                        "caching; default: the engine profile's)")
     g = r.add_argument_group("workload")
-    g.add_argument("--workload", help="bundled workload: azure-conv, azure-code, arxiv-summarization")
-    g.add_argument("--trace", help="trace file (canonical CSV, Azure CSV, APEX JSONL, length-only CSV)")
+    g.add_argument("--workload", help="bundled workload: azure-conv, azure-code, arxiv-summarization, "
+                                      "mooncake-conversation, mooncake-synthetic, shared-prefix, multi-turn")
+    g.add_argument("--workload-param", dest="workload_params", action="append", type=_param, metavar="KEY=VALUE",
+                   help="a setting of a generated workload, e.g. num_groups=8 (repeatable; see sim/config.py)")
+    g.add_argument("--trace", help="trace file (canonical CSV with optional hash_ids/session_id, Azure CSV, "
+                                   "APEX or Mooncake JSONL (.gz too), length-only CSV)")
+    g.add_argument("--trace-block-tokens", type=int, help="tokens per hash_ids id of a canonical CSV trace")
     g.add_argument("--rate", type=float, help="requests/s: replace the arrivals with this rate")
     g.add_argument("--arrival", choices=["poisson", "gamma", "fixed"])
     g.add_argument("--cv", type=float, help="coefficient of variation of gamma arrivals")

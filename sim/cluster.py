@@ -147,11 +147,34 @@ class Cluster:
         self._next = 0
         self._n = 0
         self._closed_loop: tuple[int, float] | None = None
+        self._prefix = None
+        self._order = None
+        self._feed = None
+        self._follow: dict = {}
+        self._think = None
         self.fed = 0
 
     def feed(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
-             priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None) -> None:
-        """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``."""
+             priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None,
+             prefix=None, order: np.ndarray | None = None, sessions=None) -> None:
+        """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``.
+        ``prefix``: the source's :class:`~workloads.prefix.PrefixIds` (rows in the source's order;
+        ``order[i]`` is the source row of request ``i`` when the arrays were re-sorted).
+        ``sessions`` (:class:`~workloads.prefix.Sessions`, open loop only): a turn is sent its think
+        time after its predecessor completes or is rejected, instead of at its ``arrival_s``."""
+        self._prefix = prefix
+        self._order = order
+        if sessions is not None and closed_loop is None and np.any(sessions.prev >= 0):
+            n = len(arrival_s)
+            src = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+            pos = np.empty(n, dtype=np.int64)
+            pos[src] = np.arange(n)
+            p = sessions.prev[src]
+            prev = np.where(p >= 0, pos[np.maximum(p, 0)], -1)
+            self._feed = np.flatnonzero(prev < 0)
+            for i in np.flatnonzero(prev >= 0).tolist():
+                self._follow.setdefault(int(prev[i]), []).append(i)
+            self._think = sessions.think_s[src]
         # Kept as arrays (not lists of Python numbers) so memory is the input's 8 bytes per value.
         self._arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
         self._prompt = np.ascontiguousarray(prompt_tokens, dtype=np.int64)
@@ -159,7 +182,10 @@ class Cluster:
         self._priority = None if priority is None else np.ascontiguousarray(priority, dtype=np.int64)
         self._n = len(self._arrival)
         self._closed_loop = closed_loop
-        if closed_loop is None:
+        if self._feed is not None:
+            if len(self._feed):
+                self.kernel.schedule(float(self._arrival[self._feed[0]]), PRIORITY_ARRIVAL, self._arrive_feed, None)
+        elif closed_loop is None:
             if self._n:
                 self.kernel.schedule(float(self._arrival[0]), PRIORITY_ARRIVAL, self._arrive, None)
         else:
@@ -170,6 +196,8 @@ class Cluster:
     def _admit(self, i: int, now: float) -> None:
         prio = 0 if self._priority is None else int(self._priority[i])
         r = Request(i, now, int(self._prompt[i]), int(self._output[i]), prio)
+        if self._prefix is not None:
+            r.ident = self._prefix.row(i if self._order is None else int(self._order[i]))
         self.fed += 1
         self.metrics.note_arrival(now)
         k = self.router.route(r, self._status, now)
@@ -177,6 +205,8 @@ class Cluster:
             self.metrics.on_reject(r)
             if self._closed_loop is not None:
                 self._user_done(now)
+            elif self._follow:
+                self._next_turns(i, now)
 
     def _arrive(self, _arg) -> None:
         i = self._next
@@ -184,6 +214,22 @@ class Cluster:
         if self._next < self._n:
             self.kernel.schedule(float(self._arrival[self._next]), PRIORITY_ARRIVAL, self._arrive, None)
         self._admit(i, self.kernel.now)
+
+    def _arrive_feed(self, _arg) -> None:
+        """Open loop with session links: the first turns arrive at their times."""
+        feed = self._feed
+        k = self._next
+        self._next = k + 1
+        if self._next < len(feed):
+            self.kernel.schedule(float(self._arrival[feed[self._next]]), PRIORITY_ARRIVAL, self._arrive_feed, None)
+        self._admit(int(feed[k]), self.kernel.now)
+
+    def _next_turns(self, i: int, now: float) -> None:
+        for j in self._follow.pop(i, ()):
+            self.kernel.schedule(now + float(self._think[j]), PRIORITY_ARRIVAL, self._arrive_turn, j)
+
+    def _arrive_turn(self, j: int) -> None:
+        self._admit(j, self.kernel.now)
 
     def _arrive_closed(self, _arg) -> None:
         i = self._next
@@ -200,6 +246,8 @@ class Cluster:
         self.metrics.on_finish(r)
         if self._closed_loop is not None:
             self._user_done(r.finish_s)
+        elif self._follow:
+            self._next_turns(r.index, r.finish_s)
 
 
 def _as_list(value, n: int, what: str) -> list:
@@ -247,7 +295,8 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     kernel = Kernel()
     metrics = MetricsCollector(keep_requests=keep_requests, slo=slo)
     cluster = Cluster(kernel, configs, models, router=router, seed=seed, metrics=metrics, tracer=tracer)
-    cluster.feed(arrival, prompt, output, priority, closed_loop)
+    cluster.feed(arrival, prompt, output, priority, closed_loop, getattr(requests, "prefix", None), order,
+                 getattr(requests, "sessions", None))
     kernel.run(until_s)
     return collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
                           order=order, keep_requests=keep_requests)
@@ -276,6 +325,18 @@ def request_arrays(requests):
     return arrival, prompt, output, priority, closed_loop, order
 
 
+def prefix_summary(replicas: Sequence[Replica]) -> dict:
+    """Prefix-cache figures over ``replicas``: ``prefix_cache_hit_rate`` = tokens found in the cache /
+    prompt tokens (prefill targets) of the requests admitted from a waiting queue (a recompute
+    re-admission counts again); ``prefill_tokens_computed`` = prompt tokens the prefill chunks ran."""
+    queries = sum(r.prompt_tokens_admitted for r in replicas)
+    hits = sum(r.hit_tokens for r in replicas)
+    return {"prefix_caching": any(r.config.prefix_caching for r in replicas),
+            "prefix_cache_hit_tokens": int(hits), "prefix_cache_query_tokens": int(queries),
+            "prefix_cache_hit_rate": hits / queries if queries else 0.0,
+            "prefill_tokens_computed": int(sum(r.prefill_tokens for r in replicas))}
+
+
 def collect_result(requests, kernel: Kernel, metrics: MetricsCollector, replicas: Sequence[Replica], *, fed: int,
                    total: int, order, keep_requests: bool) -> SimResult:
     """The :class:`SimResult` of a finished run: summary with energy (iterations + idle power over the
@@ -292,10 +353,15 @@ def collect_result(requests, kernel: Kernel, metrics: MetricsCollector, replicas
         per_replica.append({"replica": rep.index, "iterations": rep.iterations, "preemptions": rep.preemptions,
                             "finished": rep.finished, "rejected": rep.rejected, "busy_s": rep.busy_s,
                             "energy_j": e, "peak_kv_blocks": rep.kv.peak_used_blocks,
-                            "kv_blocks": rep.kv.num_blocks, "swapped_out_blocks": rep.swapped_out_blocks})
+                            "kv_blocks": rep.kv.num_blocks, "swapped_out_blocks": rep.swapped_out_blocks,
+                            "prefill_tokens_computed": rep.prefill_tokens,
+                            "prefix_cache_hit_tokens": rep.hit_tokens,
+                            "peak_resident_kv_blocks": max(rep.kv.peak_resident_blocks, rep.kv.peak_used_blocks),
+                            "prefix_cache_evicted_blocks": rep.kv.evictions})
     summary = metrics.summary(energy_j=energy, preemptions=sum(r.preemptions for r in replicas),
                               unfinished=unfinished)
     summary["iterations"] = sum(r.iterations for r in replicas)
+    summary.update(prefix_summary(replicas))
     records = metrics.records() if keep_requests else {}
     if keep_requests and order is not None:
         records["index"] = order[records["index"]]  # back to positions in the caller's trace

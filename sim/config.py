@@ -11,8 +11,11 @@ models and a request source. Example (every key optional)::
     # or on a cluster (a built-in name or a cluster YAML; see hwmodels/data/clusters/):
     # deployment: {cluster: dgx-h100, num_nodes: 2, tp: 8, pp: 2, placement: nic-aware}
     serving: {scheduler: sarathi, max_batch_size: 256, max_batched_tokens: 2048, block_size: 16,
-              gpu_memory_utilization: 0.9, preemption: recompute, swap_space_gib: 4}
+              gpu_memory_utilization: 0.9, preemption: recompute, swap_space_gib: 4,
+              prefix_caching: true}                       # unset: the engine profile's defaults
     workload: {name: azure-conv, num_requests: 1000}      # or trace: file.csv; rate: 2.0 (Poisson QPS)
+    # workload: {name: shared-prefix, rate: 4, params: {num_groups: 8, num_prompts_per_group: 16,
+    #            system_prompt_len: 2000, question_len: 100, output_len: 200}}
     cluster: {router: round-robin}
     disagg:                                               # P/D disaggregation (optional)
       prefill: {device: h100, tp: 8, replicas: 1}
@@ -143,7 +146,9 @@ class ServingSection:
     ``max_batched_tokens`` [max_num_batched_tokens]; ``block_size`` tokens per KV block;
     ``gpu_memory_utilization``; ``watermark`` fraction of blocks kept free at admission;
     ``preemption`` recompute or swap, with ``swap_space_gib`` of host memory per device;
-    ``overhead_s`` a fixed time added to every iteration on top of the engine profile's."""
+    ``overhead_s`` a fixed time added to every iteration on top of the engine profile's;
+    ``prefix_caching`` [enable_prefix_caching] shares KV blocks of equal prompt prefixes between
+    requests (None: the engine profile's default, off when the profile does not say)."""
 
     scheduler: str | None = None
     max_batch_size: int | None = None
@@ -154,6 +159,7 @@ class ServingSection:
     preemption: str = "recompute"
     swap_space_gib: float = 4.0
     overhead_s: float = 0.0
+    prefix_caching: bool | None = None
 
     def __post_init__(self) -> None:
         from sim.schedulers import SCHEDULERS
@@ -169,6 +175,8 @@ class ServingSection:
         _str("preemption", self.preemption, choices=("recompute", "swap"))
         _num("swap_space_gib", self.swap_space_gib)
         _num("overhead_s", self.overhead_s)
+        if self.prefix_caching is not None and not isinstance(self.prefix_caching, bool):
+            raise ConfigError(f"`prefix_caching` must be true or false, got {self.prefix_caching!r}")
 
 
 ARRIVALS = ("poisson", "gamma", "fixed")
@@ -177,9 +185,14 @@ ARRIVALS = ("poisson", "gamma", "fixed")
 @dataclass(frozen=True, kw_only=True)
 class WorkloadSection:
     """The requests: a bundled workload ``name`` or a ``trace`` file (canonical CSV, Azure CSV, APEX
-    JSONL, or a length-only CSV, which needs ``rate``). ``rate`` (requests/s) replaces the arrivals
-    with a ``arrival`` process (poisson, gamma with ``cv``, fixed); ``num_requests`` keeps the first N
-    (or resamples lengths up to N when the source is shorter and a ``rate`` is given)."""
+    JSONL, Mooncake JSONL, or a length-only CSV, which needs ``rate``). ``rate`` (requests/s)
+    replaces the arrivals with a ``arrival`` process (poisson, gamma with ``cv``, fixed; for
+    ``multi-turn``, sessions/s); ``num_requests`` keeps the first N (or resamples lengths up to N
+    when the source is shorter and a ``rate`` is given). ``params``: the settings of a generated
+    workload (``shared-prefix``: num_groups, num_prompts_per_group, system_prompt_len, question_len,
+    output_len; ``multi-turn``: num_sessions, turns, system_prompt_len, user_tokens, output_len,
+    think_time_s). ``block_tokens``: tokens per ``hash_ids`` id of a canonical CSV ``trace`` without a
+    ``# block_tokens=N`` line."""
 
     name: str | None = None
     trace: str | None = None
@@ -187,6 +200,8 @@ class WorkloadSection:
     arrival: str = "poisson"
     cv: float = 1.0
     num_requests: int | None = None
+    params: dict | None = None
+    block_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _str("name", self.name, optional=True)
@@ -197,6 +212,12 @@ class WorkloadSection:
         _str("arrival", self.arrival, choices=ARRIVALS)
         _num("cv", self.cv, strict_lo=True)
         _int("num_requests", self.num_requests, optional=True)
+        _int("block_tokens", self.block_tokens, optional=True)
+        if self.params is not None:
+            if not isinstance(self.params, dict):
+                raise ConfigError(f"`params` must be a mapping of workload settings, got {self.params!r}")
+            if self.trace is not None:
+                raise ConfigError("`params` set a generated workload (shared-prefix, multi-turn), not a `trace` file")
 
 
 @dataclass(frozen=True, kw_only=True)

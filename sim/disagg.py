@@ -61,7 +61,9 @@ class DisaggCluster:
         return self.prefill + self.decode
 
     def feed(self, arrival_s: np.ndarray, prompt_tokens: np.ndarray, output_tokens: np.ndarray,
-             priority: np.ndarray | None = None) -> None:
+             priority: np.ndarray | None = None, prefix=None, order: np.ndarray | None = None) -> None:
+        self._prefix = prefix
+        self._order = order
         self._arrival = np.ascontiguousarray(arrival_s, dtype=np.float64)
         self._prompt = np.ascontiguousarray(prompt_tokens, dtype=np.int64)
         self._output = np.ascontiguousarray(output_tokens, dtype=np.int64)
@@ -85,6 +87,8 @@ class DisaggCluster:
             self._reject(full, self.decode[0].index)
             return
         head = Request(i, now, prompt, 1, prio)  # the prefill replica's part: prompt + first token
+        if self._prefix is not None:
+            head.ident = self._prefix.row(i if self._order is None else int(self._order[i]))
         k = self.p_router.route(head, self._p_status, now)
         if self.prefill[k].submit(head):
             self._full[i] = full
@@ -168,7 +172,7 @@ def simulate_disagg(requests, prefill: ReplicaConfig | Sequence[ReplicaConfig], 
                             transfer_s_per_token=transfer_s_per_token, transfer_latency_s=transfer_latency_s,
                             prefill_router=prefill_router, decode_router=decode_router, seed=seed,
                             metrics=metrics, tracer=tracer)
-    cluster.feed(arrival, prompt, output, priority)
+    cluster.feed(arrival, prompt, output, priority, getattr(requests, "prefix", None), order)
     kernel.run(until_s)
     result = collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
                             order=order, keep_requests=keep_requests)

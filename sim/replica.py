@@ -22,13 +22,20 @@ block, and the request waits in the *resume* queue. Before each iteration the re
 requests back FCFS while their blocks fit beside the running requests' growth and the watermark
 (swap-in costs the same per block), and, as vLLM v0 does, admits no new prompt while any waits.
 
+Prefix caching (``prefix_caching``, :mod:`sim.kv`). Before the scheduler runs, the waiting requests
+it can reach get their cache hit as ``cached`` (whole blocks, at most ``prefill_target - 1`` tokens)
+and as ``blocks`` the hit blocks already referenced by others, so a scheduler's usual arithmetic
+charges only new blocks (plus one per evictable hit) and prefills only the missed tokens. Admitted
+requests reference their hits before the iteration allocates; blocks are registered when the
+iteration that computed them ends, and a session turn's output blocks when it finishes.
+
 Hand-over (P/D disaggregation). ``submit_decoding`` queues a request whose prefill ran elsewhere and
 whose KV has arrived; it joins the resume queue (no swap cost) and decodes from there.
 
 Invariants: R1 every admitted request finishes exactly once (``FINISHED``), or the replica rejects it
 at arrival (``REJECTED``) because ``prompt + output`` tokens can never fit beside the watermark.
-R2 KV blocks in use never exceed capacity (``BlockManager`` raises); host blocks never exceed
-``swap_blocks``. R3 iterations on one replica never overlap and their end times never decrease.
+R2 KV blocks in use, plus evictable cached blocks, never exceed capacity (``BlockManager`` raises);
+host blocks never exceed ``swap_blocks``. R3 iterations on one replica never overlap and their end times never decrease.
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.kernel import PRIORITY_ITERATION, Kernel
-from sim.kv import BlockManager, KVView
+from sim.kv import BlockManager, KVView, block_hashes
 from sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
 from sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
 from workloads.errors import ConfigError
@@ -59,7 +66,8 @@ class ReplicaConfig:
     identical decode iterations with one event (same results; off only to check that claim);
     ``max_fused_steps`` bounds one run. ``preemption`` is ``"recompute"`` or ``"swap"``; swap needs
     ``swap_blocks`` (host memory, in blocks) and ``swap_s_per_block`` (seconds to copy one block
-    either way over the host link).
+    either way over the host link). ``prefix_caching`` shares full KV blocks of equal token prefixes
+    between requests (requests carry identities in ``Request.ident``; see :mod:`sim.kv`).
     """
 
     kv_blocks: int | None = None
@@ -73,6 +81,7 @@ class ReplicaConfig:
     preemption: str = "recompute"
     swap_blocks: int = 0
     swap_s_per_block: float = 0.0
+    prefix_caching: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.block_size, int) and self.block_size >= 1):
@@ -100,6 +109,8 @@ class ReplicaConfig:
             raise ConfigError(f"swap_blocks must be an int >= 0, got {self.swap_blocks!r}")
         if not (isinstance(self.swap_s_per_block, (int, float)) and 0.0 <= self.swap_s_per_block < float("inf")):
             raise ConfigError(f"swap_s_per_block must be a finite number >= 0, got {self.swap_s_per_block!r}")
+        if not isinstance(self.prefix_caching, bool):
+            raise ConfigError(f"prefix_caching must be true or false, got {self.prefix_caching!r}")
 
     @property
     def num_blocks(self) -> int:
@@ -120,7 +131,8 @@ class Replica:
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
-                 "swapped_out_blocks", "swapped_in_blocks", "_pending_s")
+                 "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
+                 "prompt_tokens_admitted", "hit_tokens")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None):
@@ -133,7 +145,8 @@ class Replica:
         self.cost = cost_model
         self._decode_run = getattr(cost_model, "decode_run", None)
         self.kv = BlockManager(num_blocks=config.num_blocks, block_size=config.block_size,
-                               watermark_blocks=config.watermark_blocks)
+                               watermark_blocks=config.watermark_blocks, prefix_caching=config.prefix_caching)
+        self._prefix = config.prefix_caching
         self._kv_view = KVView(self.kv)
         self._waiting: list[Request] = []
         self._running: list[Request] = []
@@ -165,6 +178,11 @@ class Replica:
         self.swapped_out_blocks = 0
         self.swapped_in_blocks = 0
         self._pending_s = 0.0
+        #: Prompt tokens computed by prefill chunks; prefill targets of admitted requests; of those,
+        #: the tokens found in the prefix cache.
+        self.prefill_tokens = 0
+        self.prompt_tokens_admitted = 0
+        self.hit_tokens = 0
 
     # ------------------------------------------------------------------ status for routers and tests
     @property
@@ -222,6 +240,8 @@ class Replica:
             return False
         r.blocks = 0
         r.swapped = 0
+        r.held = ()
+        r.reg = 0
         insort(self._resume, r, key=request_key)
         self._wake()
         return True
@@ -306,12 +326,18 @@ class Replica:
             self._bring_back()
         # vLLM v0 admits no new prompt while requests wait to come back from host memory
         visible = () if self._resume else tuple(waiting)
+        if self._prefix and visible:
+            self._lookup(visible, len(running))
         batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
         preempt = batch.preempt
         if preempt:
             for v in preempt:
                 running.remove(v)
-                kv.free(v.blocks)
+                if self._prefix:
+                    self._release(v)
+                    v.reg = 0
+                else:
+                    kv.free(v.blocks)
                 v.preemptions += 1
                 v.state = WAITING
                 if (self._swap and v.cached >= v.prefill_target
@@ -341,8 +367,12 @@ class Replica:
         if prefill:
             lens = batch.prefill_tokens
             offsets = []
+            if self._prefix:
+                self._take_hits(prefill)
             for r, n in zip(prefill, lens):
                 if r.state == WAITING:
+                    self.prompt_tokens_admitted += r.prefill_target
+                    self.hit_tokens += r.cached
                     waiting.remove(r)
                     insort(running, r, key=request_key)
                     r.state = RUNNING
@@ -353,6 +383,7 @@ class Replica:
                 if need > 0:
                     kv.allocate(need)
                     r.blocks += need
+            self.prefill_tokens += sum(lens)
             p_lens = np.array(lens, dtype=np.int64)
             p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
@@ -457,9 +488,12 @@ class Replica:
         bs = self.kv.block_size
         finished = None
         if batch.prefill:
+            prefix = self._prefix
             for r, n in zip(batch.prefill, batch.prefill_tokens):
                 c = r.cached + n
                 r.cached = c
+                if prefix and r.hashes:
+                    self._register(r, c)
                 if c >= r.prefill_target:
                     r.generated += 1
                     if r.first_token_s < 0.0:
@@ -501,9 +535,15 @@ class Replica:
             running = self._running
             kv = self.kv
             on_finish = self._on_finish
+            prefix = self._prefix
             for r in finished:
                 running.remove(r)
-                kv.free(r.blocks)
+                if prefix:
+                    if r.hashes:
+                        self._register(r, r.cached)  # a session's output blocks, for its next turn
+                    self._release(r)
+                else:
+                    kv.free(r.blocks)
                 r.blocks = 0
                 r.state = FINISHED
                 r.finish_s = now
@@ -511,6 +551,74 @@ class Replica:
                 self.finished += 1
                 on_finish(r)
         self._plan()
+
+    # ------------------------------------------------------------------ prefix cache
+    def _lookup(self, waiting, n_running: int) -> None:
+        """Set ``cached`` of the waiting requests a scheduler may reach this iteration to their prefix
+        hit (whole blocks, capped so one prompt token is computed, as vLLM does) and ``blocks`` to the
+        hit blocks other requests reference (taking those costs no free block; an evictable hit
+        costs one). Schedulers stop before the rest (out of slots or token budget), left at 0."""
+        kv = self.kv
+        bs = kv.block_size
+        slots = self.config.scheduler.max_num_seqs - n_running
+        budget = self.config.scheduler.max_num_batched_tokens
+        tokens = 0
+        for r in waiting:
+            if slots <= 0 or tokens >= budget:
+                break
+            slots -= 1
+            h = r.hashes
+            if h is None and r.ident is not None:
+                ids, bt, ntok = r.ident
+                h = r.hashes = block_hashes(ids, bt, ntok, bs)
+            if h:
+                hit, evictable = kv.lookup(h, (r.prefill_target - 1) // bs)
+                r.cached = hit * bs
+                r.blocks = hit - evictable
+            tokens += r.prefill_target - r.cached
+
+    def _take_hits(self, prefill) -> None:
+        """Reference the hit blocks of newly admitted requests before any block is allocated this
+        iteration (so the allocations cannot evict them)."""
+        kv = self.kv
+        bs = kv.block_size
+        for r in prefill:
+            if r.state == WAITING:
+                hit = r.cached // bs
+                if hit:
+                    held = r.hashes[:hit]
+                    kv.touch(held)
+                    r.held = held
+                else:
+                    r.held = []
+                r.blocks = hit
+                r.reg = hit
+
+    def _register(self, r: Request, tokens: int) -> None:
+        """Offer ``r``'s computed full blocks among its first ``tokens`` tokens to the prefix cache."""
+        h = r.hashes
+        end = tokens // self.kv.block_size
+        if end > len(h):
+            end = len(h)
+        j = r.reg
+        if j < end:
+            new = self.kv.register(h[j:end])
+            if new:
+                held = r.held
+                if isinstance(held, list):
+                    held.extend(new)
+                else:
+                    r.held = list(held) + new
+            r.reg = end
+
+    def _release(self, r: Request) -> None:
+        """Drop ``r``'s blocks: cached ones become evictable at refcount 0, private ones free."""
+        held = r.held
+        if held:
+            self.kv.release(held, r.blocks - len(held))
+            r.held = ()
+        else:
+            self.kv.free(r.blocks)
 
     def _trace(self, batch: Batch, k: int, now: float) -> None:
         n_prefill = int(sum(batch.prefill_tokens))

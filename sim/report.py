@@ -15,7 +15,8 @@ import numpy as np
 
 _KEYS = ("requests_completed", "requests_rejected", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s",
          "tpot_p50_s", "tpot_p99_s", "e2e_mean_s", "throughput_output_tok_s", "requests_per_s", "preemptions",
-         "energy_j", "energy_per_token_j", "makespan_s", "prefill_time_s", "per_token_time_s", "e2e_time_s")
+         "energy_j", "energy_per_token_j", "makespan_s", "prefill_time_s", "per_token_time_s", "e2e_time_s",
+         "prefix_caching", "prefix_cache_hit_rate", "prefix_cache_hit_tokens", "prefill_tokens_computed")
 #: Iterations drawn per replica at most (evenly thinned) so a long run's report stays small.
 MAX_POINTS = 20000
 

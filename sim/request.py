@@ -11,6 +11,9 @@ Token accounting (one definition, used by every scheduler and the engine):
   KV (its context passed to the cost model is ``cached`` before the append) and produces one token.
 * The request finishes when ``generated == output_tokens``; it never needs more than
   ``prompt + output - 1`` cached tokens.
+* With prefix caching, a request admitted from the waiting queue starts with ``cached`` = the tokens
+  of its leading blocks found in the cache (whole blocks, at most ``prefill_target - 1`` tokens), which
+  it references (``held``) instead of computing.
 * A request preempted by swap keeps ``cached`` and ``generated``; its ``swapped`` blocks sit in host
   memory until the replica brings them back. A request handed over by a prefill replica (P/D
   disaggregation) arrives decoding (``cached == prompt``, ``generated == 1``) with no blocks yet.
@@ -29,7 +32,8 @@ REJECTED = 3
 class Request:
     __slots__ = ("index", "arrival_s", "prompt_tokens", "output_tokens", "priority", "key",
                  "prefill_target", "cached", "generated", "blocks", "state", "replica",
-                 "first_scheduled_s", "first_token_s", "finish_s", "preemptions", "swapped")
+                 "first_scheduled_s", "first_token_s", "finish_s", "preemptions", "swapped", "ident", "hashes",
+                 "held", "reg")
 
     def __init__(self, index: int, arrival_s: float, prompt_tokens: int, output_tokens: int, priority: int = 0):
         self.index = index
@@ -51,6 +55,15 @@ class Request:
         self.preemptions = 0
         #: KV blocks this request holds in host memory (preempted by swap), else 0.
         self.swapped = 0
+        #: Prefix identity ``(ids, block_tokens, tokens)``: coarse block ids naming the first ``tokens``
+        #: tokens (see :func:`sim.kv.block_hashes`), or None (every block private).
+        self.ident = None
+        #: Identities of its full KV blocks (computed by the replica from ``ident``), or None.
+        self.hashes = None
+        #: Identities of the cached blocks it references, in block order (its other blocks are private).
+        self.held = ()
+        #: Blocks ``[0, reg)`` were hits or offered to the prefix cache already.
+        self.reg = 0
 
     @property
     def prefilling(self) -> bool:

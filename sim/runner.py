@@ -204,7 +204,14 @@ def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
                                   admit_full_prompt=b.admit_full_prompt),
         idle_power_w=dep.device.power.idle_w * dep.tp, preemption=s.preemption,
         swap_blocks=swap_tokens // s.block_size,
-        swap_s_per_block=s.block_size * dep.swap_seconds_per_token())
+        swap_s_per_block=s.block_size * dep.swap_seconds_per_token(),
+        prefix_caching=prefix_caching(cfg, dep))
+
+
+def prefix_caching(cfg: RunConfig, dep) -> bool:
+    """``serving.prefix_caching``, or when unset the engine profile's default (off if it has none)."""
+    p = cfg.serving.prefix_caching
+    return bool(getattr(dep.engine, "prefix_caching", False)) if p is None else p
 
 
 def load_requests(cfg: RunConfig):
@@ -227,14 +234,17 @@ def load_requests(cfg: RunConfig):
         lengths_only = "num_prefill_tokens" in _header(w.trace)
         if lengths_only and arrivals is None:
             raise ConfigError(f"{w.trace} has request lengths but no arrival times; give a `rate` (--rate QPS)")
-        trace = load_trace(w.trace, arrivals=arrivals, seed=cfg.seed)
+        trace = load_trace(w.trace, arrivals=arrivals, seed=cfg.seed, block_tokens=w.block_tokens)
         if arrivals is not None and not lengths_only:
             trace = retime(trace, arrivals, cfg.seed)
     else:
         name = w.name or DEFAULT_WORKLOAD
         if w.name is None and n is None:
             n = DEFAULT_NUM_REQUESTS
-        trace = load_workload(name, arrivals=arrivals, seed=cfg.seed)
+        if w.block_tokens is not None:
+            raise ConfigError("`block_tokens` applies to a canonical CSV `trace` with hash_ids, not a named workload")
+        trace = load_workload(name, arrivals=arrivals, seed=cfg.seed, params=w.params,
+                              limit=n)
     if n is not None:
         if n > len(trace):
             if arrivals is None:
@@ -247,19 +257,18 @@ def load_requests(cfg: RunConfig):
 
 
 def retime(trace, arrivals, seed: int):
-    """``trace``'s lengths with arrivals drawn from ``arrivals`` (the ``arrivals`` stream of ``seed``)."""
-    from workloads.traces import RequestTrace, _stream
+    """``trace``'s lengths (and prefix identity) with arrivals drawn from ``arrivals`` (the
+    ``arrivals`` stream of ``seed``)."""
+    from workloads.traces import _stream
 
-    n = len(trace)
-    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens.copy(),
-                        trace.output_tokens.copy(), trace.request_id.copy(), trace.name, arrivals.closed_loop)
+    return trace.with_arrivals(arrivals.times(len(trace), _stream(seed, "arrivals")), arrivals.closed_loop)
 
 
 def _header(path) -> str:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return f.readline()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
 
 

@@ -6,7 +6,8 @@ receives the simulator or the whole config: only its :class:`SchedulerConfig`, a
 
 Contract (checked for every registered policy by ``tests/sim/test_schedulers.py``):
 
-* S1 feasibility: after freeing the blocks of ``preempt``, the blocks the batch needs fit the free
+* S1 feasibility: after freeing the blocks of ``preempt`` (``kv.freed_by``: with prefix caching a
+  victim's blocks shared with other requests stay), the blocks the batch needs fit the free
   blocks; a newly admitted request also leaves ``watermark_blocks`` free.
 * S2 progress: if any request is waiting or running, the batch is non-empty.
 * S3 limits: at most ``max_num_seqs`` requests are running after the batch is admitted; prefill plus
@@ -82,10 +83,12 @@ class Scheduler:
         raise NotImplementedError
 
 
-def _decode_with_preemption(running, bs: int, free: int, batch: Batch, budget: int | None = None) -> int:
+def _decode_with_preemption(running, kv: KVView, free: int, batch: Batch, budget: int | None = None) -> int:
     """Decode every decoding request of ``running`` (in order), preempting from the end of ``running``
     while the growth does not fit. Returns the free blocks left. Prefilling requests in ``running``
-    are left for the caller (they may still be preempted as victims)."""
+    are left for the caller (they may still be preempted as victims). A victim frees
+    ``kv.freed_by(victim)`` blocks (its blocks shared with other requests stay)."""
+    bs = kv.block_size
     n = len(running)
     need = [0] * n
     total = 0
@@ -98,7 +101,7 @@ def _decode_with_preemption(running, bs: int, free: int, batch: Batch, budget: i
     while total > free and n > 0:
         n -= 1
         victim = running[n]
-        free += victim.blocks
+        free += kv.freed_by(victim)
         total -= need[n]
         batch.preempt.append(victim)
     decode = batch.decode
@@ -150,7 +153,7 @@ class VLLMScheduler(Scheduler):
                 batch.prefill_tokens.append(n)
             if prefill:
                 return batch
-        _decode_with_preemption(running, bs, free, batch)
+        _decode_with_preemption(running, kv, free, batch)
         return batch
 
 
@@ -164,7 +167,7 @@ class SarathiScheduler(Scheduler):
         bs = kv.block_size
         running = view.running
         batch = Batch()
-        free = _decode_with_preemption(running, bs, kv.free_blocks, batch, self.budget)
+        free = _decode_with_preemption(running, kv, kv.free_blocks, batch, self.budget)
         left = self.budget - len(batch.decode)
         preempted = batch.preempt
         victims = set(preempted) if preempted else ()
@@ -194,7 +197,7 @@ class SarathiScheduler(Scheduler):
             i = len(running)
             while free < 1 and i > 1:
                 i -= 1
-                free += running[i].blocks
+                free += kv.freed_by(running[i])
                 preempted.append(running[i])
             n = min(head.prefill_target - head.cached, left, (head.blocks + free) * bs - head.cached)
             if n > 0:
@@ -265,7 +268,7 @@ class DecodePriorityScheduler(Scheduler):
         bs = kv.block_size
         running = view.running
         batch = Batch()
-        free = _decode_with_preemption(running, bs, kv.free_blocks, batch)
+        free = _decode_with_preemption(running, kv, kv.free_blocks, batch)
         if batch.preempt:
             return batch
         left = self.budget - len(batch.decode)

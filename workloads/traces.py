@@ -5,10 +5,16 @@ seconds from the start of the trace), ``prompt_tokens`` and ``output_tokens`` (i
 ``request_id``. Formats (``load_trace`` picks one from the header):
 
 * canonical CSV: ``request_id, arrival_s, prompt_tokens, output_tokens``
-  (as ``/work/shared/data/serving/apex_vllm_h100/lmsys_05_8TP.csv``);
+  (as ``/work/shared/data/serving/apex_vllm_h100/lmsys_05_8TP.csv``), optionally with prefix identity:
+  ``hash_ids`` (space-separated integer ids, one per ``block_tokens`` prompt tokens, Mooncake's
+  convention; the block size in a first line ``# block_tokens=N`` or the ``block_tokens`` argument) and
+  ``session_id`` (turns of one conversation, in arrival order: each turn's prompt starts with the
+  previous turn's prompt and output); a row gives one of the two or neither;
+* Mooncake JSONL (kvcache-ai/Mooncake FAST'25 traces): ``timestamp`` (ms), ``input_length``,
+  ``output_length``, ``hash_ids`` (one id per 512-token block), one object a line, optionally gzipped;
 * Azure LLM inference 2023 CSV: ``TIMESTAMP, ContextTokens, GeneratedTokens``; arrival = seconds since
   the earliest timestamp;
-* APEX-style JSONL: one object per line with ``ContextTokens``, ``GeneratedTokens`` and
+* APEX-style JSONL (told from Mooncake's by its keys): one object per line with ``ContextTokens``, ``GeneratedTokens`` and
   ``StartTimeOffset`` (nanoseconds from the start of the trace);
 * length-only CSV: ``num_prefill_tokens, num_decode_tokens`` (vidur's), arrivals from a synthetic process.
 
@@ -29,6 +35,15 @@ import numpy as np
 
 from workloads.errors import ConfigError, TraceError
 from workloads.naming import NameIndex
+from workloads.prefix import PrefixIds, Sessions, name_key, stream_ids
+
+#: Mooncake's hash_ids block (tokens per id).
+MOONCAKE_BLOCK_TOKENS = 512
+#: Tokens per id of the ids derived for session rows of a CSV without ``block_tokens`` (any value
+#: names a session's token stream exactly).
+SESSION_BLOCK_TOKENS = 512
+#: Tokens per id of the synthetic prefix workloads (a shared system prompt ends on a multiple of it).
+SYNTHETIC_BLOCK_TOKENS = 16
 
 NS_PER_S = 1_000_000_000
 DATA_DIR = Path(__file__).resolve().parent / "data" / "workloads"
@@ -41,7 +56,10 @@ def _stream(seed: int, subsystem: str) -> np.random.Generator:
 @dataclass(frozen=True, eq=False)
 class RequestTrace:
     """Requests as arrays, sorted by arrival. ``closed_loop = (users, think_time_s)`` makes the simulator
-    ignore ``arrival_s`` and send each user's next request ``think_time_s`` after its last one completes."""
+    ignore ``arrival_s`` and send each user's next request ``think_time_s`` after its last one completes.
+    ``prefix``: the requests' prefix identity (:class:`~workloads.prefix.PrefixIds`), or None.
+    ``sessions``: turn order (:class:`~workloads.prefix.Sessions`: a turn is sent a think time after
+    its predecessor completes), or None."""
 
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
@@ -49,11 +67,20 @@ class RequestTrace:
     request_id: np.ndarray
     name: str = ""
     closed_loop: tuple[int, float] | None = None
+    prefix: PrefixIds | None = None
+    sessions: Sessions | None = None
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
         if not (len(self.prompt_tokens) == len(self.output_tokens) == len(self.request_id) == n):
             raise ConfigError("arrival_s, prompt_tokens, output_tokens and request_id must have the same length")
+        if self.prefix is not None:
+            if len(self.prefix) != n:
+                raise ConfigError(f"prefix ids cover {len(self.prefix)} requests, the trace has {n}")
+            if np.any(self.prefix.tokens > self.prompt_tokens + self.output_tokens):
+                raise ConfigError("prefix ids name more tokens than a request's prompt and output")
+        if self.sessions is not None and len(self.sessions) != n:
+            raise ConfigError(f"sessions cover {len(self.sessions)} requests, the trace has {n}")
         for a in (self.arrival_s, self.prompt_tokens, self.output_tokens, self.request_id):
             a.setflags(write=False)
 
@@ -62,15 +89,25 @@ class RequestTrace:
 
     def head(self, n: int) -> RequestTrace:
         """The first ``n`` requests."""
+        n = min(int(n), len(self))
+        rows = np.arange(n)
+        prefix = None if self.prefix is None else self.prefix.take(rows)
+        sessions = None if self.sessions is None else self.sessions.take(rows)
         return RequestTrace(self.arrival_s[:n].copy(), self.prompt_tokens[:n].copy(), self.output_tokens[:n].copy(),
-                            self.request_id[:n].copy(), self.name, self.closed_loop)
+                            self.request_id[:n].copy(), self.name, self.closed_loop, prefix, sessions)
 
     def time_scaled(self, factor: float) -> RequestTrace:
         """Arrival times multiplied by ``factor`` (``0.5`` doubles the request rate)."""
         if not factor > 0:
             raise ConfigError(f"factor must be > 0, got {factor!r}")
         return RequestTrace(self.arrival_s * factor, self.prompt_tokens.copy(), self.output_tokens.copy(),
-                            self.request_id.copy(), self.name, self.closed_loop)
+                            self.request_id.copy(), self.name, self.closed_loop, self.prefix, self.sessions)
+
+    def with_arrivals(self, arrival_s: np.ndarray, closed_loop=None, name: str | None = None) -> RequestTrace:
+        """The same requests (lengths, ids, prefix identity) arriving at ``arrival_s`` (trace order);
+        session links are dropped (every request then arrives at its new time)."""
+        return _sorted_trace(np.asarray(arrival_s, dtype=np.float64), self.prompt_tokens, self.output_tokens,
+                             self.request_id, self.name if name is None else name, closed_loop, self.prefix)
 
     @property
     def duration_s(self) -> float:
@@ -87,34 +124,60 @@ class RequestTrace:
         return path
 
 
-def _sorted_trace(arrival, prompt, output, ids, name, closed_loop=None) -> RequestTrace:
+def _sorted_trace(arrival, prompt, output, ids, name, closed_loop=None, prefix=None, sessions=None) -> RequestTrace:
     order = np.argsort(arrival, kind="stable")
     return RequestTrace(np.ascontiguousarray(arrival[order], dtype=np.float64),
                         np.ascontiguousarray(prompt[order], dtype=np.int64),
                         np.ascontiguousarray(output[order], dtype=np.int64),
-                        np.asarray(ids)[order], name, closed_loop)
+                        np.asarray(ids)[order], name, closed_loop,
+                        None if prefix is None else prefix.take(order),
+                        None if sessions is None else sessions.take(order))
 
 
 # ---------------------------------------------------------------------------------------------- parsing
+def _directives(path: Path) -> tuple[dict[str, str], int]:
+    """The leading ``# key=value`` lines of a CSV, and how many lines they take."""
+    out: dict[str, str] = {}
+    n = 0
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for line in f:
+                text = line.strip().lstrip("\ufeff")
+                if not text.startswith("#"):
+                    break
+                n += 1
+                for part in text[1:].replace(",", " ").split():
+                    if "=" not in part:
+                        raise TraceError(f"{path}, line {n}: expected '# key=value', got {line.strip()!r}")
+                    k, v = part.split("=", 1)
+                    out[k.strip()] = v.strip()
+    except OSError:
+        pass
+    return out, n
+
+
 def _read_csv(path: Path, required: tuple[str, ...]):
     import pandas as pd
 
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
+    directives, skip = _directives(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, skiprows=skip)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise TraceError(f"{path}: cannot parse as CSV: {exc}") from None
+    frame.attrs["line0"] = 2 + skip
+    frame.attrs["directives"] = directives
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     for col in required:
         if col not in frame.columns:
-            raise TraceError(f"{path}, line 1, column {col!r}: missing column {col!r} "
+            raise TraceError(f"{path}, line {skip + 1}, column {col!r}: missing column {col!r} "
                              f"(header has {', '.join(map(repr, frame.columns))})")
     return frame
 
 
 def _where(path: Path, frame, row: int, col: str) -> str:
-    return f"{path}, line {row + 2}, column {list(frame.columns).index(col) + 1} ({col!r})"
+    return f"{path}, line {row + frame.attrs.get('line0', 2)}, column {list(frame.columns).index(col) + 1} ({col!r})"
 
 
 def _numeric(path: Path, frame, col: str, *, integer: bool, minimum: float) -> np.ndarray:
@@ -139,15 +202,87 @@ def _numeric(path: Path, frame, col: str, *, integer: bool, minimum: float) -> n
     return values.astype(np.int64) if integer else values
 
 
-def load_canonical_csv(path: str | Path) -> RequestTrace:
-    """``request_id, arrival_s, prompt_tokens, output_tokens`` (arrival in seconds)."""
+def load_canonical_csv(path: str | Path, *, block_tokens: int | None = None) -> RequestTrace:
+    """``request_id, arrival_s, prompt_tokens, output_tokens`` (arrival in seconds), and optionally
+    ``hash_ids`` / ``session_id`` (see the module docstring); ``block_tokens`` (tokens per hash id)
+    if the file has no ``# block_tokens=N`` line."""
     path = Path(path)
     frame = _read_csv(path, ("request_id", "arrival_s", "prompt_tokens", "output_tokens"))
     arrival = _numeric(path, frame, "arrival_s", integer=False, minimum=0.0)
     prompt = _numeric(path, frame, "prompt_tokens", integer=True, minimum=1)
     output = _numeric(path, frame, "output_tokens", integer=True, minimum=1)
     ids = frame["request_id"].to_numpy(dtype=object)
-    return _sorted_trace(arrival, prompt, output, ids, path.stem)
+    prefix = None
+    if "hash_ids" in frame.columns or "session_id" in frame.columns:
+        prefix = _csv_prefix(path, frame, arrival, prompt, output, block_tokens)
+    return _sorted_trace(arrival, prompt, output, ids, path.stem, prefix=prefix)
+
+
+def _csv_prefix(path: Path, frame, arrival, prompt, output, block_tokens) -> PrefixIds | None:
+    """The :class:`PrefixIds` of a canonical CSV's ``hash_ids`` and ``session_id`` columns."""
+    n = len(frame)
+    skip = frame.attrs.get("line0", 2) - 2
+    given = frame.attrs.get("directives", {}).get("block_tokens")
+    bt = None
+    if given is not None:
+        try:
+            bt = int(given)
+        except ValueError:
+            bt = 0
+        if bt < 1:
+            raise TraceError(f"{path}, line {skip}: block_tokens must be an integer >= 1, got {given!r}")
+    if block_tokens is not None:
+        if isinstance(block_tokens, bool) or not isinstance(block_tokens, int) or block_tokens < 1:
+            raise ConfigError(f"block_tokens must be an integer >= 1, got {block_tokens!r}")
+        if bt is not None and bt != block_tokens:
+            raise TraceError(f"{path}, line {skip}: the file says block_tokens={bt} but {block_tokens} was given")
+        bt = block_tokens
+    hashes = frame["hash_ids"].str.strip().to_numpy() if "hash_ids" in frame.columns else np.full(n, "")
+    sessions = frame["session_id"].str.strip().to_numpy() if "session_id" in frame.columns else np.full(n, "")
+    rows: list[list[int]] = [[] for _ in range(n)]
+    tokens = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        cell = hashes[i]
+        if not cell:
+            continue
+        if sessions[i]:
+            raise TraceError(f"{_where(path, frame, i, 'hash_ids')}: a row gives hash_ids or a session_id, not both")
+        if bt is None:
+            raise TraceError(f"{_where(path, frame, i, 'hash_ids')}: hash_ids need their block size: a first line "
+                             "'# block_tokens=N' or block_tokens (--trace-block-tokens)")
+        try:
+            row = [int(x) for x in cell.split()]
+        except ValueError:
+            raise TraceError(f"{_where(path, frame, i, 'hash_ids')}: expected space-separated integer ids, "
+                             f"got {cell!r}") from None
+        want = -(-int(prompt[i]) // bt)
+        if len(row) != want:
+            raise TraceError(f"{_where(path, frame, i, 'hash_ids')}: {len(row)} ids, but prompt_tokens "
+                             f"{prompt[i]} at {bt} tokens per id needs {want}")
+        if any(abs(x) >= 1 << 63 for x in row):
+            raise TraceError(f"{_where(path, frame, i, 'hash_ids')}: ids must fit in 64-bit integers")
+        rows[i] = row
+        tokens[i] = prompt[i]
+    if bt is None:
+        bt = SESSION_BLOCK_TOKENS
+    order = np.argsort(arrival, kind="stable")
+    last: dict[str, int] = {}
+    for i in order.tolist():
+        sid = sessions[i]
+        if not sid:
+            continue
+        ctx = int(prompt[i]) + int(output[i])
+        prev = last.get(sid)
+        if prev is not None and prompt[i] < prev:
+            raise TraceError(f"{_where(path, frame, i, 'prompt_tokens')}: session {sid!r}: a turn's prompt "
+                             f"({prompt[i]} tokens) must start with the previous turn's prompt and output "
+                             f"({prev} tokens)")
+        last[sid] = ctx
+        rows[i] = stream_ids(name_key("session", sid), ctx, bt)
+        tokens[i] = ctx
+    if not tokens.any():
+        return None
+    return PrefixIds.from_lists(rows, tokens, bt)
 
 
 def load_azure_csv(path: str | Path) -> RequestTrace:
@@ -203,6 +338,84 @@ def load_apex_jsonl(path: str | Path) -> RequestTrace:
     return _sorted_trace(data[:, 2] / NS_PER_S, data[:, 0], data[:, 1], np.array(ids, dtype=object), path.stem)
 
 
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".jsonl", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def load_mooncake_jsonl(path: str | Path) -> RequestTrace:
+    """Mooncake's trace format (kvcache-ai/Mooncake, FAST'25 release): one JSON object a line with
+    ``timestamp`` (ms from the first request), ``input_length``, ``output_length`` and ``hash_ids``
+    (one id per 512 prompt tokens; equal id prefixes = equal token prefixes). ``.gz`` is read as gzip."""
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: no such trace file")
+    keys = ("timestamp", "input_length", "output_length")
+    bt = MOONCAKE_BLOCK_TOKENS
+    rows: list[tuple[float, int, int]] = []
+    lists: list[list[int]] = []
+    try:
+        f = _open_text(path)
+        with f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TraceError(f"{path}, line {lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise TraceError(f"{path}, line {lineno}, column 1: expected a JSON object, "
+                                     f"got {type(obj).__name__}")
+                values = []
+                for key in keys:
+                    if key not in obj:
+                        raise TraceError(f"{path}, line {lineno}, column {key!r}: missing key {key!r}")
+                    v = obj[key]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise TraceError(f"{path}, line {lineno}, column {key!r}: expected a number, got {v!r}")
+                    if key != "timestamp" and v != int(v):
+                        raise TraceError(f"{path}, line {lineno}, column {key!r}: expected a whole number of "
+                                         f"tokens, got {v!r}")
+                    low = 0 if key == "timestamp" else 1
+                    if v < low:
+                        raise TraceError(f"{path}, line {lineno}, column {key!r}: must be >= {low}, got {v!r}")
+                    values.append(v)
+                ids = obj.get("hash_ids", [])
+                if not isinstance(ids, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in ids):
+                    raise TraceError(f"{path}, line {lineno}, column 'hash_ids': expected a list of integer ids, "
+                                     f"got {str(ids)[:60]!r}")
+                if ids:
+                    want = -(-int(values[1]) // bt)
+                    if len(ids) != want:
+                        raise TraceError(f"{path}, line {lineno}, column 'hash_ids': {len(ids)} ids, but "
+                                         f"input_length {int(values[1])} at {bt} tokens per id needs {want}")
+                    if any(abs(x) >= 1 << 63 for x in ids):
+                        raise TraceError(f"{path}, line {lineno}, column 'hash_ids': ids must fit in 64-bit integers")
+                rows.append((float(values[0]), int(values[1]), int(values[2])))
+                lists.append(ids)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{path}: cannot read: {exc}") from None
+    n = len(rows)
+    data = np.array(rows, dtype=np.float64).reshape(-1, 3)
+    prompt = data[:, 1].astype(np.int64)
+    tokens = np.where(np.array([len(x) > 0 for x in lists], dtype=bool), prompt, 0) if n else prompt
+    prefix = PrefixIds.from_lists(lists, tokens, bt)
+    return _sorted_trace(data[:, 0] / 1000.0, prompt, data[:, 2].astype(np.int64), np.arange(n, dtype=np.int64),
+                         _stem(path), prefix=prefix if tokens.any() else None)
+
+
 def load_lengths_csv(path: str | Path, arrivals: ArrivalProcess, *, seed: int = 0) -> RequestTrace:
     """Length-only CSV (``num_prefill_tokens, num_decode_tokens``) with arrivals from ``arrivals``."""
     path = Path(path)
@@ -214,17 +427,41 @@ def load_lengths_csv(path: str | Path, arrivals: ArrivalProcess, *, seed: int = 
                         np.arange(n, dtype=np.int64), path.stem, arrivals.closed_loop)
 
 
-def load_trace(path: str | Path, *, arrivals: ArrivalProcess | None = None, seed: int = 0) -> RequestTrace:
-    """Read a trace, choosing the format from its header (``.jsonl`` files are APEX-style)."""
+def _first_object(path: Path) -> dict:
+    try:
+        with _open_text(path) as f:
+            for line in f:
+                if line.strip():
+                    obj = json.loads(line)
+                    return obj if isinstance(obj, dict) else {}
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    return {}
+
+
+def load_trace(path: str | Path, *, arrivals: ArrivalProcess | None = None, seed: int = 0,
+               block_tokens: int | None = None) -> RequestTrace:
+    """Read a trace, choosing the format from its header (``.jsonl``/``.json`` files, gzipped or not:
+    Mooncake's when the first object has ``input_length`` or ``hash_ids``, else APEX-style).
+    ``block_tokens``: tokens per ``hash_ids`` id of a canonical CSV without a ``# block_tokens`` line."""
     path = Path(path)
-    if path.suffix in (".jsonl", ".json"):
+    name = path.name
+    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
+        if not path.is_file():
+            raise TraceError(f"{path}: no such trace file")
+        first = _first_object(path)
+        if "input_length" in first or "hash_ids" in first:
+            return load_mooncake_jsonl(path)
         return load_apex_jsonl(path)
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
+    _, skip = _directives(path)
     with path.open() as f:
+        for _ in range(skip):
+            f.readline()
         header = {c.strip().lstrip("\ufeff") for c in f.readline().split(",")}
     if {"request_id", "arrival_s"} <= header:
-        return load_canonical_csv(path)
+        return load_canonical_csv(path, block_tokens=block_tokens)
     if "TIMESTAMP" in header:
         return load_azure_csv(path)
     if "num_prefill_tokens" in header:
@@ -396,7 +633,8 @@ def synthesize(n: int, *, arrivals: ArrivalProcess, prompt: LengthDistribution, 
 
 def resample(trace: RequestTrace, n: int, *, arrivals: ArrivalProcess, seed: int = 0) -> RequestTrace:
     """``n`` requests whose (prompt, output) pairs are drawn jointly from ``trace`` (keeping their
-    correlation), with arrivals from ``arrivals``."""
+    correlation), with arrivals from ``arrivals``. Prefix identity is dropped: a row drawn twice
+    would otherwise repeat a whole prompt, a prefix sharing the source never had."""
     if len(trace) == 0:
         raise ConfigError("cannot resample an empty trace")
     rows = _stream(seed, "resample").integers(0, len(trace), size=n)
@@ -405,17 +643,103 @@ def resample(trace: RequestTrace, n: int, *, arrivals: ArrivalProcess, seed: int
                         arrivals.closed_loop)
 
 
+# ---------------------------------------------------------------------------------------------- prefix workloads
+def _count(name: str, v, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ConfigError(f"`{name}` must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def shared_prefix(*, num_groups: int = 10, num_prompts_per_group: int = 10, system_prompt_len: int = 2000,
+                  question_len: int = 100, output_len: int = 100, num_requests: int | None = None,
+                  arrivals: ArrivalProcess | None = None, seed: int = 0, name: str = "shared-prefix") -> RequestTrace:
+    """Shared system prompts with repeating questions, as inference-perf's ``shared_prefix`` data
+    generator builds them: ``num_groups`` system prompts of ``system_prompt_len`` tokens, each with
+    ``num_prompts_per_group`` questions of ``question_len`` tokens; the G x U prompts are shuffled (by
+    ``seed``) and request ``k`` sends prompt ``k mod (G x U)`` and asks for ``output_len`` tokens.
+    ``num_requests`` defaults to G x U; arrivals default to Poisson at 1 request/s."""
+    G = _count("num_groups", num_groups)
+    U = _count("num_prompts_per_group", num_prompts_per_group)
+    S = _count("system_prompt_len", system_prompt_len, 0)
+    Q = _count("question_len", question_len)
+    O = _count("output_len", output_len)
+    n = G * U if num_requests is None else _count("num_requests", num_requests, 0)
+    arrivals = arrivals or PoissonArrivals(rate_per_s=1.0)
+    order = _stream(seed, "shared-prefix").permutation(G * U)
+    bt = SYNTHETIC_BLOCK_TOKENS
+    prompts = [stream_ids(name_key("shared-prefix-question", g, u), S + Q, bt,
+                          (name_key("shared-prefix-system", g), S)) for g in range(G) for u in range(U)]
+    pick = order[np.arange(n) % (G * U)]
+    rows = [prompts[j] for j in pick.tolist()]
+    prompt = np.full(n, S + Q, dtype=np.int64)
+    prefix = PrefixIds.from_lists(rows, prompt, bt)
+    ids = np.array([f"g{j // U}-p{j % U}-{k}" for k, j in enumerate(pick.tolist())], dtype=object)
+    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), prompt, np.full(n, O, dtype=np.int64), ids,
+                        name, arrivals.closed_loop, prefix)
+
+
+def multi_turn(*, num_sessions: int = 100, turns: int = 5, system_prompt_len: int = 0, user_tokens: int = 200,
+               output_len: int = 200, think_time_s: float = 10.0, arrivals: ArrivalProcess | None = None,
+               seed: int = 0, name: str = "multi-turn") -> RequestTrace:
+    """Multi-turn chat: ``num_sessions`` conversations of ``turns`` turns. Turn 1's prompt is the
+    ``system_prompt_len``-token system prompt (shared by every session) and ``user_tokens`` new tokens;
+    turn ``t + 1``'s prompt is turn ``t``'s prompt, its ``output_len`` output and ``user_tokens`` new
+    tokens. Sessions start at the times of ``arrivals`` (default Poisson, 1 session/s); turn ``t + 1``
+    is sent ``think_time_s`` after turn ``t`` completes (``sessions``; its ``arrival_s``, turn ``t``'s
+    arrival + ``think_time_s``, orders the trace and is used where turn links are not followed:
+    P/D disaggregation, or a retimed trace)."""
+    N = _count("num_sessions", num_sessions)
+    T = _count("turns", turns)
+    S = _count("system_prompt_len", system_prompt_len, 0)
+    U = _count("user_tokens", user_tokens)
+    O = _count("output_len", output_len)
+    if isinstance(think_time_s, bool) or not isinstance(think_time_s, (int, float)) or not (
+            math.isfinite(think_time_s) and think_time_s >= 0):
+        raise ConfigError(f"`think_time_s` must be a finite number >= 0, got {think_time_s!r}")
+    arrivals = arrivals or PoissonArrivals(rate_per_s=1.0)
+    if arrivals.closed_loop is not None:
+        raise ConfigError("multi-turn sessions take open-loop session arrivals (a rate), not a closed loop")
+    start = arrivals.times(N, _stream(seed, "arrivals"))
+    bt = SYNTHETIC_BLOCK_TOKENS
+    system = (name_key("multi-turn-system"), S)
+    arrival, prompt, tokens, rows, ids, prev = [], [], [], [], [], []
+    for s in range(N):
+        key = name_key("multi-turn-session", s)
+        p = S + U
+        for t in range(T):
+            prev.append(len(arrival) - 1 if t else -1)
+            arrival.append(float(start[s]) + t * float(think_time_s))
+            prompt.append(p)
+            tokens.append(p + O)
+            rows.append(stream_ids(key, p + O, bt, system))
+            ids.append(f"s{s}-t{t}")
+            p += O + U
+    prefix = PrefixIds.from_lists(rows, tokens, bt)
+    sessions = Sessions(np.array(prev, dtype=np.int64), np.full(len(prev), float(think_time_s)))
+    return _sorted_trace(np.array(arrival, dtype=np.float64), np.array(prompt, dtype=np.int64),
+                         np.full(len(prompt), O, dtype=np.int64), np.array(ids, dtype=object), name, None, prefix,
+                         sessions)
+
+
 # ---------------------------------------------------------------------------------------------- named workloads
 WORKLOADS = NameIndex("workload")
 WORKLOADS.add("azure-conv", ("azure-conversation", "azure-2023-conv", "conv"))
 WORKLOADS.add("azure-code", ("azure-2023-code", "code"))
 WORKLOADS.add("arxiv-summarization", ("arxiv", "arxiv-summarisation", "arxiv-summarization-llama2"))
+WORKLOADS.add("mooncake-conversation", ("mooncake-conv", "mooncake", "kimi-conversation"))
+WORKLOADS.add("mooncake-synthetic", ("mooncake-synth",))
+WORKLOADS.add("shared-prefix", ("generated-shared-prefix", "gsp"))
+WORKLOADS.add("multi-turn", ("multi-turn-chat", "chat"))
 
 _WORKLOAD_FILES = {
     "azure-conv": "AzureLLMInferenceTrace_conv.csv",
     "azure-code": "AzureLLMInferenceTrace_code.csv",
     "arxiv-summarization": "arxiv_summarization_llama2.csv",
+    "mooncake-conversation": "mooncake_conversation_trace.jsonl.gz",
+    "mooncake-synthetic": "mooncake_synthetic_trace.jsonl.gz",
 }
+#: Generated workloads and the function that builds them from ``params``.
+_SYNTHETIC = {"shared-prefix": shared_prefix, "multi-turn": multi_turn}
 
 
 def workload_names() -> tuple[str, ...]:
@@ -423,16 +747,42 @@ def workload_names() -> tuple[str, ...]:
 
 
 def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: int = 0,
-                  limit: int | None = None) -> RequestTrace:
+                  limit: int | None = None, params: dict | None = None) -> RequestTrace:
     """A bundled workload by name (see ``workloads/data/workloads/README.md``).
 
-    The Azure traces keep their recorded arrivals unless ``arrivals`` replaces them; the length-only
-    ``arxiv-summarization`` needs ``arrivals`` (default ``PoissonArrivals(rate_per_s=1.0)``).
-    ``limit`` keeps the first ``limit`` requests.
+    The Azure and Mooncake traces keep their recorded arrivals unless ``arrivals`` replaces them; the
+    length-only ``arxiv-summarization`` needs ``arrivals`` (default ``PoissonArrivals(rate_per_s=1.0)``).
+    ``limit`` keeps the first ``limit`` requests. The generated ``shared-prefix`` and ``multi-turn``
+    take their settings from ``params`` (the keyword arguments of :func:`shared_prefix` and
+    :func:`multi_turn`; ``limit`` is shared-prefix's ``num_requests`` unless ``params`` gives it).
     """
+    import difflib
+    import inspect
+
     canonical = WORKLOADS.resolve(name)
+    params = dict(params or {})
+    if canonical in _SYNTHETIC:
+        fn = _SYNTHETIC[canonical]
+        allowed = [p for p in inspect.signature(fn).parameters if p not in ("arrivals", "seed", "name")]
+        for key in params:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"workload {canonical!r}: unknown parameter {key!r}{hint}; allowed: "
+                                  f"{', '.join(allowed)}")
+        if canonical == "shared-prefix" and limit is not None:
+            params.setdefault("num_requests", limit)
+        trace = fn(arrivals=arrivals, seed=seed, name=canonical, **params)
+        return trace.head(limit) if limit is not None else trace
+    if params:
+        raise ConfigError(f"workload {canonical!r} is a recorded trace and takes no parameters (got "
+                          f"{', '.join(map(repr, params))}); parameters are for shared-prefix and multi-turn")
     path = DATA_DIR / _WORKLOAD_FILES[canonical]
-    if canonical == "arxiv-summarization":
+    if canonical.startswith("mooncake"):
+        trace = load_mooncake_jsonl(path)
+        if arrivals is not None:
+            trace = trace.with_arrivals(arrivals.times(len(trace), _stream(seed, "arrivals")), arrivals.closed_loop)
+    elif canonical == "arxiv-summarization":
         trace = load_lengths_csv(path, arrivals or PoissonArrivals(rate_per_s=1.0), seed=seed)
     else:
         trace = load_azure_csv(path)
@@ -441,5 +791,5 @@ def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: in
             trace = RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens.copy(),
                                  trace.output_tokens.copy(), trace.request_id.copy(), trace.name, arrivals.closed_loop)
     trace = RequestTrace(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.request_id, canonical,
-                         trace.closed_loop)
+                         trace.closed_loop, trace.prefix, trace.sessions)
     return trace.head(limit) if limit is not None else trace

@@ -128,7 +128,8 @@ def test_resample_keeps_prompt_output_pairs():
 
 
 def test_bundled_workloads_load_by_name_with_attribution():
-    assert set(workload_names()) == {"azure-conv", "azure-code", "arxiv-summarization"}
+    assert set(workload_names()) == {"azure-conv", "azure-code", "arxiv-summarization", "mooncake-conversation",
+                                     "mooncake-synthetic", "shared-prefix", "multi-turn"}
     conv = load_workload("Azure_Conv")
     assert len(conv) == 19366 and conv.arrival_s[0] == 0.0 and conv.name == "azure-conv"
     assert 3400 < conv.duration_s < 3700
