@@ -259,6 +259,21 @@ def _cmd_devices(args) -> int:
     return 0
 
 
+def _cmd_engines(args) -> int:
+    from hwmodels.engines import get_engine, list_engines
+
+    for name in list_engines():
+        e = get_engine(name)
+        since = f"{e.family} >= {e.since}" if e.family else "-"
+        graphs = f"{e.graph_mode} graphs" if e.cuda_graphs else "eager"
+        print(f"{name:10s} {since:14s} {graphs:16s} {e.scheduler:8s} {e.max_num_seqs:5d} seqs "
+              f"{e.max_num_batched_tokens:6d} tokens  prefix caching {'on' if e.prefix_caching else 'off'}")
+        for v in e.versions:
+            print(f"{'':10s}   since {v['since']:8s} {v.get('note', '')}")
+    print("resolve a version with --engine vllm==X.Y.Z (the nearest profile not newer, at that version's defaults)")
+    return 0
+
+
 def _cmd_clusters(args) -> int:
     from hwmodels.cluster import get_cluster, list_clusters
 
@@ -385,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_devices)
     cl = sub.add_parser("clusters", help="list the built-in clusters")
     cl.set_defaults(func=_cmd_clusters)
+    en = sub.add_parser("engines", help="list the serving-engine profiles and their version history")
+    en.set_defaults(func=_cmd_engines)
 
     from sim.train_cli import add_parser as add_train_parser
 

@@ -23,6 +23,7 @@ each request to one rank; the shared queue here is the balanced limit of that.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -189,10 +190,26 @@ def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = F
                                                  max_num_batched_tokens=run.max_num_batched_tokens * group,
                                                  admit_full_prompt=e.admit_full_prompt),
                        idle_power_w=dep.device.power.idle_w * dep.num_devices * group)
+    caching = e.prefix_caching if run.prefix_caching is None else bool(run.prefix_caching)
+    prefix = private_prefixes(run.prompt_tokens, run.block_size) if caching else None
+    rc = dataclasses.replace(rc, prefix_caching=caching)
     trace = RequestTrace(run.arrival_s.copy(), run.prompt_tokens.copy(), run.output_tokens.copy(),
-                         np.arange(len(run.arrival_s)), run.name)
+                         np.arange(len(run.arrival_s)), run.name, prefix=prefix)
     return simulate(trace, rc, dep, num_replicas=run.dp // group, router="least-outstanding",
                     keep_requests=keep_requests)
+
+
+def private_prefixes(prompt_tokens: np.ndarray, block_size: int):
+    """Prefix identities under which no two requests share a block (the runs' ShareGPT prompts carry
+    no prefix information): with prefix caching on, a preempted request then finds its own prompt
+    blocks again if they were not evicted, as vLLM's cache does."""
+    from workloads.prefix import PrefixIds
+
+    counts = -(-prompt_tokens // block_size)
+    offsets = np.zeros(len(prompt_tokens) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    ids = np.arange(int(offsets[-1]), dtype=np.int64)
+    return PrefixIds(offsets=offsets, ids=ids, tokens=prompt_tokens.astype(np.int64), block_tokens=block_size)
 
 
 def _gen_series(result, seconds: int) -> np.ndarray:

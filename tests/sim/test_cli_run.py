@@ -158,6 +158,8 @@ def test_swap_preemption_brings_requests_back(capsys):
     (["--tp", "3"], "tp=3"),
     (["--num-devices", "12", "--tp", "8"], "multiple of tp"),
     (["--workload", "azure-conv", "--num-requests", "100000"], "give a `rate`"),
+    (["--engine", "sglang==0.4"], "did you mean"),
+    (["--engine", "vllm==0.0.5"], "oldest"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
     assert needle in fails(capsys, *argv, *([] if "--num-requests" in argv else SMALL))
@@ -202,3 +204,22 @@ def test_train_example_configs_parse():
     assert examples
     for path in examples:
         assert isinstance(load_train_config(str(path), {}), TrainRunConfig)
+
+
+def test_engine_versions_set_the_batching_defaults(capsys):
+    new = run_json(capsys, "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--rate", "4",
+                   "--engine", "vllm==0.15.1", *SMALL)
+    assert (new["deployment"]["engine"], new["deployment"]["engine_version"]) == ("vllm-v1", "0.15.1")
+    assert (new["deployment"]["max_num_seqs"], new["deployment"]["max_num_batched_tokens"]) == (1024, 8192)
+    assert new["deployment"]["scheduler"] == "sarathi"
+    old = run_json(capsys, "--model", "llama-3.1-8b", "--device", "a100-80gb", "--tp", "1", "--rate", "4",
+                   "--engine", "vllm-0.8", "--max-batch-size", "64", *SMALL)
+    assert (old["deployment"]["max_num_seqs"], old["deployment"]["max_num_batched_tokens"]) == (64, 2048)
+    v0 = run_json(capsys, "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--engine", "vllm-0.6", *SMALL)
+    assert v0["deployment"]["scheduler"] == "vllm" and v0["deployment"]["max_num_batched_tokens"] == 8192
+
+
+def test_engines_listing_names_the_version_history(capsys):
+    assert main(["engines"]) == 0
+    out = capsys.readouterr().out
+    assert "vllm-v1" in out and "since 0.14.0" in out and "vllm==X.Y.Z" in out

@@ -1,6 +1,7 @@
 """LLMServingSim's measured vLLM 0.19 runs: loading, what is compared, and the DP + EP deployment."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -81,3 +82,16 @@ def test_dp_ep_shards_the_experts_and_gathers_every_ranks_tokens():
     assert b["experts"] <= a["experts"] * (1 + 1e-9)
     with pytest.raises(PlanError, match="dp_ep"):
         Deployment("llama-3.1-8b", "rtx-pro-6000", dp_ep=2)
+
+
+def test_a_preempted_request_finds_its_own_prompt_blocks_with_prefix_caching():
+    from validation.llmservingsim import private_prefixes, simulate_run
+
+    run = load_run(DATA / "RTX4090" / "Llama-3.1-8B" / "vllm")  # KV-bound: vLLM preempts
+    assert run.prefix_caching is True
+    ids = private_prefixes(run.prompt_tokens, 16)
+    assert len(set(ids.ids.tolist())) == len(ids.ids)  # no block shared between requests
+    on = simulate_run(run).summary
+    off = simulate_run(dataclasses.replace(run, prefix_caching=False)).summary
+    assert off["prefix_cache_hit_tokens"] == 0 and on["preemptions"] > 0
+    assert 0 < on["prefix_cache_hit_tokens"] and on["prefill_tokens_computed"] < off["prefill_tokens_computed"]
