@@ -199,6 +199,9 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
     if kind == _ALLREDUCE and par[5] > 0.0:
         # the engine's all-reduce is no faster than this bus bandwidth
         t = max(t, shape[2] * shape[3] / par[5])
+    if kind == _ATTN_DECODE and n_p > 0 and par[6] > 0.0:
+        # decodes inside a mixed step's varlen prefill kernel: query heads of a KV group unpacked
+        t *= par[6]
     # utilisation of the busier of compute and memory drives dynamic power
     util = max(flops / (op_dev[o, 0] * t), nbytes / (op_dev[o, 1] * t))
     if util > 1.0:
@@ -493,8 +496,9 @@ class Deployment:
         kv_group = "fp8" if self.kv.bytes_per_element <= 1.0 else "bf16"
         attn_compute = attention_compute_dtype(d, kv_group)
         groups = m.attention_window_groups
+        mixed = self.engine.mixed_decode_factor(d.arch_class, attn_dims[0] / attn_dims[1])
         for window, count in groups:
-            par = (*attn_dims, self.kv.bytes_per_element, float(window))
+            par = (*attn_dims, self.kv.bytes_per_element, float(window), mixed)
             tag = "" if len(groups) == 1 or window == 0 else f"_w{window}"
             rows.append((f"attn_prefill{tag}", "attn_prefill", kv_group, _ATTN_PREFILL, par, float(count), attn_compute))
             rows.append((f"attn_decode{tag}", "attn_decode", kv_group, _ATTN_DECODE, par, float(count), attn_compute))

@@ -114,6 +114,7 @@ class EngineProfile:
     watermark: float = 0.01
     admit_full_prompt: bool = False
     prefix_caching: bool = False
+    mixed_attention_gqa_exponent: Mapping[str, float] = field(default_factory=dict)
     versions: tuple = ()
     sources: tuple = ()
     hosts: Mapping[str, EngineOverhead] = field(default_factory=dict)
@@ -141,9 +142,24 @@ class EngineProfile:
             raise ConfigError(f"`watermark` must be a number in [0, 0.5), got {self.watermark!r}")
         if self.since:
             parse_version(self.since)
+        for k, v in self.mixed_attention_gqa_exponent.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ConfigError(f"`mixed_attention_gqa_exponent.{k}` must be a number in [0, 1], got {v!r}")
         for k, v in self.hosts.items():
             if not isinstance(v, EngineOverhead):
                 raise ConfigError(f"hosts[{k!r}] must be an EngineOverhead, got {v!r}")
+
+    def mixed_decode_factor(self, arch_class: str, group: float) -> float:
+        """How much slower the decode attention of a step that also runs a prompt chunk is than alone
+        (0: not modelled): vLLM V1 runs the whole mixed batch in one varlen FlashAttention call whose
+        decode rows do not share a KV head's reads among its ``group`` query heads, so their KV
+        traffic grows as ``group ** alpha`` (``mixed_attention_gqa_exponent`` per architecture class,
+        else its ``default``; alpha 0 = packed, 1 = every query head streams its own KV)."""
+        table = self.mixed_attention_gqa_exponent
+        alpha = table.get(arch_class, table.get("default"))
+        if alpha is None or group <= 1.0:
+            return 0.0
+        return float(group) ** float(alpha)
 
     def overhead_for(self, device) -> EngineOverhead:
         """The host overhead for ``device`` (its base name, then ``default``, then none)."""
@@ -185,7 +201,7 @@ _ENGINE_KEYS = tuple(f.name for f in dataclasses.fields(EngineProfile) if f.name
 _HOST_KEYS = tuple(f.name for f in dataclasses.fields(EngineOverhead))
 _VERSION_KEYS = ("since", "note") + tuple(k for k in _ENGINE_KEYS
                                           if k not in ("description", "family", "since", "versions", "sources",
-                                                       "hosts", "aliases"))
+                                                       "hosts", "aliases", "mixed_attention_gqa_exponent"))
 
 
 def _strict_keys(data, where: str, allowed: tuple[str, ...]) -> dict:
@@ -225,6 +241,7 @@ def parse_engines(data, where: str) -> dict[str, tuple[EngineProfile, tuple[str,
         versions.sort(key=lambda v: parse_version(str(v["since"])))
         aliases = tuple(spec.pop("aliases", ()) or ())
         spec["sources"] = tuple(spec.get("sources", ()) or ())
+        spec["mixed_attention_gqa_exponent"] = dict(spec.get("mixed_attention_gqa_exponent", {}) or {})
         try:
             out[str(name)] = (EngineProfile(name=str(name), hosts=hosts, versions=tuple(versions), **spec), aliases)
         except (ConfigError, TypeError) as e:

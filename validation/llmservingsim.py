@@ -327,3 +327,47 @@ def fit_hosts(root: str | Path, *, profile=None) -> dict[str, dict]:
                                 f"layer between graph pieces, ~15 us; eager compiled layer ~40 us)",
                       "fitted_on": f"{FORMAT}:{DATA_NAME}:{'+'.join(FIT_RUNS)}"}
     return out
+
+
+def fit_mixed_attention(kernel_root: str | Path, *, profile=None) -> dict[str, dict]:
+    """Per architecture class, the exponent ``alpha`` of the V1 mixed-step decode attention
+    (``EngineProfile.mixed_decode_factor``): measured mixed prefill+decode attention rows of the
+    LLMServingSim kernel profiles are priced as prefill + decode x group ** alpha with the shipped
+    calibration, and ``alpha`` (a grid of 0.01 over [0, 1]) minimises the median |log(pred / meas)|
+    over the rows on the TRAIN side of the kernel split (``validation.loaders.split_of``, the
+    calibration's salt). Returns {class: {alpha, rows_in_fit, held_out: {median_ape, mape, signed},
+    held_out_sum_only: {...}}}."""
+    from hwmodels.costmodel import OperatorCostModel
+    from hwmodels.devices import get_device
+    from validation.calibrate import DEFAULT_SALT as SALT
+    from validation.loaders import load_measurements, split_of
+
+    table = load_measurements(str(kernel_root))
+    mixed = table[table["kind"] == "attn_mixed"].reset_index(drop=True)
+    if mixed.empty:
+        raise TraceError(f"{kernel_root}: no mixed prefill+decode attention rows")
+    cm = OperatorCostModel(profile) if profile is not None else OperatorCostModel()
+    pre = cm.price(mixed.assign(kind="attn_prefill")).seconds
+    dec = cm.price(mixed.assign(kind="attn_decode", batch=mixed["decode_batch"], ctx=mixed["decode_ctx"],
+                                seq=1.0)).seconds
+    group = (mixed["heads"] / mixed["kv_heads"]).to_numpy(np.float64)
+    meas = mixed["measured_s"].to_numpy(np.float64)
+    held = split_of(mixed["shape_key"].to_numpy(), salt=SALT, holdout_fraction=0.2)
+    arch = np.array([get_device(d).arch_class for d in mixed["device"]], dtype=object)
+    out = {}
+    for a in sorted(set(arch)):
+        sel = (arch == a) & np.isfinite(pre) & np.isfinite(dec)
+        train, test = sel & ~held, sel & held
+        grid = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+        cost = [np.median(np.abs(np.log((pre[train] + dec[train] * group[train] ** x) / meas[train]))) for x in grid]
+        alpha = float(grid[int(np.argmin(cost))])
+
+        def stats(pred):
+            rel = (pred - meas[test]) / meas[test]
+            return {"rows": int(test.sum()), "median_ape": float(np.median(np.abs(rel))),
+                    "mape": float(np.mean(np.abs(rel))), "signed_median": float(np.median(rel))}
+
+        out[a] = {"alpha": alpha, "rows_in_fit": int(train.sum()),
+                  "held_out": stats(pre[test] + dec[test] * group[test] ** alpha),
+                  "held_out_sum_only": stats(pre[test] + dec[test])}
+    return out

@@ -207,3 +207,18 @@ def test_more_bandwidth_or_flops_never_makes_an_iteration_slower(base_deployment
     o = np.array([x[1] for x in prefill], np.int64)
     d = np.array(decode, np.int64)
     assert faster.iteration(p, o, d)[0] <= base.iteration(p, o, d)[0] * (1 + 1e-12)
+
+
+def test_v1_mixed_steps_slow_their_decode_attention_by_the_unpacked_gqa_group():
+    v1 = Deployment("llama-3.1-8b", "rtx-pro-6000", engine="vllm")
+    v0 = Deployment("llama-3.1-8b", "rtx-pro-6000", engine="vllm-0.6")
+    ctx = np.full(64, 2000, np.int64)
+    alone = v1.cost(E, E, ctx).breakdown["attn_decode"]
+    mixed = v1.cost(arr(512), arr(0), ctx).breakdown["attn_decode"]
+    alpha = v1.engine.mixed_attention_gqa_exponent["blackwell-consumer"]
+    assert mixed == pytest.approx(alone * 4.0 ** alpha)  # 32 query heads on 8 KV heads
+    assert v0.cost(arr(512), arr(0), ctx).breakdown["attn_decode"] == pytest.approx(v0.cost(E, E, ctx).breakdown["attn_decode"])
+    mha = Deployment("llama-2-7b", "rtx-pro-6000", engine="vllm")  # no GQA: nothing to unpack
+    assert mha.cost(arr(512), arr(0), ctx).breakdown["attn_decode"] == pytest.approx(mha.cost(E, E, ctx).breakdown["attn_decode"])
+    with pytest.raises(ConfigError, match="mixed_attention_gqa_exponent"):
+        parse_engines({"schema_version": 1, "engines": {"x": {"mixed_attention_gqa_exponent": {"ada": 2}}}}, "e")

@@ -95,3 +95,12 @@ def test_a_preempted_request_finds_its_own_prompt_blocks_with_prefix_caching():
     off = simulate_run(dataclasses.replace(run, prefix_caching=False)).summary
     assert off["prefix_cache_hit_tokens"] == 0 and on["preemptions"] > 0
     assert 0 < on["prefix_cache_hit_tokens"] and on["prefill_tokens_computed"] < off["prefill_tokens_computed"]
+
+
+def test_mixed_attention_exponent_is_fitted_on_train_rows_and_beats_the_sum_on_held_out_ones():
+    from validation.llmservingsim import fit_mixed_attention
+
+    fit = fit_mixed_attention(DATA.parents[1] / "kernels" / "llmservingsim" / "RTX4090")
+    ada = fit["ada"]
+    assert 0.0 < ada["alpha"] < 1.0 and ada["rows_in_fit"] > 0 and ada["held_out"]["rows"] > 0
+    assert ada["held_out"]["median_ape"] < ada["held_out_sum_only"]["median_ape"]
