@@ -144,12 +144,13 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
                                eff.NUM_FEATURES[grp.op_class])
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
-        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y))
+        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions))
         g = in_generic[grp.positions]
         if generic and g.any():
-            buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g]))
+            buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g]))
 
     params: dict = {}
+    used = np.zeros(len(fit_rows), dtype=bool)  # rows some fitted class saw (what rows_in_fit counts)
     for (arch, cls, group) in sorted(buckets):
         parts = buckets[(arch, cls, group)]
         X = np.concatenate([p[0] for p in parts])
@@ -157,6 +158,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         y = np.concatenate([p[2] for p in parts])
         if len(y) < 2 * X.shape[1]:
             continue  # too few rows to fit this class: the fallback chain covers it
+        for p in parts:
+            used[p[3]] = True
         log_floor, theta, mdape = fit_class(X, base, y)
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
@@ -168,12 +171,15 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                     groups[dtype] = groups[max(fams, key=lambda g: (groups[g].rows, g))]
 
     sources = []
-    kept_per_source = fit_rows.groupby("source").size().to_dict()
-    kinds_per_source = fit_rows.groupby("source")["kind"].unique().to_dict()
+    seen = fit_rows[used] if arch_classes else fit_rows  # a full fit keeps its historical count
+    kept_per_source = seen.groupby("source").size().to_dict()
+    kinds_per_source = seen.groupby("source")["kind"].unique().to_dict()
     for src, n in table.groupby("source").size().items():
         sources.append({"path": _display_path(src), "sha256": file_sha256(src), "rows": int(n),
                         "rows_in_fit": int(kept_per_source.get(src, 0)),
                         "fitted_kinds": sorted(str(k) for k in kinds_per_source.get(src, ()))})
+        if arch_classes:  # which classes the file measures, so a merge knows whose counts it replaces
+            sources[-1]["arch_classes"] = sorted(set(_arch_classes(table.loc[table["source"] == src, "device"])) - {""})
     return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
                                          "excluded_devices": sorted(excluded_names)},
                    sources=tuple(sources))
@@ -181,8 +187,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
 
 def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -> Profile:
     """``base`` with the classes ``arch_classes`` replaced by ``new``'s; every other class is kept
-    as is (byte-identical when saved). Sources: ``base``'s entries, each file's counts added from
-    ``new`` (a file both fitted keeps the sum of its fitted rows and the union of fitted kinds)."""
+    as is (byte-identical when saved). Sources: ``base``'s entries, replaced by ``new``'s for the
+    files ``new`` fitted on, then the files only ``new`` read."""
     if base.split != new.split and {k: v for k, v in base.split.items() if k != "excluded_devices"} != \
             {k: v for k, v in new.split.items() if k != "excluded_devices"}:
         raise ConfigError(f"cannot merge profiles fitted under different splits: {base.split} vs {new.split}")
@@ -191,13 +197,9 @@ def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -
         if a in new.params:
             params[a] = new.params[a]
     merged: dict[str, dict] = {s["sha256"]: dict(s) for s in base.sources}
-    for s in new.sources:
-        old = merged.get(s["sha256"])
-        if old is None:
+    for s in new.sources:  # a file of a refitted class gets the new counts (one file: one device, one class)
+        if s["sha256"] not in merged or s.get("rows_in_fit", 0) or set(s.get("arch_classes", ())) & set(arch_classes):
             merged[s["sha256"]] = dict(s)
-        elif s.get("rows_in_fit", 0):
-            old["rows_in_fit"] = int(old.get("rows_in_fit", 0)) + int(s["rows_in_fit"])
-            old["fitted_kinds"] = sorted(set(old.get("fitted_kinds", ())) | set(s.get("fitted_kinds", ())))
     sources = tuple(merged.values())  # base's order, then the files only ``new`` read
     return Profile(params=dict(sorted(params.items())), split=base.split, sources=sources, path=base.path)
 

@@ -325,10 +325,10 @@ def test_device_names_are_checked_against_the_catalogue(tmp_path):
     env = prof.profile(sweep, FakeBackend(), tmp_path / "a", device_label="a100-sxm-80gb", log=lambda m: None)
     assert any("is catalogue device 'a100-sxm-80gb' but the GPU" in n for n in env["notes"])
     odd = FakeBackend()
-    odd.device_name = "NVIDIA GeForce RTX 4090"
-    env = prof.profile(sweep, odd, tmp_path / "b", device_label="rtx4090", log=lambda m: None)
+    odd.device_name = "NVIDIA GeForce RTX 3090"
+    env = prof.profile(sweep, odd, tmp_path / "b", device_label="rtx3090", log=lambda m: None)
     assert env["catalogue_device"] is None and any("--device <catalogue name>" in n for n in env["notes"])
-    assert set(load_measurements(tmp_path / "b")["device"]) == {"NVIDIA GeForce RTX 4090"}
+    assert set(load_measurements(tmp_path / "b")["device"]) == {"NVIDIA GeForce RTX 3090"}
 
 
 def test_a_crash_keeps_what_was_measured(tmp_path):
