@@ -144,7 +144,7 @@ def test_every_shipped_file_is_loaded(table):
     files = {str(f) for f in DATA.rglob("*") if f.suffix in (".csv", ".parquet")}
     skew = {f for f in files if f.endswith("skew_fit.csv")}  # LLMServingSim's fitted coefficients: no rows
     assert set(table["source"]) == files - skew
-    assert len(files) == 12 + 4 + 4 + 6 + 8 * 4 + 1 and len(skew) == 8
+    assert len(files) == 12 + 4 + 4 + 6 + 7 * 4 + 1 and len(skew) == 7
 
 
 # ---------------------------------------------------------------------------------------------- units
