@@ -97,7 +97,7 @@ def test_new_classes_exist_and_other_classes_keep_their_fits():
               for a in ("ampere", "generic", "hopper")}
     assert digest == {"ampere": "0d2b597a009d4ad8", "generic": "dcfeae090aed8dfe", "hopper": "b3cd23b54653c41d"}
     fitted = [s for s in default_profile().sources if "llmservingsim" in s["path"]]
-    assert len(fitted) == 22 and all(0 <= s["rows_in_fit"] <= 0.85 * s["rows"] for s in fitted)
+    assert len(fitted) == 22 and all(0 <= s["rows_in_fit"] <= 0.9 * s["rows"] for s in fitted)
     # RTX 4090 attention: 96 prefill / 99 decode rows are too few to fit a class (ada falls back to
     # generic there), and mixed rows are never fitted, so none of that file was fitted on
     unfitted = [s["path"] for s in fitted if s["rows_in_fit"] == 0]
