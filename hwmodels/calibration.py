@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES
+from hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, RANGE_COLUMNS, no_range
 from workloads.errors import ConfigError, MissingDataError
 
 SCHEMA_VERSION = 1
@@ -30,12 +30,23 @@ DEFAULT_GROUP = {"gemm": "bf16", "attn_prefill": "bf16", "attn_decode": "bf16", 
 
 @dataclass(frozen=True)
 class ClassParams:
-    """Coefficients of one (architecture class, operator class, dtype group)."""
+    """Coefficients of one (architecture class, operator class, dtype group).
+
+    ``shape_lo`` / ``shape_hi``: the fitted rows' range of the class's RANGE_COLUMNS
+    (hwmodels/efficiency.py; sizes in elements/tokens), None when not recorded (nothing is clamped)."""
 
     log_floor: float
     theta: np.ndarray
     rows: int = 0
     fit_median_ape: float = float("nan")
+    shape_lo: np.ndarray | None = None
+    shape_hi: np.ndarray | None = None
+
+    def shape_range(self, op_class: str) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) for the predictor: the recorded range, or one that clamps nothing."""
+        if self.shape_lo is None or self.shape_hi is None:
+            return no_range(op_class)
+        return self.shape_lo, self.shape_hi
 
 
 @dataclass(frozen=True)
@@ -72,15 +83,35 @@ class Profile:
         return {s["sha256"]: s for s in self.sources}
 
     def to_json(self) -> dict:
-        params = {a: {c: {g: {"log_floor": p.log_floor, "theta": [float(v) for v in p.theta],
-                              "rows": p.rows, "fit_median_ape": p.fit_median_ape}
-                          for g, p in groups.items()} for c, groups in classes.items()}
+        params = {a: {c: {g: _params_json(c, p) for g, p in groups.items()} for c, groups in classes.items()}
                   for a, classes in self.params.items()}
         return {"schema": SCHEMA_VERSION, "feature_set": FEATURE_SET_VERSION, "split": self.split,
                 "sources": list(self.sources), "params": params}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
+
+
+def _params_json(op_class: str, p: ClassParams) -> dict:
+    out = {"log_floor": p.log_floor, "theta": [float(v) for v in p.theta], "rows": p.rows,
+           "fit_median_ape": p.fit_median_ape}
+    if p.shape_lo is not None and p.shape_hi is not None and RANGE_COLUMNS[op_class]:
+        out["shape_range"] = {"columns": list(RANGE_COLUMNS[op_class]), "min": [float(v) for v in p.shape_lo],
+                              "max": [float(v) for v in p.shape_hi]}
+    return out
+
+
+def _range_from_json(where: str, op_class: str, p: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    r = p.get("shape_range")
+    if r is None:
+        return None, None
+    cols = list(RANGE_COLUMNS[op_class])
+    if not isinstance(r, dict) or r.get("columns") != cols:
+        raise ConfigError(f"{where}: shape_range.columns must be {cols}, got {r.get('columns') if isinstance(r, dict) else r!r}")
+    lo, hi = np.asarray(r.get("min"), dtype=np.float64), np.asarray(r.get("max"), dtype=np.float64)
+    if lo.shape != (len(cols),) or hi.shape != (len(cols),) or np.any(lo > hi):
+        raise ConfigError(f"{where}: shape_range.min/max must be {len(cols)} values each with min <= max")
+    return lo, hi
 
 
 def profile_from_json(data: dict, path: str = "") -> Profile:
@@ -104,9 +135,10 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                 if theta.shape != (NUM_FEATURES[cls],):
                     raise ConfigError(f"{where}: params.{arch}.{cls}.{group}.theta must have "
                                       f"{NUM_FEATURES[cls]} values, got {theta.size}")
+                lo, hi = _range_from_json(f"{where}: params.{arch}.{cls}.{group}", cls, p)
                 params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),
-                    float(p.get("fit_median_ape", float("nan"))))
+                    float(p.get("fit_median_ape", float("nan"))), lo, hi)
     return Profile(params=params, split=dict(data.get("split", {})),
                    sources=tuple(data.get("sources", ())), path=path)
 

@@ -95,6 +95,7 @@ class PricedRows:
     reason: np.ndarray        # '' where predicted, else why not (object array of str)
     param_key: np.ndarray     # which calibration entry priced the row
     op_class: np.ndarray
+    extrapolated: np.ndarray | None = None  # True where the shape lies outside its class's fitted range
 
 
 class OperatorCostModel:
@@ -168,9 +169,10 @@ class OperatorCostModel:
         reason = np.full(n, "", dtype=object)
         key = np.full(n, "", dtype=object)
         op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
+        extra = np.zeros(n, dtype=bool)
         mixed = (table["kind"] == MIXED_ATTENTION).to_numpy()
         if mixed.any():
-            self._price_mixed(table, mixed, device, seconds, reason, key)
+            self._price_mixed(table, mixed, device, seconds, reason, key, extra)
             op_class[mixed] = MIXED_ATTENTION
             table = table[~mixed]
         rest = np.flatnonzero(~mixed)
@@ -184,12 +186,14 @@ class OperatorCostModel:
             except LLMSimError as e:
                 reason[grp.positions] = str(e)
                 continue
-            seconds[grp.positions] = eff.predict_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes,
-                                                      grp.device_vector, p.log_floor, p.theta)
+            lo, hi = p.shape_range(grp.op_class)
+            seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
+                                                             grp.device_vector, p.log_floor, p.theta, lo, hi)
+            extra[grp.positions] = eff.extrapolated_rows(grp.shapes, lo, hi)
             key[grp.positions] = pkey
-        return PricedRows(seconds, reason, key, op_class)
+        return PricedRows(seconds, reason, key, op_class, extra)
 
-    def _price_mixed(self, table, mixed, device, seconds, reason, key) -> None:
+    def _price_mixed(self, table, mixed, device, seconds, reason, key, extra) -> None:
         """A mixed prefill+decode attention row is priced as its prefill part plus its decode part."""
         rows = table[mixed]
         pre = rows.assign(kind="attn_prefill")
@@ -199,6 +203,7 @@ class OperatorCostModel:
         seconds[pos] = a.seconds + b.seconds
         reason[pos] = [ra or rb for ra, rb in zip(a.reason, b.reason)]
         key[pos] = [f"{ka} + {kb}" if ka and kb else "" for ka, kb in zip(a.param_key, b.param_key)]
+        extra[pos] = a.extrapolated | b.extrapolated
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,10 @@ _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQ
 # Most (alpha, beta) candidates of one network-priced op (hwmodels.collectives.collective_coefficients).
 _MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES.values())
+_MAX_RANGE = max(eff.NUM_RANGE.values())
+# per class index: how many range columns it has and how long its shape row is
+_NUM_RANGE = np.array([eff.NUM_RANGE[c] for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
+_SHAPE_LEN = np.array([len(eff.SHAPE_COLUMNS[c]) for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
 _PAR_WIDTH = 10
 # The largest GEMM row count (tokens) in the kernel data of every calibrated architecture
 # (aiconfigurator A100: m <= 8192); larger GEMMs are priced as equal slices of at most this size.
@@ -82,7 +86,7 @@ class IterationCost:
 
 @njit(cache=True)
 def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
-             op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape):
+             op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range):
     """(seconds, joules) of operator ``o`` (all its layers) in a batch; (0, 0) when the batch has no
     work for it."""
     n_p = prefill_lens.size
@@ -195,7 +199,11 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
         shape[2] = msg
         shape[3] = ops.collective_traffic_factor(0, par[1])
     nf = op_nfeat[o]
-    t = eff.predict_one(op_cls[o], shape, op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf])
+    nr = _NUM_RANGE[op_cls[o]]
+    ns = _SHAPE_LEN[op_cls[o]]
+    # op_range[o] = (lo, hi) of the fitted shape range; scratch past the features holds the clamped row
+    t = eff.predict_one_ranged(op_cls[o], shape[:ns], op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf],
+                               op_range[o, 0, :nr], op_range[o, 1, :nr], scratch[_MAX_FEATURES:])
     if kind == _ALLREDUCE and par[5] > 0.0:
         # the engine's all-reduce is no faster than this bus bandwidth
         t = max(t, shape[2] * shape[3] / par[5])
@@ -222,14 +230,16 @@ def _batch_size(prefill_lens, decode_ctx):
 
 @njit(cache=True)
 def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
-                      op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_time):
+                      op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range,
+                      op_time):
     """Seconds and joules of one iteration; per-op seconds (already multiplied) into ``op_time``."""
     tokens, seqs = _batch_size(prefill_lens, decode_ctx)
     total_t = 0.0
     total_e = 0.0
     for o in range(op_cls.size):
         t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
-                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape)
+                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape,
+                        op_range)
         op_time[o] = t
         total_t += t
         total_e += e
@@ -238,7 +248,7 @@ def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind
 
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
-                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_time):
+                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time):
     """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step.
 
     Only decode attention depends on the context, so the other operators are priced once; the
@@ -253,7 +263,7 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     for o in range(n_ops):
         t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
                                     op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
-                                    shape)
+                                    shape, op_range)
     times = np.empty(steps)
     energies = np.empty(steps)
     for k in range(steps):
@@ -264,7 +274,7 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
                 if op_kind[o] == _ATTN_DECODE:
                     t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par,
                                                 op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net,
-                                                op_nnet, scratch, shape)
+                                                op_nnet, scratch, shape, op_range)
         total_t = 0.0
         total_e = 0.0
         for o in range(n_ops):
@@ -349,7 +359,7 @@ class Deployment:
         self.network = network
         self._check_plan()
         self._build_ops()
-        self._scratch = np.zeros(_MAX_FEATURES)
+        self._scratch = np.zeros(_MAX_FEATURES + _PAR_WIDTH)
         self._shape = np.zeros(_PAR_WIDTH)
         self._op_time = np.zeros(len(self.op_names))
 
@@ -595,6 +605,9 @@ class Deployment:
         self._nfeat = np.zeros(n, np.int64)
         self._floor = np.zeros(n)
         self._dev = np.zeros((n, 4))
+        self._range = np.zeros((n, 2, _MAX_RANGE))
+        self._range[:, 0, :] = -np.inf
+        self._range[:, 1, :] = np.inf
         d = self.device
         bw = d.memory_bandwidth_bytes_per_s
         link = d.scale_up_link.bandwidth_bytes_per_s if d.scale_up_link is not None else bw
@@ -620,6 +633,9 @@ class Deployment:
             self._theta[i, :nf] = p.theta
             self._nfeat[i] = nf
             self._floor[i] = p.log_floor
+            lo, hi = p.shape_range(cls)
+            self._range[i, 0, :lo.size] = lo
+            self._range[i, 1, :hi.size] = hi
             self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])
@@ -670,7 +686,7 @@ class Deployment:
             return 0.0, 0.0
         g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                 self._net, self._nnet, self._scratch, self._shape, self._op_time)
+                                 self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time)
         if self._piecewise:
             tokens = int(prefill_lens.sum()) + decode_ctx.size if n_p else seqs
             if tokens > self._graph_max:
@@ -716,7 +732,7 @@ class Deployment:
             return z, z.copy()
         g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                  self._net, self._nnet, self._scratch, self._shape, self._op_time)
+                                  self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time)
         if self._piecewise:
             launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
             gpu = np.maximum(g, launch)

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from numba import njit
 
+from workloads import operators as ops
+
 CLASS_INDEX = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "moe": 3, "elementwise": 4, "collective": 5}
 NUM_FEATURES = {"gemm": 52 + 63 + 63 + 49, "attn_prefill": 52 + 40 + 25 + 40, "attn_decode": 54 + 70 + 21 + 30, "moe": 20, "elementwise": 18, "collective": 14}
 SHAPE_COLUMNS = {
@@ -318,3 +320,118 @@ def predict_one(cls, shape, dev, log_floor, theta, scratch):
     for j in range(theta.shape[0]):
         acc += scratch[j] * theta[j]
     return math.exp(log_floor) + math.exp(acc)
+
+
+# --------------------------------------------------------------------------- measured shape range
+# Shape columns whose fitted range is recorded per (class, op kind, group) at fit time. Outside that
+# box the features see the nearest measured shape (each column clamped into [lo, hi]) while the
+# roofline base keeps the true shape: time = roofline(true shape) x efficiency(nearest measured
+# shape), so bytes streamed and FLOPs follow physics where no kernel was measured. Inside the box
+# the prediction is computed exactly as without a range (bit-identical).
+RANGE_COLUMNS = {
+    "gemm": ("m", "n", "k"),
+    "attn_prefill": ("batch", "new_tokens", "context", "heads", "kv_heads", "head_dim"),
+    "attn_decode": ("batch", "context", "heads", "kv_heads", "head_dim"),
+    "moe": ("tokens", "hidden", "inter", "topk", "experts"),
+    "elementwise": (),
+    "collective": (),
+}
+NUM_RANGE = {c: len(v) for c, v in RANGE_COLUMNS.items()}
+_MAX_RANGE = 6
+
+
+def no_range(op_class: str) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) that clamp nothing (a profile fitted before ranges were recorded)."""
+    n = NUM_RANGE[op_class]
+    return np.full(n, -np.inf), np.full(n, np.inf)
+
+
+@njit(cache=True)
+def _outside(s, lo, hi):
+    for j in range(lo.size):
+        if s[j] < lo[j] or s[j] > hi[j]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _nominal_work(cls, s):
+    """FLOPs and bytes of shape row ``s`` with 2-byte elements (ratios only: see _clamp_row)."""
+    if cls == 0:
+        return ops.gemm_work(s[0], s[1], s[2], 2.0, 2.0)
+    if cls == 1:
+        return ops.attention_prefill_work(s[0], s[1], s[2], s[3], s[4], s[5], s[5], 2.0, s[6])
+    if cls == 2:
+        return ops.attention_decode_work(s[0], s[1], s[2], s[3], s[4], s[4], 2.0, s[5])
+    return ops.moe_work(s[0], s[1], s[2], s[3], s[4], s[5], 2.0, 2.0, True)
+
+
+@njit(cache=True)
+def _clamp_row(cls, s, lo, hi, out):
+    """``out`` = ``s`` with its range columns clamped into [lo, hi] and its FLOPs and bytes scaled by
+    the work ratio of the clamped to the true shape (so its arithmetic intensity is the clamped one's)."""
+    n = s.size
+    for j in range(n):
+        out[j] = s[j]
+    for j in range(lo.size):
+        out[j] = min(max(s[j], lo[j]), hi[j])
+    f0, b0 = _nominal_work(cls, s)
+    f1, b1 = _nominal_work(cls, out)
+    out[n - 2] = s[n - 2] * (f1 / f0) if f0 > 0.0 else f1
+    out[n - 1] = s[n - 1] * (b1 / b0) if b0 > 0.0 else b1
+
+
+@njit(cache=True)
+def _true_base(s, dev):
+    n = s.size
+    return math.log(max(max(s[n - 2], 1.0) / dev[0], max(s[n - 1], 1.0) / dev[1]))
+
+
+@njit(cache=True)
+def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
+    if lo.size == 0 or not _outside(s, lo, hi):
+        acc = _fill(cls, s, dev, x)
+    else:
+        _clamp_row(cls, s, lo, hi, sc[:s.size])
+        _fill(cls, sc[:s.size], dev, x)
+        acc = _true_base(s, dev)
+    for j in range(theta.shape[0]):
+        acc += x[j] * theta[j]
+    return math.exp(log_floor) + math.exp(acc)
+
+
+@njit(cache=True)
+def predict_rows_ranged(cls, shapes, dev, log_floor, theta, lo, hi):
+    """Predicted seconds of every shape row, with the fitted range ``lo``/``hi`` (RANGE_COLUMNS)."""
+    n = shapes.shape[0]
+    out = np.empty(n)
+    x = np.zeros(theta.shape[0])
+    sc = np.zeros(shapes.shape[1])
+    for i in range(n):
+        out[i] = _predict(cls, shapes[i], dev, log_floor, theta, x, lo, hi, sc)
+    return out
+
+
+@njit(cache=True)
+def predict_one_ranged(cls, shape, dev, log_floor, theta, scratch, lo, hi, shape_scratch):
+    """Predicted seconds of one shape row; ``scratch`` / ``shape_scratch`` are reusable buffers."""
+    return _predict(cls, shape, dev, log_floor, theta, scratch, lo, hi, shape_scratch)
+
+
+@njit(cache=True)
+def extrapolated_rows(shapes, lo, hi):
+    """True for each shape row outside the fitted range (its efficiency is the nearest measured one's)."""
+    out = np.zeros(shapes.shape[0], dtype=np.bool_)
+    if lo.size == 0:
+        return out
+    for i in range(shapes.shape[0]):
+        out[i] = _outside(shapes[i], lo, hi)
+    return out
+
+
+def shape_range(op_class: str, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of the range columns over fitted shape rows."""
+    n = NUM_RANGE[op_class]
+    if n == 0 or len(shapes) == 0:
+        return no_range(op_class)
+    return shapes[:, :n].min(axis=0).astype(np.float64), shapes[:, :n].max(axis=0).astype(np.float64)

@@ -13,6 +13,7 @@ Refit only some architecture classes into it, keeping every other class byte-ide
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 from collections import defaultdict
 from pathlib import Path
@@ -100,12 +101,15 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, f_scale: 
 
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
-                arch_classes: tuple[str, ...] = ()) -> Profile:
+                arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
     ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split);
     ``arch_classes`` fits only those architecture classes (and no generic class).
+    Every fitted class records the range of its rows' shapes (efficiency.RANGE_COLUMNS).
+    ``coefficients_from``: fit nothing; keep that profile's coefficients (bit for bit) and sources,
+    recording the shape range of the rows each of its classes was fitted on.
     """
     held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
         if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)
@@ -141,15 +145,20 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     for grp in operator_groups(fit_rows):
         if grp.error:
             continue
-        X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
-                               eff.NUM_FEATURES[grp.op_class])
+        if coefficients_from is None:
+            X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
+                                   eff.NUM_FEATURES[grp.op_class])
+        else:  # only the row count and shapes are needed
+            X, base = np.zeros((len(grp.positions), eff.NUM_FEATURES[grp.op_class])), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
-        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y))
+        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
         g = in_generic[grp.positions]
         if generic and g.any():
-            buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g]))
+            buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
+                                                                grp.shapes[g]))
 
     params: dict = {}
+    used = np.zeros(len(fit_rows), dtype=bool)  # rows some fitted class saw (what rows_in_fit counts)
     for (arch, cls, group) in sorted(buckets):
         parts = buckets[(arch, cls, group)]
         X = np.concatenate([p[0] for p in parts])
@@ -157,8 +166,23 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         y = np.concatenate([p[2] for p in parts])
         if len(y) < 2 * X.shape[1]:
             continue  # too few rows to fit this class: the fallback chain covers it
+        lo, hi = eff.shape_range(cls, np.concatenate([p[4] for p in parts]))
+        if not eff.NUM_RANGE[cls]:
+            lo = hi = None
+        if coefficients_from is not None:
+            old = coefficients_from.params.get(arch, {}).get(cls, {}).get(group)
+            if old is None:
+                continue
+            if old.rows != len(y):
+                raise ConfigError(f"{arch}/{cls}/{group}: the profile was fitted on {old.rows} rows, these data "
+                                  f"give {len(y)}: not the data or split it was fitted on")
+            params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(old, shape_lo=lo, shape_hi=hi)
+            continue
+        for p in parts:
+            used[p[3]] = True
         log_floor, theta, mdape = fit_class(X, base, y)
-        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape)
+        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
+                                                                             lo, hi)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
     for arch, classes in params.items():
         for cls, groups in classes.items():
@@ -167,13 +191,19 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                     fams = [g for g in groups if g.startswith(dtype + ":")]
                     groups[dtype] = groups[max(fams, key=lambda g: (groups[g].rows, g))]
 
+    if coefficients_from is not None:
+        return Profile(params=params, split=coefficients_from.split, sources=coefficients_from.sources,
+                       path=coefficients_from.path)
     sources = []
-    kept_per_source = fit_rows.groupby("source").size().to_dict()
-    kinds_per_source = fit_rows.groupby("source")["kind"].unique().to_dict()
+    seen = fit_rows[used] if arch_classes else fit_rows  # a full fit keeps its historical count
+    kept_per_source = seen.groupby("source").size().to_dict()
+    kinds_per_source = seen.groupby("source")["kind"].unique().to_dict()
     for src, n in table.groupby("source").size().items():
         sources.append({"path": _display_path(src), "sha256": file_sha256(src), "rows": int(n),
                         "rows_in_fit": int(kept_per_source.get(src, 0)),
                         "fitted_kinds": sorted(str(k) for k in kinds_per_source.get(src, ()))})
+        if arch_classes:  # which classes the file measures, so a merge knows whose counts it replaces
+            sources[-1]["arch_classes"] = sorted(set(_arch_classes(table.loc[table["source"] == src, "device"])) - {""})
     return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
                                          "excluded_devices": sorted(excluded_names)},
                    sources=tuple(sources))
@@ -181,8 +211,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
 
 def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -> Profile:
     """``base`` with the classes ``arch_classes`` replaced by ``new``'s; every other class is kept
-    as is (byte-identical when saved). Sources: ``base``'s entries, each file's counts added from
-    ``new`` (a file both fitted keeps the sum of its fitted rows and the union of fitted kinds)."""
+    as is (byte-identical when saved). Sources: ``base``'s entries, replaced by ``new``'s for the
+    files ``new`` fitted on, then the files only ``new`` read."""
     if base.split != new.split and {k: v for k, v in base.split.items() if k != "excluded_devices"} != \
             {k: v for k, v in new.split.items() if k != "excluded_devices"}:
         raise ConfigError(f"cannot merge profiles fitted under different splits: {base.split} vs {new.split}")
@@ -191,13 +221,9 @@ def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -
         if a in new.params:
             params[a] = new.params[a]
     merged: dict[str, dict] = {s["sha256"]: dict(s) for s in base.sources}
-    for s in new.sources:
-        old = merged.get(s["sha256"])
-        if old is None:
+    for s in new.sources:  # a file of a refitted class gets the new counts (one file: one device, one class)
+        if s["sha256"] not in merged or s.get("rows_in_fit", 0) or set(s.get("arch_classes", ())) & set(arch_classes):
             merged[s["sha256"]] = dict(s)
-        elif s.get("rows_in_fit", 0):
-            old["rows_in_fit"] = int(old.get("rows_in_fit", 0)) + int(s["rows_in_fit"])
-            old["fitted_kinds"] = sorted(set(old.get("fitted_kinds", ())) | set(s.get("fitted_kinds", ())))
     sources = tuple(merged.values())  # base's order, then the files only ``new`` read
     return Profile(params=dict(sorted(params.items())), split=base.split, sources=sources, path=base.path)
 
@@ -258,12 +284,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout-fraction", type=float, default=DEFAULT_HOLDOUT)
     ap.add_argument("--arch", action="append", default=[],
                     help="refit only this architecture class into the existing --out profile (repeatable)")
+    ap.add_argument("--ranges", action="store_true",
+                    help="refit nothing: record each class's fitted shape range in the existing --out profile")
     args = ap.parse_args(argv)
     paths = [str(SHIPPED_DATA)] if args.default else args.paths
     out = SHIPPED_PROFILE if args.default else Path(args.out)
     table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
-    profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
-                          exclude_devices=tuple(args.exclude_device), arch_classes=tuple(args.arch))
+    base = load_profile(out) if args.ranges else None
+    if base is not None:
+        excluded = tuple(base.split.get("excluded_devices", ()))
+        profile = fit_profile(table, salt=base.split.get("salt", DEFAULT_SALT),
+                              holdout_fraction=float(base.split.get("holdout_fraction", 0.0)),
+                              exclude_devices=excluded, coefficients_from=base)
+        profile = dataclasses.replace(profile, params={a: {c: {g: profile.params.get(a, {}).get(c, {}).get(g, p)
+                                                              for g, p in gs.items()} for c, gs in cs.items()}
+                                                       for a, cs in base.params.items()})
+    else:
+        profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
+                              exclude_devices=tuple(args.exclude_device), arch_classes=tuple(args.arch))
     if args.arch:
         profile = merge_profiles(load_profile(out), profile, tuple(args.arch))
     out.parent.mkdir(parents=True, exist_ok=True)

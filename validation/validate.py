@@ -3,7 +3,8 @@
 Kernel measurements (aiconfigurator, vidur, llmcompass formats) are priced with a calibration
 profile (the shipped one unless ``--profile``) that is never refitted here; the report says how
 many scored rows that profile was fitted on (``rows_in_fit``), so a fit is never mistaken for a
-prediction. ``split='test'`` scores only the rows the profile held out.
+prediction, and how many lie outside the shape range their coefficients were fitted on
+(``extrapolated``). ``split='test'`` scores only the rows the profile held out.
 
 Collective rows are also priced by the alpha-beta network model (hwmodels/collectives.py, placed by
 validation/network.py, which also prices groups spanning several nodes): ``report["network"]``,
@@ -69,14 +70,17 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     labels = source_labels(table["source"])
     names = np.array([f"{labels[s]} | {k}" for s, k in zip(table["source"], table["kind"])], dtype=object)
 
+    extra = priced.extrapolated if priced.extrapolated is not None else np.zeros(len(table), dtype=bool)
     report = error_stats(priced.seconds[ok], meas[ok])
     report["rows_in_fit"] = int(in_fit[ok].sum())
+    report["extrapolated"] = int(extra[ok].sum())
     report["split"] = split
     report["profile"] = profile.path or "<default>"
     groups = []
     for name in sorted(set(names[ok])):
         sel = ok & (names == name)
-        g = {"name": name, **error_stats(priced.seconds[sel], meas[sel]), "rows_in_fit": int(in_fit[sel].sum())}
+        g = {"name": name, **error_stats(priced.seconds[sel], meas[sel]), "rows_in_fit": int(in_fit[sel].sum()),
+             "extrapolated": int(extra[sel].sum())}
         keys = sorted(set(priced.param_key[sel]))
         g["params"] = keys
         groups.append(g)
@@ -93,6 +97,12 @@ def format_table(report: dict) -> str:
     for g in report["groups"]:
         lines.append(stats_row(g["name"], g))
     lines.append(stats_row("ALL", report))
+    extrapolated = [g for g in report["groups"] if g.get("extrapolated")]
+    if extrapolated:
+        lines.append(f"extrapolated: {report['extrapolated']} rows lie outside the shape range their coefficients "
+                     f"were fitted on (priced as roofline x efficiency at the nearest fitted shape):")
+        for g in extrapolated:
+            lines.append(f"  {g['name']}: {g['extrapolated']} of {g['rows']} rows")
     if report.get("not_expressed"):
         lines.append("not expressed:")
         for ne in report["not_expressed"]:
