@@ -189,7 +189,7 @@ class OperatorCostModel:
             lo, hi = p.shape_range(grp.op_class)
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
                                                              grp.device_vector, p.log_floor, p.theta, lo, hi)
-            extra[grp.positions] = eff.extrapolated_rows(grp.shapes, lo, hi)
+            extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
         return PricedRows(seconds, reason, key, op_class, extra)
 

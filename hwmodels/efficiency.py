@@ -330,7 +330,10 @@ def predict_one(cls, shape, dev, log_floor, theta, scratch):
 # the prediction is computed exactly as without a range (bit-identical).
 RANGE_COLUMNS = {
     "gemm": ("m", "n", "k"),
-    "attn_prefill": ("batch", "new_tokens", "context", "heads", "kv_heads", "head_dim"),
+    # prior context is left free: it enters the features as the split-KV length, and the A100/H100
+    # prefill data (step 0) never measured it, so clamping it would price a chunk after 16K cached
+    # tokens at the efficiency of a tiny chunk without them (RTX 4090: 55% -> 94% error)
+    "attn_prefill": ("batch", "new_tokens", "heads", "kv_heads", "head_dim"),
     "attn_decode": ("batch", "context", "heads", "kv_heads", "head_dim"),
     "moe": ("tokens", "hidden", "inter", "topk", "experts"),
     "elementwise": (),
@@ -338,6 +341,11 @@ RANGE_COLUMNS = {
 }
 NUM_RANGE = {c: len(v) for c, v in RANGE_COLUMNS.items()}
 _MAX_RANGE = 6
+# position of range column j of class c in its shape row
+_RANGE_POS = np.zeros((len(CLASS_INDEX), _MAX_RANGE), dtype=np.int64)
+for _c, _cols in RANGE_COLUMNS.items():
+    for _j, _name in enumerate(_cols):
+        _RANGE_POS[CLASS_INDEX[_c], _j] = SHAPE_COLUMNS[_c].index(_name)
 
 
 def no_range(op_class: str) -> tuple[np.ndarray, np.ndarray]:
@@ -346,10 +354,11 @@ def no_range(op_class: str) -> tuple[np.ndarray, np.ndarray]:
     return np.full(n, -np.inf), np.full(n, np.inf)
 
 
-@njit(cache=True)
-def _outside(s, lo, hi):
+@njit(cache=True, inline="always")
+def _outside(cls, s, lo, hi):
     for j in range(lo.size):
-        if s[j] < lo[j] or s[j] > hi[j]:
+        v = s[_RANGE_POS[cls, j]]
+        if v < lo[j] or v > hi[j]:
             return True
     return False
 
@@ -374,7 +383,8 @@ def _clamp_row(cls, s, lo, hi, out):
     for j in range(n):
         out[j] = s[j]
     for j in range(lo.size):
-        out[j] = min(max(s[j], lo[j]), hi[j])
+        c = _RANGE_POS[cls, j]
+        out[c] = min(max(s[c], lo[j]), hi[j])
     f0, b0 = _nominal_work(cls, s)
     f1, b1 = _nominal_work(cls, out)
     out[n - 2] = s[n - 2] * (f1 / f0) if f0 > 0.0 else f1
@@ -387,9 +397,9 @@ def _true_base(s, dev):
     return math.log(max(max(s[n - 2], 1.0) / dev[0], max(s[n - 1], 1.0) / dev[1]))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
-    if lo.size == 0 or not _outside(s, lo, hi):
+    if lo.size == 0 or not _outside(cls, s, lo, hi):
         acc = _fill(cls, s, dev, x)
     else:
         _clamp_row(cls, s, lo, hi, sc[:s.size])
@@ -419,19 +429,19 @@ def predict_one_ranged(cls, shape, dev, log_floor, theta, scratch, lo, hi, shape
 
 
 @njit(cache=True)
-def extrapolated_rows(shapes, lo, hi):
+def extrapolated_rows(cls, shapes, lo, hi):
     """True for each shape row outside the fitted range (its efficiency is the nearest measured one's)."""
     out = np.zeros(shapes.shape[0], dtype=np.bool_)
     if lo.size == 0:
         return out
     for i in range(shapes.shape[0]):
-        out[i] = _outside(shapes[i], lo, hi)
+        out[i] = _outside(cls, shapes[i], lo, hi)
     return out
 
 
 def shape_range(op_class: str, shapes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(min, max) of the range columns over fitted shape rows."""
-    n = NUM_RANGE[op_class]
-    if n == 0 or len(shapes) == 0:
+    if NUM_RANGE[op_class] == 0 or len(shapes) == 0:
         return no_range(op_class)
-    return shapes[:, :n].min(axis=0).astype(np.float64), shapes[:, :n].max(axis=0).astype(np.float64)
+    pos = [SHAPE_COLUMNS[op_class].index(c) for c in RANGE_COLUMNS[op_class]]
+    return shapes[:, pos].min(axis=0).astype(np.float64), shapes[:, pos].max(axis=0).astype(np.float64)

@@ -23,7 +23,7 @@ def _decode(rows):
     p, _ = default_profile().lookup("hopper", "attn_decode", "bf16")
     lo, hi = p.shape_range("attn_decode")
     shapes = np.array(rows, dtype=np.float64)
-    return eff.predict_rows_ranged(2, shapes, DEV, p.log_floor, p.theta, lo, hi), eff.extrapolated_rows(shapes, lo, hi), p
+    return eff.predict_rows_ranged(2, shapes, DEV, p.log_floor, p.theta, lo, hi), eff.extrapolated_rows(2, shapes, lo, hi), p
 
 
 def test_the_shipped_profile_records_the_measured_kv_head_range():
@@ -56,7 +56,7 @@ def test_inside_the_range_predictions_are_bit_identical():
     rng = np.random.default_rng(0)
     rows = np.array([_decode_row(2.0 ** rng.integers(0, 11), float(rng.integers(2, 131072)), 8.0 * 2 ** rng.integers(0, 3),
                                  2.0 ** rng.integers(0, 4)) for _ in range(200)])
-    assert not eff.extrapolated_rows(rows, lo, hi).any()
+    assert not eff.extrapolated_rows(2, rows, lo, hi).any()
     a = eff.predict_rows(2, rows, DEV, p.log_floor, p.theta)
     b = eff.predict_rows_ranged(2, rows, DEV, p.log_floor, p.theta, lo, hi)
     assert np.array_equal(a, b)
@@ -79,7 +79,7 @@ def test_fp8_moe_beyond_the_measured_tokens_scales_with_the_weights_and_tokens()
     tokens = [4096.0, 16384.0, 32768.0, 65536.0, 262144.0]
     shapes = np.array([row(T) for T in tokens] + [row(2048.0, E=2048.0)])
     t = eff.predict_rows_ranged(3, shapes, dev, p.log_floor, p.theta, lo, hi)
-    assert list(eff.extrapolated_rows(shapes, lo, hi)) == [False, False, True, True, True, True]
+    assert list(eff.extrapolated_rows(3, shapes, lo, hi)) == [False, False, True, True, True, True]
     assert np.all(np.diff(t[:5]) > 0)
     # compute-bound beyond 16K tokens: time grows with the FLOPs at the efficiency of 16K tokens
     for i in (2, 3, 4):
