@@ -5,7 +5,7 @@ simulated time / wall time, peak memory.
 
 Groups: the one-hour Azure conversation trace (19,366 requests) served by Llama-2-70B on one DGX-H100
 (8 x H100, TP8) and on four of them (4 replicas of TP8 behind a least-outstanding router), both with
-``hwmodels.deployment.Deployment`` under the vLLM 0.6 engine profile and the KV capacity it computes;
+``hwmodels.deployment.Deployment`` under the default vLLM engine profile (vllm-v1) and the KV capacity it computes;
 and one million synthetic requests (Poisson, lognormal lengths) on 4 replicas with streaming metrics
 (flat memory). Pinned to one core. Targets: <= 5 s, <= 3 s, <= 120 s.
 """
