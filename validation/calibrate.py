@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -209,6 +210,95 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                    sources=tuple(sources))
 
 
+#: Features a small class may adjust on top of its fallback class: the constant and the linear log
+#: terms of the leading shape variables (hwmodels/efficiency.py ``_monomials`` writes x[0] = 1, then
+#: the variables): decode (batch, context), prefill (batch, new tokens).
+SMALL_CLASS_FEATURES = {"attn_decode": (0, 1, 2), "attn_prefill": (0, 1, 2)}
+#: Training rows per adjusted coefficient a small class needs.
+SMALL_CLASS_ROWS_PER_PARAM = 8
+
+
+def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, list[dict]]:
+    """``profile`` plus a class of its own for each (architecture class, attention class, dtype group)
+    whose training rows are too few for a full fit (``fit_profile`` skips it and the fallback chain,
+    e.g. ``generic``, prices it) but number at least ``SMALL_CLASS_ROWS_PER_PARAM`` per adjusted
+    coefficient: the fallback's coefficients with the constant and the two leading linear log terms
+    refitted on those rows (the fallback's shape surface, shifted and tilted to the device). Rows on
+    the training side of the profile's split only. Returns the profile and one record per class added
+    (rows, the fallback it started from, the training median APE before and after)."""
+    from hwmodels.calibration import ClassParams
+
+    split = profile.split
+    held = split_of(table["shape_key"].to_numpy(), salt=split.get("salt", DEFAULT_SALT),
+                    holdout_fraction=float(split.get("holdout_fraction", 0.0)))
+    fit_rows = table[~held & np.isfinite(table["measured_s"].to_numpy())
+                     & (table["measured_s"].to_numpy() > 0)].reset_index(drop=True)
+    params = {a: {c: dict(g) for c, g in cs.items()} for a, cs in profile.params.items()}
+    added = []
+    buckets: dict[tuple, list] = defaultdict(list)
+    for grp in operator_groups(fit_rows):
+        if grp.error or grp.op_class not in SMALL_CLASS_FEATURES:
+            continue
+        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append(grp)
+    for (arch, cls, group) in sorted(buckets):
+        if group in profile.params.get(arch, {}).get(cls, {}):
+            continue  # fitted in full
+        parts = buckets[(arch, cls, group)]
+        idx = SMALL_CLASS_FEATURES[cls]
+        X = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, eff.NUM_FEATURES[cls])[0]
+                            for g in parts])
+        base = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector,
+                                            eff.NUM_FEATURES[cls])[1] for g in parts])
+        y = np.concatenate([fit_rows["measured_s"].to_numpy()[g.positions] for g in parts])
+        if len(y) < SMALL_CLASS_ROWS_PER_PARAM * len(idx):
+            continue
+        fallback, fkey = profile.lookup(arch, cls, group)
+        floor = math.exp(fallback.log_floor)
+        # fixed part: the fallback's prediction; the adjusted part enters linearly in log space
+        fixed = base + X @ fallback.theta
+        target = np.log(np.maximum(y - floor, 0.05 * y)) - fixed
+        A = X[:, list(idx)]
+        delta = np.zeros(len(idx))
+        for _ in range(30):  # soft-L1 by iteratively reweighted least squares (scale 5% in log units)
+            r = A @ delta - target
+            w = 1.0 / np.sqrt(1.0 + (r / 0.05) ** 2)
+            new = np.linalg.lstsq(A * np.sqrt(w)[:, None], target * np.sqrt(w), rcond=None)[0]
+            if np.abs(new - delta).max() < 1e-9:
+                delta = new
+                break
+            delta = new
+        theta = fallback.theta.copy()
+        theta[list(idx)] += delta
+        before = floor + np.exp(fixed)
+        after = floor + np.exp(fixed + A @ delta)
+        lo, hi = eff.shape_range(cls, np.concatenate([g.shapes for g in parts]))
+        mdape = float(np.median(np.abs(after - y) / y))
+        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
+            fallback.log_floor, theta, int(len(y)), mdape, lo if eff.NUM_RANGE[cls] else None,
+            hi if eff.NUM_RANGE[cls] else None)
+        added.append({"class": f"{arch}/{cls}/{group}", "rows": int(len(y)), "from": fkey,
+                      "train_median_ape_before": float(np.median(np.abs(before - y) / y)),
+                      "train_median_ape_after": mdape})
+    sources = []
+    kinds_added: dict[str, set] = defaultdict(set)
+    for a in added:
+        arch, cls, _ = a["class"].split("/")
+        kinds_added[arch] |= {k for k, c in KIND_CLASS.items() if c == cls}
+    counts = fit_rows.assign(_arch=_arch_classes(fit_rows["device"])).groupby(["source", "_arch", "kind"]).size()
+    for src in profile.sources:
+        src = dict(src)
+        arches = set(src.get("arch_classes", ()))
+        new_kinds = sorted(set().union(*(kinds_added.get(a, set()) for a in arches)) - set(src.get("fitted_kinds", ())))
+        path = src.get("path", "")
+        extra = sum(int(n) for (f, a, k), n in counts.items() if _display_path(f) == path and a in arches
+                    and k in new_kinds)
+        if extra:
+            src["fitted_kinds"] = sorted(set(src.get("fitted_kinds", ())) | {k for k in new_kinds})
+            src["rows_in_fit"] = int(src.get("rows_in_fit", 0)) + extra
+        sources.append(src)
+    return dataclasses.replace(profile, params=params, sources=tuple(sources)), added
+
+
 def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -> Profile:
     """``base`` with the classes ``arch_classes`` replaced by ``new``'s; every other class is kept
     as is (byte-identical when saved). Sources: ``base``'s entries, replaced by ``new``'s for the
@@ -286,10 +376,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="refit only this architecture class into the existing --out profile (repeatable)")
     ap.add_argument("--ranges", action="store_true",
                     help="refit nothing: record each class's fitted shape range in the existing --out profile")
+    ap.add_argument("--small-classes", action="store_true",
+                    help="refit nothing else: add attention classes too small for a full fit to the --out profile "
+                         "(fallback coefficients adjusted on their rows; fit_small_classes)")
     args = ap.parse_args(argv)
     paths = [str(SHIPPED_DATA)] if args.default else args.paths
     out = SHIPPED_PROFILE if args.default else Path(args.out)
     table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
+    if args.small_classes:
+        profile, added = fit_small_classes(table, load_profile(out))
+        for a in added:
+            print(f"{a['class']}: {a['rows']} training rows, from {a['from']}; training median APE "
+                  f"{100 * a['train_median_ape_before']:.1f}% -> {100 * a['train_median_ape_after']:.1f}%")
+        profile.save(out)
+        return 0
     base = load_profile(out) if args.ranges else None
     if base is not None:
         excluded = tuple(base.split.get("excluded_devices", ()))

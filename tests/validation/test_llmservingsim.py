@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwmodels.calibration import default_profile
+from hwmodels.calibration import default_profile, load_profile
 from hwmodels.costmodel import OperatorCostModel
 from validation.loaders import detect_format, load_llmservingsim, load_measurements
 from validation.validate import validate_kernels
@@ -100,10 +100,12 @@ def test_new_classes_exist_and_other_classes_keep_their_fits():
     assert digest == {"ampere": "0d2b597a009d4ad8", "generic": "dcfeae090aed8dfe", "hopper": "b3cd23b54653c41d"}
     fitted = [s for s in default_profile().sources if "llmservingsim" in s["path"]]
     assert len(fitted) == 22 and all(0 <= s["rows_in_fit"] <= 0.9 * s["rows"] for s in fitted)
-    # RTX 4090 attention: 96 prefill / 99 decode rows are too few to fit a class (ada falls back to
-    # generic there), and mixed rows are never fitted, so none of that file was fitted on
-    unfitted = [s["path"] for s in fitted if s["rows_in_fit"] == 0]
-    assert unfitted == ["validation/data/kernels/llmservingsim/RTX4090/meta-llama/Llama-3.1-8B/bf16/tp1/attention.csv"]
+    # RTX 4090 attention: 96 prefill / 99 decode rows are too few for a full class; they adjust the
+    # generic class's constant and leading slopes (calibrate --small-classes); mixed rows are never fitted
+    att = [s for s in fitted if s["path"].endswith("RTX4090/meta-llama/Llama-3.1-8B/bf16/tp1/attention.csv")][0]
+    assert set(att["fitted_kinds"]) == {"attn_prefill", "attn_decode"} and 0 < att["rows_in_fit"] < 200
+    small = default_profile().params["ada"]
+    assert small["attn_decode"]["bf16"].rows < 2 * len(small["attn_decode"]["bf16"].theta)  # a small class
 
 
 def test_held_out_rows_are_predicted_within_a_loose_bound():
@@ -131,3 +133,25 @@ def test_mixed_attention_is_priced_as_prefill_plus_decode():
     dec = model.price(mixed.assign(kind="attn_decode", batch=mixed["decode_batch"], ctx=mixed["decode_ctx"], seq=1.0))
     np.testing.assert_allclose(whole.seconds, pre.seconds + dec.seconds, rtol=1e-12)
     assert all(" + " in k for k in whole.param_key) and set(whole.op_class) == {"attn_mixed"}
+
+
+def test_small_attention_classes_beat_their_fallback_on_held_out_rows(tmp_path):
+    import dataclasses as dc
+
+    from validation.calibrate import fit_small_classes
+
+    shipped = default_profile()
+    params = {a: {c: g for c, g in cs.items() if not (a == "ada" and c.startswith("attn"))}
+              for a, cs in shipped.params.items()}
+    bare = dc.replace(shipped, params=params)  # ada attention falls back to generic
+    table = load_measurements(str(LSS / "RTX4090"))
+    refit, added = fit_small_classes(table, bare)
+    assert {a["class"] for a in added} == {"ada/attn_decode/bf16", "ada/attn_prefill/bf16"}
+    att = str(LSS / "RTX4090" / "meta-llama" / "Llama-3.1-8B" / "bf16" / "tp1" / "attention.csv")
+    path = tmp_path / "bare.json"
+    bare.save(path)
+    before = validate_kernels([att], split="test", profile=load_profile(path))
+    after = validate_kernels([att], split="test", profile=refit)
+    med = lambda rep, kind: [g for g in rep["groups"] if g["name"].endswith("| " + kind)][0]["median_ape"]
+    for kind in ("attn_decode", "attn_prefill"):
+        assert med(after, kind) < med(before, kind)
