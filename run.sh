@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (a virtual environment with the package) and run the main job on built-in defaults:
 # simulate serving the first 1,000 requests of the Azure conversation trace with Llama-2-70B on
-# 8x H100 (TP8, vLLM 0.6 engine profile) and print the latency, throughput and energy metrics.
+# 8x H100 (TP8, the vLLM V1 engine profile at its newest defaults) and print the latency, throughput and energy metrics.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
