@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit
 
 from hwmodels import efficiency as eff
+from hwmodels import jitcache
 from hwmodels.calibration import Profile, default_profile
 from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from hwmodels.collectives import collective_coefficients
@@ -55,6 +56,9 @@ from workloads import operators as ops
 from workloads.errors import ConfigError, OutOfMemoryError, PlanError
 from workloads.models import ModelSpec, get_model
 from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
+
+# the compiled query inlines efficiency.py and operators.py: recompile when they change
+jitcache.guard(__file__, eff.__file__, ops.__file__)
 
 # How an op's shape is built from the batch (column `kind` of the op table).
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
