@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwmodels.deployment import Deployment  # noqa: E402
+from llmsim.hwmodels.deployment import Deployment  # noqa: E402
 
 TARGET_US = 20.0
 
@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     profile = None
     if args.profile:
-        from hwmodels.calibration import load_profile
+        from llmsim.hwmodels.calibration import load_profile
 
         profile = load_profile(args.profile)
     rng = np.random.default_rng(0)

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from hwmodels.cluster import get_cluster
-from hwmodels.deployment import Deployment, PlanNetwork
-from hwmodels.plans import ParallelPlan, place
-from search.partition import best_layer_split
-from sim.training import TrainConfig, simulate_training
+from llmsim.hwmodels.cluster import get_cluster
+from llmsim.hwmodels.deployment import Deployment, PlanNetwork
+from llmsim.hwmodels.plans import ParallelPlan, place
+from llmsim.search.partition import best_layer_split
+from llmsim.sim.training import TrainConfig, simulate_training
 
 
 def timeit(fn, repeat: int) -> float:

@@ -5,7 +5,7 @@ simulated time / wall time, peak memory.
 
 Groups: the one-hour Azure conversation trace (19,366 requests) served by Llama-2-70B on one DGX-H100
 (8 x H100, TP8) and on four of them (4 replicas of TP8 behind a least-outstanding router), both with
-``hwmodels.deployment.Deployment`` under the default vLLM engine profile (vllm-v1) and the KV capacity it computes;
+``llmsim.hwmodels.deployment.Deployment`` under the default vLLM engine profile (vllm-v1) and the KV capacity it computes;
 and one million synthetic requests (Poisson, lognormal lengths) on 4 replicas with streaming metrics
 (flat memory). Pinned to one core. Targets: <= 5 s, <= 3 s, <= 120 s.
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwmodels.deployment import Deployment  # noqa: E402
-from sim.cluster import simulate  # noqa: E402
-from sim.replica import ReplicaConfig  # noqa: E402
-from sim.schedulers import SchedulerConfig  # noqa: E402
-from workloads.traces import LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
+from llmsim.hwmodels.deployment import Deployment  # noqa: E402
+from llmsim.sim.cluster import simulate  # noqa: E402
+from llmsim.sim.replica import ReplicaConfig  # noqa: E402
+from llmsim.sim.schedulers import SchedulerConfig  # noqa: E402
+from llmsim.workloads.traces import LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
 
 TARGETS = {"1x TP8": 5.0, "4x TP8": 3.0, "1M": 120.0}
 
@@ -60,7 +60,7 @@ def main() -> None:
         pass
     profile = None
     if args.profile:
-        from hwmodels.calibration import load_profile
+        from llmsim.hwmodels.calibration import load_profile
 
         profile = load_profile(args.profile)
     dep = Deployment("llama-2-70b", "h100", tp=8, engine="vllm", profile=profile)

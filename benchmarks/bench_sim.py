@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.cluster import simulate  # noqa: E402
-from sim.costs import ToyCost  # noqa: E402
-from sim.replica import ReplicaConfig  # noqa: E402
-from sim.schedulers import SchedulerConfig  # noqa: E402
-from workloads.traces import LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
+from llmsim.sim.cluster import simulate  # noqa: E402
+from llmsim.sim.costs import ToyCost  # noqa: E402
+from llmsim.sim.replica import ReplicaConfig  # noqa: E402
+from llmsim.sim.schedulers import SchedulerConfig  # noqa: E402
+from llmsim.workloads.traces import LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
 
 # Llama-2-70B TP8 on 8 x H100-80GB: ~430 GB left after 140 GB of weights, 320 KB of KV per token.
 KV_TOKENS = 1_300_000

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, RANGE_COLUMNS, no_range
-from workloads.errors import ConfigError, MissingDataError
+from llmsim.hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, RANGE_COLUMNS, no_range
+from llmsim.workloads.errors import ConfigError, MissingDataError
 
 SCHEMA_VERSION = 1
 GENERIC = "generic"
@@ -160,8 +160,8 @@ DEFAULT_PROFILE_NAME = "default.json"
 @lru_cache(maxsize=1)
 def default_profile() -> Profile:
     """The calibration shipped with the package (fitted on the training split of the shipped data)."""
-    ref = resources.files("hwmodels") / "data" / "calibration" / DEFAULT_PROFILE_NAME
+    ref = resources.files("llmsim.hwmodels") / "data" / "calibration" / DEFAULT_PROFILE_NAME
     if not ref.is_file():
         raise MissingDataError("the package ships no calibration profile (hwmodels/data/calibration/"
-                               "default.json); build it with `python -m validation.calibrate --default`")
+                               "default.json); build it with `python -m llmsim.validation.calibrate --default`")
     return profile_from_json(json.loads(ref.read_text()), "hwmodels/data/calibration/default.json")

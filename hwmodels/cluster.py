@@ -2,8 +2,8 @@
 
 A :class:`ClusterSpec` is a list of node groups (identical servers) plus the networks their NICs
 attach to. It numbers devices globally (node group order, then servers, then local index) and
-resolves a set of devices into the :class:`~hwmodels.network.GroupTopology` and
-:class:`~hwmodels.network.LinkClass` values collective and transfer models consume.
+resolves a set of devices into the :class:`~llmsim.hwmodels.network.GroupTopology` and
+:class:`~llmsim.hwmodels.network.LinkClass` values collective and transfer models consume.
 
 Reading guide: ``ClusterSpec.group_topology`` (how a group is priced), ``ClusterSpec.transport``
 (the Holmes rule), ``natural_cluster`` (what ``--device D --num-devices N`` means) and
@@ -31,11 +31,11 @@ from typing import Any
 
 import networkx as nx
 
-from hwmodels.devices import DeviceSpec, Link, _check_int, _check_number, get_device
-from hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass
-from workloads.errors import ConfigError, MissingDataError, PlanError, UnknownNameError
-from workloads.naming import NameIndex
-from workloads.yamlio import check_fields, read_yaml
+from llmsim.hwmodels.devices import DeviceSpec, Link, _check_int, _check_number, get_device
+from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass
+from llmsim.workloads.errors import ConfigError, MissingDataError, PlanError, UnknownNameError
+from llmsim.workloads.naming import NameIndex
+from llmsim.workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "NETWORK_KINDS", "FABRIC_KINDS", "TRANSPORT_OF_NETWORK",
@@ -757,7 +757,7 @@ def load_cluster_file(path: str | Path) -> ClusterSpec:
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, ClusterSpec], NameIndex]:
-    root = resources.files("hwmodels").joinpath("data", "clusters")
+    root = resources.files("llmsim.hwmodels").joinpath("data", "clusters")
     specs: dict[str, ClusterSpec] = {}
     index = NameIndex("cluster")
     for entry in sorted(root.iterdir(), key=lambda e: e.name):

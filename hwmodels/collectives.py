@@ -1,4 +1,4 @@
-"""Alpha-beta models of collectives on a placed group (:class:`hwmodels.network.GroupTopology`).
+"""Alpha-beta models of collectives on a placed group (:class:`llmsim.hwmodels.network.GroupTopology`).
 
 Units: seconds, bytes, bytes/s. ``S`` is the message size as nccl-tests counts it (all_reduce: the
 reduced buffer; all_gather / reduce_scatter: the full gathered buffer; all_to_all: one rank's whole
@@ -71,9 +71,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from hwmodels.network import TRANSPORTS, GroupTopology, LinkClass
-from workloads.errors import ConfigError
-from workloads.yamlio import check_fields, read_yaml
+from llmsim.hwmodels.network import TRANSPORTS, GroupTopology, LinkClass
+from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "COLLECTIVES", "NCCL_PROTOCOLS", "CUSTOM_FAMILIES", "CUSTOM_PROTOCOLS", "ProtocolParams",
@@ -211,7 +211,7 @@ def load_network_params(path: str | Path) -> NetworkParams:
 @functools.cache
 def default_network_params() -> NetworkParams:
     """The shipped parameters (``hwmodels/data/network_calibration.yaml``), read once."""
-    ref = resources.files("hwmodels") / "data" / _YAML_NAME
+    ref = resources.files("llmsim.hwmodels") / "data" / _YAML_NAME
     params = network_params_from_dict(read_yaml(ref.read_text(), _YAML_NAME), _YAML_NAME)
     return NetworkParams(params.sets, params.fit, "<default>")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hwmodels import efficiency as eff
-from hwmodels.calibration import Profile, default_profile
-from hwmodels.devices import DeviceSpec, get_device
-from workloads import operators as ops
-from workloads.errors import LLMSimError
-from workloads.quant import get_kv_format, get_quant_format
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import Profile, default_profile
+from llmsim.hwmodels.devices import DeviceSpec, get_device
+from llmsim.workloads import operators as ops
+from llmsim.workloads.errors import LLMSimError
+from llmsim.workloads.quant import get_kv_format, get_quant_format
 
 #: Kind of a measured attention call that mixes prefill chunks and decode tokens (priced as the sum).
 MIXED_ATTENTION = "attn_mixed"

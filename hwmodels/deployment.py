@@ -44,25 +44,25 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from hwmodels import efficiency as eff
-from hwmodels import jitcache
-from hwmodels.calibration import Profile, default_profile
-from hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
-from hwmodels.collectives import collective_coefficients
-from hwmodels.devices import DeviceSpec, get_device
-from hwmodels.engines import EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
-from hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
-from workloads import operators as ops
-from workloads.errors import ConfigError, OutOfMemoryError, PlanError
-from workloads.models import ModelSpec, get_model
-from workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import Profile, default_profile
+from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
+from llmsim.hwmodels.collectives import collective_coefficients
+from llmsim.hwmodels.devices import DeviceSpec, get_device
+from llmsim.hwmodels.engines import EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
+from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
+from llmsim.workloads import jitcache
+from llmsim.workloads import operators as ops
+from llmsim.workloads.errors import ConfigError, OutOfMemoryError, PlanError
+from llmsim.workloads.models import ModelSpec, get_model
+from llmsim.workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
 
 # the compiled query inlines efficiency.py and operators.py: recompile when they change
-jitcache.guard(__file__, eff.__file__, ops.__file__)
+jitcache.guard(__file__, eff.__file__, ops.__file__, module_name=__name__)
 
 # How an op's shape is built from the batch (column `kind` of the op table).
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
-# Most (alpha, beta) candidates of one network-priced op (hwmodels.collectives.collective_coefficients).
+# Most (alpha, beta) candidates of one network-priced op (llmsim.hwmodels.collectives.collective_coefficients).
 _MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES.values())
 _MAX_RANGE = max(eff.NUM_RANGE.values())
@@ -295,7 +295,7 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
 class PlanNetwork:
     """Where a replica's groups sit on a cluster: ``tp`` the topology of one TP group (None: one
     server, kernel-calibrated all-reduce), ``stage_links`` the topology of each stage boundary's send
-    (``pp - 1`` entries, from hwmodels.plans.Placement.stage_link), ``arch`` the architecture hint
+    (``pp - 1`` entries, from llmsim.hwmodels.plans.Placement.stage_link), ``arch`` the architecture hint
     of the network parameters."""
 
     tp: GroupTopology | None = None

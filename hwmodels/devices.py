@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 
-from workloads.errors import ConfigError, MissingDataError, UnknownNameError
-from workloads.naming import NameIndex, normalise
-from workloads.yamlio import check_fields, read_yaml
+from llmsim.workloads.errors import ConfigError, MissingDataError, UnknownNameError
+from llmsim.workloads.naming import NameIndex, normalise
+from llmsim.workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "DTYPES", "FP16_ACCUMULATE_DTYPES", "ACCUMULATE", "FAMILIES", "MEMORY_ROLES", "LINK_KINDS", "LINK_SCOPES",
@@ -509,7 +509,7 @@ def load_device_file(path: str | Path) -> DeviceSpec:
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
-    root = resources.files("hwmodels").joinpath("data", "devices")
+    root = resources.files("llmsim.hwmodels").joinpath("data", "devices")
     specs: dict[str, DeviceSpec] = {}
     index = NameIndex("device")
     for entry in sorted(root.iterdir(), key=lambda e: e.name):

@@ -29,10 +29,10 @@ import math
 import numpy as np
 from numba import njit
 
-from hwmodels import jitcache
-from workloads import operators as ops
+from llmsim.workloads import jitcache
+from llmsim.workloads import operators as ops
 
-jitcache.guard(__file__, ops.__file__)  # the efficiency kernels inline operators.py
+jitcache.guard(__file__, ops.__file__, module_name=__name__)  # the efficiency kernels inline operators.py
 
 CLASS_INDEX = {"gemm": 0, "attn_prefill": 1, "attn_decode": 2, "moe": 3, "elementwise": 4, "collective": 5}
 NUM_FEATURES = {"gemm": 52 + 63 + 63 + 49, "attn_prefill": 52 + 40 + 25 + 40, "attn_decode": 54 + 70 + 21 + 30, "moe": 20, "elementwise": 18, "collective": 14}

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from workloads.errors import ConfigError, UnknownNameError
-from workloads.naming import NameIndex
-from workloads.yamlio import read_yaml
+from llmsim.workloads.errors import ConfigError, UnknownNameError
+from llmsim.workloads.naming import NameIndex
+from llmsim.workloads.yamlio import read_yaml
 
 GRAPH_MODES = ("decode", "piecewise")
 #: Device memory from which vLLM V1 uses its larger batching defaults (and never on an A100).
@@ -251,7 +251,7 @@ def parse_engines(data, where: str) -> dict[str, tuple[EngineProfile, tuple[str,
 
 @lru_cache(maxsize=1)
 def _engine_catalogue() -> tuple[dict[str, EngineProfile], NameIndex]:
-    ref = resources.files("hwmodels") / "data" / "engines.yaml"
+    ref = resources.files("llmsim.hwmodels") / "data" / "engines.yaml"
     where = "hwmodels/data/engines.yaml"
     data = read_yaml(ref.read_text(), where)
     index = NameIndex("engine")

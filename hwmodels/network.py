@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 # Transports a collective runs over. Inside a node: nvlink, xgmi (AMD Infinity Fabric), pcie
 # (through host bridges / a PCIe switch) or roce (Gaudi's on-chip RoCE ports, which join the cards of

@@ -4,7 +4,7 @@ A :class:`ParallelPlan` is ``dp`` data-parallel replicas x ``pp`` pipeline stage
 tensor-parallel ranks, with ``ep`` expert-parallel ranks for MoE layers inside each TP group
 (attention is split ``tp`` ways, experts ``ep`` ways, each expert ``tp / ep`` ways), and the layers
 of each stage (``layer_split``; even by default). :func:`place` puts every rank on a concrete
-device of a :class:`~hwmodels.cluster.ClusterSpec` and returns a :class:`Placement`, whose
+device of a :class:`~llmsim.hwmodels.cluster.ClusterSpec` and returns a :class:`Placement`, whose
 ``devices[d, s, t]`` is the device of DP replica ``d``, stage ``s``, TP rank ``t``.
 
 Placement strategies:
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwmodels.network import GroupTopology, LinkClass
-from workloads.errors import ConfigError, PlanError
-from workloads.models import ModelSpec
+from llmsim.hwmodels.network import GroupTopology, LinkClass
+from llmsim.workloads.errors import ConfigError, PlanError
+from llmsim.workloads.models import ModelSpec
 
 PLACEMENTS = ("nic-aware", "naive", "explicit")
 TRANSPORT_POLICIES = ("per-group", "job")
@@ -290,7 +290,7 @@ def transfer_coefficients(cluster, src: Sequence[int], dst: Sequence[int]) -> tu
     devices of ``src`` to those of ``dst`` (a KV-cache hand-over, a stage's activations): every
     lane (``src[i] -> dst[i]``) sends ``B / lanes`` at once as one NCCL send/recv, its bandwidth the
     lane's share of :meth:`ClusterSpec.transfer_link`; time = ``alpha + beta * B``."""
-    from hwmodels.collectives import collective_coefficients
+    from llmsim.hwmodels.collectives import collective_coefficients
 
     lanes = min(len(src), len(dst))
     link = cluster.transfer_link(src, dst)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hwmodels.plans import ParallelPlan, Placement
-from workloads.errors import LLMSimError
-from workloads.models import get_model
+from llmsim.hwmodels.plans import ParallelPlan, Placement
+from llmsim.workloads.errors import LLMSimError
+from llmsim.workloads.models import get_model
 
 
 def best_layer_split(cfg, placement: Placement, *, max_evaluations: int = 200) -> ParallelPlan:
     """The plan of ``cfg`` with the layer split that minimises the simulated step time."""
-    from sim.training import TrainConfig, simulate_training
+    from llmsim.sim.training import TrainConfig, simulate_training
 
     if not isinstance(cfg, TrainConfig):
-        raise TypeError("cfg must be a sim.training.TrainConfig")
+        raise TypeError("cfg must be a llmsim.sim.training.TrainConfig")
     model = get_model(cfg.model) if isinstance(cfg.model, str) else cfg.model
     plan = cfg.plan
     if plan.pp == 1:

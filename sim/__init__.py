@@ -16,17 +16,17 @@ live in ``workloads/traces.py``.
 
 The command line: ``sim/cli.py`` (``simulate run|validate|calibrate|models|devices``),
 ``sim/config.py`` (the frozen run-config tree and its strict YAML), ``sim/runner.py`` (config ->
-``hwmodels.deployment.Deployment`` cost models, KV capacity, swap space, requests -> run),
+``llmsim.hwmodels.deployment.Deployment`` cost models, KV capacity, swap space, requests -> run),
 ``sim/report.py`` (self-contained plotly HTML). Only these command-line modules import
 ``hwmodels/``; the kernel, replicas, schedulers, cluster and disaggregation do not.
 
 Quick start::
 
-    from sim.cluster import simulate
-    from sim.costs import ToyCost
-    from sim.replica import ReplicaConfig
-    from sim.schedulers import SchedulerConfig
-    from workloads.traces import load_workload
+    from llmsim.sim.cluster import simulate
+    from llmsim.sim.costs import ToyCost
+    from llmsim.sim.replica import ReplicaConfig
+    from llmsim.sim.schedulers import SchedulerConfig
+    from llmsim.workloads.traces import load_workload
 
     result = simulate(load_workload("azure-conv"),
                       ReplicaConfig(kv_capacity_tokens=1_300_000, scheduler=SchedulerConfig(policy="sarathi")),

@@ -19,12 +19,12 @@ KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass", "llmservingsim")
 
 
 def _cmd_validate(args) -> int:
-    from hwmodels.calibration import load_profile
-    from workloads.errors import ConfigError
+    from llmsim.hwmodels.calibration import load_profile
+    from llmsim.workloads.errors import ConfigError
 
     if args.format == "published":
-        from validation.published import format_table as published_table
-        from validation.published import validate_published
+        from llmsim.validation.published import format_table as published_table
+        from llmsim.validation.published import validate_published
 
         if len(args.paths) != 1:
             raise ConfigError("--format published takes one paper_figures.csv path")
@@ -37,11 +37,11 @@ def _cmd_validate(args) -> int:
     serving = args.format in SERVING_FORMATS
     if args.format == "llmservingsim":
         # the same source ships kernel profiles and serving runs: the folder's content decides
-        from validation.serving import is_serving_path
+        from llmsim.validation.serving import is_serving_path
 
         serving = all(is_serving_path(p) for p in paths)
     if args.format == "auto":
-        from validation.serving import is_serving_path
+        from llmsim.validation.serving import is_serving_path
 
         kinds = {is_serving_path(p) for p in paths}
         if len(kinds) > 1:
@@ -49,13 +49,13 @@ def _cmd_validate(args) -> int:
                               "in one call, not both: " + ", ".join(paths))
         serving = kinds == {True}
     if serving:
-        from validation.serving import format_table, validate_serving
+        from llmsim.validation.serving import format_table, validate_serving
 
         if args.device or args.model:
             raise ConfigError("--device/--model apply to kernel measurements; serving files name their own")
         report = validate_serving(paths, fmt=args.format, engine=args.engine, profile=profile, split=args.split)
     else:
-        from validation.validate import format_table, validate_kernels
+        from llmsim.validation.validate import format_table, validate_kernels
 
         if args.engine:
             raise ConfigError("--engine applies to serving measurements (splitwise, apex-vllm)")
@@ -98,8 +98,8 @@ RUN_FLAGS = {
 
 def run_config(args):
     """The RunConfig of `simulate run`: the YAML file (if any), then the flags on top."""
-    from sim.config import apply, config_from_dict, load_yaml
-    from workloads.errors import ConfigError
+    from llmsim.sim.config import apply, config_from_dict, load_yaml
+    from llmsim.workloads.errors import ConfigError
 
     data = load_yaml(args.config) if args.config else {}
     where = str(args.config) if args.config else ""
@@ -162,8 +162,8 @@ def _fmt_value(v) -> str:
 
 
 def _cmd_run(args) -> int:
-    from sim.metrics import to_json_dict
-    from sim.runner import run
+    from llmsim.sim.metrics import to_json_dict
+    from llmsim.sim.runner import run
 
     cfg = run_config(args)
     out = run(cfg)
@@ -175,7 +175,7 @@ def _cmd_run(args) -> int:
     if o.chrome_trace and out.tracer is not None:
         out.tracer.write(o.chrome_trace)
     if o.report:
-        from sim.report import write_report
+        from llmsim.sim.report import write_report
 
         title = (f"{summary.get('mode')}: {cfg.deployment.model} on {summary.get('num_devices')} x "
                  f"{cfg.deployment.device}")
@@ -225,8 +225,8 @@ def _json_safe(obj):
 def _cmd_calibrate(args) -> int:
     import pandas as pd
 
-    from validation.calibrate import fit_profile
-    from validation.loaders import load_measurements
+    from llmsim.validation.calibrate import fit_profile
+    from llmsim.validation.loaders import load_measurements
 
     table = pd.concat([load_measurements(p, args.format, device=args.device) for p in args.paths],
                       ignore_index=True)
@@ -241,7 +241,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from workloads.models import get_model, list_models
+    from llmsim.workloads.models import get_model, list_models
 
     for name in list_models():
         m = get_model(name)
@@ -250,7 +250,7 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_devices(args) -> int:
-    from hwmodels.devices import get_device, list_devices
+    from llmsim.hwmodels.devices import get_device, list_devices
 
     for name in list_devices():
         d = get_device(name)
@@ -260,7 +260,7 @@ def _cmd_devices(args) -> int:
 
 
 def _cmd_engines(args) -> int:
-    from hwmodels.engines import get_engine, list_engines
+    from llmsim.hwmodels.engines import get_engine, list_engines
 
     for name in list_engines():
         e = get_engine(name)
@@ -275,7 +275,7 @@ def _cmd_engines(args) -> int:
 
 
 def _cmd_clusters(args) -> int:
-    from hwmodels.cluster import get_cluster, list_clusters
+    from llmsim.hwmodels.cluster import get_cluster, list_clusters
 
     for name in list_clusters():
         c = get_cluster(name)
@@ -285,7 +285,7 @@ def _cmd_clusters(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from sim.train_cli import run_train
+    from llmsim.sim.train_cli import run_train
 
     return run_train(args)
 
@@ -403,18 +403,18 @@ def build_parser() -> argparse.ArgumentParser:
     en = sub.add_parser("engines", help="list the serving-engine profiles and their version history")
     en.set_defaults(func=_cmd_engines)
 
-    from sim.train_cli import add_parser as add_train_parser
+    from llmsim.sim.train_cli import add_parser as add_train_parser
 
     add_train_parser(sub, _cmd_train, _int_list)
 
-    from validation.profiler import build_parser as add_profile_parser  # light: imports no torch
+    from llmsim.validation.profiler import build_parser as add_profile_parser  # light: imports no torch
 
     add_profile_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workloads.errors import LLMSimError
+    from llmsim.workloads.errors import LLMSimError
 
     args = build_parser().parse_args(argv)
     try:

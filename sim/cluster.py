@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.costs import IterationCostModel
-from sim.kernel import PRIORITY_ARRIVAL, Kernel
-from sim.metrics import SLO, MetricsCollector, dumps, to_json_dict, write_records
-from sim.registry import Registry, stream
-from sim.replica import Replica, ReplicaConfig
-from sim.request import Request
-from workloads.errors import ConfigError
+from llmsim.sim.costs import IterationCostModel
+from llmsim.sim.kernel import PRIORITY_ARRIVAL, Kernel
+from llmsim.sim.metrics import SLO, MetricsCollector, dumps, to_json_dict, write_records
+from llmsim.sim.registry import Registry, stream
+from llmsim.sim.replica import Replica, ReplicaConfig
+from llmsim.sim.request import Request
+from llmsim.workloads.errors import ConfigError
 
 
 class ReplicaStatus:
@@ -105,7 +105,7 @@ ROUTERS.register("power-of-two", PowerOfTwoRouter, aliases=("p2c", "power-of-two
 
 @dataclass
 class SimResult:
-    """``summary``: the aggregate metrics (``sim.metrics.JSON_KEYS`` and more); ``replicas``: per-replica
+    """``summary``: the aggregate metrics (``llmsim.sim.metrics.JSON_KEYS`` and more); ``replicas``: per-replica
     counters; ``records``: per-request columns (empty without ``keep_requests``)."""
 
     summary: dict
@@ -158,9 +158,9 @@ class Cluster:
              priority: np.ndarray | None = None, closed_loop: tuple[int, float] | None = None,
              prefix=None, order: np.ndarray | None = None, sessions=None) -> None:
         """Requests in trace order; open loop uses ``arrival_s`` (sorted), closed loop ``(users, think_s)``.
-        ``prefix``: the source's :class:`~workloads.prefix.PrefixIds` (rows in the source's order;
+        ``prefix``: the source's :class:`~llmsim.workloads.prefix.PrefixIds` (rows in the source's order;
         ``order[i]`` is the source row of request ``i`` when the arrays were re-sorted).
-        ``sessions`` (:class:`~workloads.prefix.Sessions`, open loop only): a turn is sent its think
+        ``sessions`` (:class:`~llmsim.workloads.prefix.Sessions`, open loop only): a turn is sent its think
         time after its predecessor completes or is rejected, instead of at its ``arrival_s``."""
         self._prefix = prefix
         self._order = order
@@ -267,12 +267,12 @@ def simulate(requests, replicas: ReplicaConfig | Sequence[ReplicaConfig], cost_m
     ``requests``: any object with int/float arrays ``arrival_s``, ``prompt_tokens``, ``output_tokens``
     (and optionally ``request_id``, ``priority``; a ``closed_loop`` attribute ``(users, think_time_s)``
     makes arrivals closed-loop: each user sends its next request ``think_time_s`` after the last one
-    completes) -- e.g. a :class:`workloads.traces.RequestTrace`.
+    completes) -- e.g. a :class:`llmsim.workloads.traces.RequestTrace`.
     ``replicas``: one :class:`ReplicaConfig` (repeated ``num_replicas`` times, default 1) or one per replica.
-    ``cost_models``: one :class:`~sim.costs.IterationCostModel` shared by all replicas or one per replica.
+    ``cost_models``: one :class:`~llmsim.sim.costs.IterationCostModel` shared by all replicas or one per replica.
     ``seed``: master seed of the simulator's random streams (the router's). ``keep_requests=False``
-    keeps memory flat (streaming percentiles, see :mod:`sim.metrics`). ``tracer``: e.g.
-    :class:`sim.trace.ChromeTracer`. ``until_s``: stop the clock there; requests not done are unfinished.
+    keeps memory flat (streaming percentiles, see :mod:`llmsim.sim.metrics`). ``tracer``: e.g.
+    :class:`llmsim.sim.trace.ChromeTracer`. ``until_s``: stop the clock there; requests not done are unfinished.
     """
     if isinstance(replicas, ReplicaConfig):
         n = 1 if num_replicas is None else int(num_replicas)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 #: The bare ``simulate run``.
 DEFAULT_MODEL = "llama-2-70b"
@@ -162,7 +162,7 @@ class ServingSection:
     prefix_caching: bool | None = None
 
     def __post_init__(self) -> None:
-        from sim.schedulers import SCHEDULERS
+        from llmsim.sim.schedulers import SCHEDULERS
 
         _str("scheduler", self.scheduler, optional=True)
         if self.scheduler is not None:
@@ -227,7 +227,7 @@ class ClusterSection:
     router: str = "round-robin"
 
     def __post_init__(self) -> None:
-        from sim.cluster import ROUTERS
+        from llmsim.sim.cluster import ROUTERS
 
         _str("router", self.router)
         object.__setattr__(self, "router", ROUTERS.canonical(self.router))
@@ -271,7 +271,7 @@ class DisaggSection:
     decode_router: str = "least-kv"
 
     def __post_init__(self) -> None:
-        from sim.cluster import ROUTERS
+        from llmsim.sim.cluster import ROUTERS
 
         if not isinstance(self.prefill, PoolSection) or not isinstance(self.decode, PoolSection):
             raise ConfigError("`prefill` and `decode` must be pool sections")
@@ -390,7 +390,7 @@ def config_from_dict(data: dict, where: str = "") -> RunConfig:
 
 def load_yaml(path: str | Path) -> dict:
     """The nested mapping of a YAML run config (duplicate keys are errors; empty file = {})."""
-    from workloads.yamlio import read_yaml
+    from llmsim.workloads.yamlio import read_yaml
 
     p = Path(path)
     try:

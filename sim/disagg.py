@@ -4,7 +4,7 @@ A request arrives at a prefill replica (chosen by the prefill router), which run
 produces the first token; the request's KV cache then crosses the link between the pools
 (``latency_s + prompt_tokens * transfer_s_per_token``, a ``PRIORITY_TRANSFER`` event) and joins a
 decode replica (chosen by the decode router at arrival of the KV) through
-:meth:`~sim.replica.Replica.submit_decoding`, where it decodes the remaining tokens.
+:meth:`~llmsim.sim.replica.Replica.submit_decoding`, where it decodes the remaining tokens.
 
 TTFT is the first token at the prefill replica; the transfer shows up in the TPOT of the request.
 The prefill replica frees the request's blocks when its prefill ends (the copy is modelled as
@@ -13,7 +13,7 @@ them when the request is brought in (no reservation ahead of the transfer). A re
 never fit the decode pool's KV cache is rejected at arrival.
 
 Replica indices: prefill replicas ``0 .. P-1``, decode replicas ``P .. P+D-1`` (in per-replica
-counters and traces). Invariant C1 (request conservation) holds as in :mod:`sim.cluster`.
+counters and traces). Invariant C1 (request conservation) holds as in :mod:`llmsim.sim.cluster`.
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result, request_arrays
-from sim.costs import IterationCostModel
-from sim.kernel import PRIORITY_ARRIVAL, PRIORITY_TRANSFER, Kernel
-from sim.metrics import SLO, MetricsCollector
-from sim.registry import stream
-from sim.replica import Replica, ReplicaConfig
-from sim.request import REJECTED, Request
-from workloads.errors import ConfigError
+from llmsim.sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result, request_arrays
+from llmsim.sim.costs import IterationCostModel
+from llmsim.sim.kernel import PRIORITY_ARRIVAL, PRIORITY_TRANSFER, Kernel
+from llmsim.sim.metrics import SLO, MetricsCollector
+from llmsim.sim.registry import stream
+from llmsim.sim.replica import Replica, ReplicaConfig
+from llmsim.sim.request import REJECTED, Request
+from llmsim.workloads.errors import ConfigError
 
 
 class DisaggCluster:
@@ -140,7 +140,7 @@ def simulate_disagg(requests, prefill: ReplicaConfig | Sequence[ReplicaConfig], 
     (default 1) or one per replica; ``prefill_cost``/``decode_cost``: one cost model per pool or one per
     replica. ``transfer_s_per_token``: seconds to move one prompt token's KV between the pools (all the
     devices' shares in parallel); ``transfer_latency_s`` is added once per request. Closed-loop sources
-    are not supported here. Other arguments as :func:`sim.cluster.simulate`.
+    are not supported here. Other arguments as :func:`llmsim.sim.cluster.simulate`.
     """
     def expand(cfg, n, what):
         if isinstance(cfg, ReplicaConfig):

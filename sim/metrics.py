@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 JSON_KEYS = (
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",

@@ -2,7 +2,7 @@
 
 Registration is explicit (``REGISTRY.register(name, factory, aliases=...)`` at the bottom of the module
 that defines the entries), raises on duplicates, and a miss lists the valid names via
-:class:`workloads.naming.NameIndex`.
+:class:`llmsim.workloads.naming.NameIndex`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from workloads.naming import NameIndex
+from llmsim.workloads.naming import NameIndex
 
 T = TypeVar("T")
 

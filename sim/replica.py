@@ -1,12 +1,12 @@
 """One serving replica: a waiting queue, a running set, a KV block manager and the iteration loop.
 
-Each iteration the replica asks its scheduler for a :class:`~sim.request.Batch`, applies its
+Each iteration the replica asks its scheduler for a :class:`~llmsim.sim.request.Batch`, applies its
 preemptions, allocates KV, asks the cost model for the iteration's time and energy, and schedules
 one ``PRIORITY_ITERATION`` event at its end. At the end it advances every request, emits first tokens
 and completions, and plans the next iteration in the same callback.
 
 Decode runs. When the batch is decode-only, has no preemption, and the scheduler is
-``steady_decode`` (contract S5 in :mod:`sim.schedulers`), the next iterations are the same batch with
+``steady_decode`` (contract S5 in :mod:`llmsim.sim.schedulers`), the next iterations are the same batch with
 each context one token longer until a request finishes or the KV cache cannot hold the growth. The
 replica then plans up to that many iterations with one cost call (``decode_run`` when the cost model
 has it) and one event; an arrival at this replica ends the run at the end of the iteration in flight,
@@ -22,7 +22,7 @@ block, and the request waits in the *resume* queue. Before each iteration the re
 requests back FCFS while their blocks fit beside the running requests' growth and the watermark
 (swap-in costs the same per block), and, as vLLM v0 does, admits no new prompt while any waits.
 
-Prefix caching (``prefix_caching``, :mod:`sim.kv`). Before the scheduler runs, the waiting requests
+Prefix caching (``prefix_caching``, :mod:`llmsim.sim.kv`). Before the scheduler runs, the waiting requests
 it can reach get their cache hit as ``cached`` (whole blocks, at most ``prefill_target - 1`` tokens)
 and as ``blocks`` the hit blocks already referenced by others, so a scheduler's usual arithmetic
 charges only new blocks (plus one per evictable hit) and prefills only the missed tokens. Admitted
@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.kernel import PRIORITY_ITERATION, Kernel
-from sim.kv import BlockManager, KVView, block_hashes
-from sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
-from sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
-from workloads.errors import ConfigError
+from llmsim.sim.kernel import PRIORITY_ITERATION, Kernel
+from llmsim.sim.kv import BlockManager, KVView, block_hashes
+from llmsim.sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
+from llmsim.sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
+from llmsim.workloads.errors import ConfigError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 #: Per-iteration cost calls planned at once for a decode run when the cost model has no ``decode_run``.
@@ -67,7 +67,7 @@ class ReplicaConfig:
     ``max_fused_steps`` bounds one run. ``preemption`` is ``"recompute"`` or ``"swap"``; swap needs
     ``swap_blocks`` (host memory, in blocks) and ``swap_s_per_block`` (seconds to copy one block
     either way over the host link). ``prefix_caching`` shares full KV blocks of equal token prefixes
-    between requests (requests carry identities in ``Request.ident``; see :mod:`sim.kv`).
+    between requests (requests carry identities in ``Request.ident``; see :mod:`llmsim.sim.kv`).
     """
 
     kv_blocks: int | None = None

@@ -56,7 +56,7 @@ class Request:
         #: KV blocks this request holds in host memory (preempted by swap), else 0.
         self.swapped = 0
         #: Prefix identity ``(ids, block_tokens, tokens)``: coarse block ids naming the first ``tokens``
-        #: tokens (see :func:`sim.kv.block_hashes`), or None (every block private).
+        #: tokens (see :func:`llmsim.sim.kv.block_hashes`), or None (every block private).
         self.ident = None
         #: Identities of its full KV blocks (computed by the replica from ``ident``), or None.
         self.hashes = None

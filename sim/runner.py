@@ -1,7 +1,7 @@
-"""Turn a :class:`~sim.config.RunConfig` into replicas, cost models and requests, and run it.
+"""Turn a :class:`~llmsim.sim.config.RunConfig` into replicas, cost models and requests, and run it.
 
 The one place where ``sim/`` meets ``hwmodels/`` and ``workloads/`` for the command line: a
-:class:`~hwmodels.deployment.Deployment` per pool gives each replica's cost model, its KV capacity
+:class:`~llmsim.hwmodels.deployment.Deployment` per pool gives each replica's cost model, its KV capacity
 (``kv_capacity_tokens(gpu_memory_utilization)``), its swap space and speed (the device's host link)
 and idle power; the workload section gives the request arrays.
 """
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.config import DEFAULT_NUM_REQUESTS, DEFAULT_WORKLOAD, PoolSection, RunConfig
-from sim.metrics import SLO
-from sim.replica import ReplicaConfig
-from sim.schedulers import SchedulerConfig
-from sim.config import DEFAULT_DEVICE
-from workloads.errors import ConfigError, PlanError
+from llmsim.sim.config import DEFAULT_NUM_REQUESTS, DEFAULT_WORKLOAD, PoolSection, RunConfig
+from llmsim.sim.metrics import SLO
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.schedulers import SchedulerConfig
+from llmsim.sim.config import DEFAULT_DEVICE
+from llmsim.workloads.errors import ConfigError, PlanError
 
 GIB = 2**30
 #: One 400 Gb/s NDR InfiniBand NIC per GPU (DGX H100: 8 ConnectX-7) [S]; per direction, bytes/s.
@@ -26,7 +26,7 @@ IB_BYTES_PER_S = 50e9
 
 @dataclass
 class RunOutput:
-    """What a run produced: ``summary`` (JSON-ready dict), the :class:`~sim.cluster.SimResult`, and
+    """What a run produced: ``summary`` (JSON-ready dict), the :class:`~llmsim.sim.cluster.SimResult`, and
     the tracer when one was asked for."""
 
     summary: dict
@@ -69,7 +69,7 @@ def run_cluster(cfg: RunConfig):
         if d.num_nodes is not None:
             raise ConfigError("`num_nodes` needs a `cluster` (a built-in name or a cluster YAML)")
         return None
-    from hwmodels.cluster import get_cluster
+    from llmsim.hwmodels.cluster import get_cluster
 
     return get_cluster(d.cluster, num_nodes=d.num_nodes)
 
@@ -81,9 +81,9 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
     On ``cluster`` (default: the run's cluster, else the natural cluster of the device) the pool
     takes devices from ``first_device`` on; the main deployment uses the placement strategy of the
     config, a pool of a disaggregated run the Megatron order from ``first_device``."""
-    from hwmodels.cluster import natural_cluster
-    from hwmodels.deployment import Deployment, PlanNetwork
-    from hwmodels.plans import ParallelPlan, place
+    from llmsim.hwmodels.cluster import natural_cluster
+    from llmsim.hwmodels.deployment import Deployment, PlanNetwork
+    from llmsim.hwmodels.plans import ParallelPlan, place
 
     d = cfg.deployment
     device, tp, pp, engine, replicas = _pool_settings(cfg, pool)
@@ -114,7 +114,7 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
         placement = place(plan, cluster, "explicit", devices=arr)
     profile = None
     if d.profile is not None:
-        from hwmodels.calibration import load_profile
+        from llmsim.hwmodels.calibration import load_profile
 
         profile = load_profile(d.profile)
     built: dict = {}
@@ -140,7 +140,7 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
 
 
 def _device_name(device: str) -> str:
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.devices import get_device
 
     return get_device(device).name
 
@@ -172,8 +172,8 @@ class Batching:
 
 def batching(cfg: RunConfig, engine, device) -> Batching:
     """The serving section's knobs, each ``None`` filled from ``engine``'s defaults on ``device``."""
-    from hwmodels.devices import get_device
-    from hwmodels.engines import get_engine
+    from llmsim.hwmodels.devices import get_device
+    from llmsim.hwmodels.engines import get_engine
 
     s = cfg.serving
     eng = get_engine(engine)
@@ -217,7 +217,7 @@ def prefix_caching(cfg: RunConfig, dep) -> bool:
 def load_requests(cfg: RunConfig):
     """The request source of the workload section (the default: the first 1000 Azure conversation
     requests)."""
-    from workloads.traces import (FixedRateArrivals, GammaArrivals, PoissonArrivals, load_trace, load_workload,
+    from llmsim.workloads.traces import (FixedRateArrivals, GammaArrivals, PoissonArrivals, load_trace, load_workload,
                                   resample)
 
     w = cfg.workload
@@ -259,7 +259,7 @@ def load_requests(cfg: RunConfig):
 def retime(trace, arrivals, seed: int):
     """``trace``'s lengths (and prefix identity) with arrivals drawn from ``arrivals`` (the
     ``arrivals`` stream of ``seed``)."""
-    from workloads.traces import _stream
+    from llmsim.workloads.traces import _stream
 
     return trace.with_arrivals(arrivals.times(len(trace), _stream(seed, "arrivals")), arrivals.closed_loop)
 
@@ -291,7 +291,7 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
 
 def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router."""
-    from sim.trace import ChromeTracer
+    from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
     want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
@@ -300,7 +300,7 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
         return _run_static(cfg, tracer)
     if cfg.disagg is not None:
         return _run_disagg(cfg, tracer, want_records)
-    from sim.cluster import simulate
+    from llmsim.sim.cluster import simulate
 
     layout = build_layout(cfg)
     configs: dict[int, ReplicaConfig] = {}
@@ -330,8 +330,8 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
 def _run_static(cfg: RunConfig, tracer) -> RunOutput:
     """One batch of ``batch_size`` identical requests arriving together, prefilled in one iteration
     (up to the token budget) and decoded together to the end."""
-    from sim.cluster import simulate
-    from workloads.traces import RequestTrace
+    from llmsim.sim.cluster import simulate
+    from llmsim.workloads.traces import RequestTrace
 
     sb = cfg.static_batch
     dep = build_deployment(cfg)
@@ -366,7 +366,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
     each prefill device sending its shard to a peer. Otherwise the prefill replica's KV bytes over
     ``min(devices)`` links of the ``disagg.link`` kind in parallel."""
     if layouts is not None:
-        from hwmodels.plans import transfer_coefficients
+        from llmsim.hwmodels.plans import transfer_coefficients
 
         lay_p, lay_d = layouts
         alpha, beta = transfer_coefficients(lay_p.cluster, lay_p.placement.replica_devices(0),
@@ -386,7 +386,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
 
 
 def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
-    from sim.disagg import simulate_disagg
+    from llmsim.sim.disagg import simulate_disagg
 
     dg = cfg.disagg
     cluster = run_cluster(cfg)

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.kv import KVView
-from sim.registry import Registry
-from sim.request import Batch, Request
-from workloads.errors import ConfigError
+from llmsim.sim.kv import KVView
+from llmsim.sim.registry import Registry
+from llmsim.sim.request import Batch, Request
+from llmsim.workloads.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)

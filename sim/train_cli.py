@@ -11,7 +11,7 @@ import difflib
 import json
 from dataclasses import asdict, dataclass, fields
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ class TrainRunConfig:
 def load_train_config(path: str | None, overrides: dict) -> TrainRunConfig:
     data = {}
     if path:
-        from workloads.yamlio import read_yaml
+        from llmsim.workloads.yamlio import read_yaml
 
         try:
             with open(path, encoding="utf-8") as fh:
@@ -74,10 +74,10 @@ def load_train_config(path: str | None, overrides: dict) -> TrainRunConfig:
 
 def simulate_config(rc: TrainRunConfig, placement: str):
     """The TrainResult of ``rc`` under ``placement`` ('nic-aware' or 'naive')."""
-    from hwmodels.cluster import get_cluster
-    from hwmodels.plans import ParallelPlan
-    from sim.training import train
-    from workloads.models import get_model
+    from llmsim.hwmodels.cluster import get_cluster
+    from llmsim.hwmodels.plans import ParallelPlan
+    from llmsim.sim.training import train
+    from llmsim.workloads.models import get_model
 
     cluster = get_cluster(rc.cluster, num_nodes=rc.num_nodes)
     dp = rc.dp if rc.dp is not None else cluster.num_devices // (rc.tp * rc.pp)

@@ -36,12 +36,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from hwmodels.collectives import collective_seconds
-from hwmodels.costmodel import OperatorCostModel
-from hwmodels.deployment import Deployment
-from hwmodels.plans import ParallelPlan, Placement, place
-from workloads.errors import ConfigError, OutOfMemoryError
-from workloads.models import ModelSpec, get_model
+from llmsim.hwmodels.collectives import collective_seconds
+from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.hwmodels.deployment import Deployment
+from llmsim.hwmodels.plans import ParallelPlan, Placement, place
+from llmsim.workloads.errors import ConfigError, OutOfMemoryError
+from llmsim.workloads.models import ModelSpec, get_model
 
 RECOMPUTE = ("none", "full")
 BACKWARD_FACTOR = {"gemm": 2.0, "attention": 2.5, "elementwise": 2.0, "collective": 1.0}
@@ -364,7 +364,7 @@ def train(model: str | ModelSpec, cluster, plan: ParallelPlan, *, placement: str
     cfg = TrainConfig(model=model, plan=plan, **kwargs)
     placed = place(plan, cluster, placement)
     if placement == "nic-aware" and plan.pp > 1 and plan.layer_split is None:
-        from search.partition import best_layer_split
+        from llmsim.search.partition import best_layer_split
 
         plan = best_layer_split(cfg, placed)
         cfg = replace(cfg, plan=plan)

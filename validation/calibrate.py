@@ -6,9 +6,9 @@ feature is computed (``split_of`` in validation/loaders.py). The profile records
 sha256 of every file it read, so `simulate validate` can say how many scored rows were in the fit.
 
 Build the shipped profile (fits on the training split of validation/data/kernels/):
-    python -m validation.calibrate --default
+    python -m llmsim.validation.calibrate --default
 Refit only some architecture classes into it, keeping every other class byte-identical:
-    python -m validation.calibrate --default --arch ada --arch blackwell-consumer
+    python -m llmsim.validation.calibrate --default --arch ada --arch blackwell-consumer
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import solve
 
-from hwmodels import efficiency as eff
-from hwmodels.calibration import GENERIC, ClassParams, Profile, load_profile
-from workloads.errors import ConfigError
-from hwmodels.costmodel import operator_groups
-from hwmodels.devices import get_device
-from workloads.operators import KIND_CLASS
-from validation.loaders import detect_format, load_measurements, split_of
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import GENERIC, ClassParams, Profile, load_profile
+from llmsim.workloads.errors import ConfigError
+from llmsim.hwmodels.costmodel import operator_groups
+from llmsim.hwmodels.devices import get_device
+from llmsim.workloads.operators import KIND_CLASS
+from llmsim.validation.loaders import detect_format, load_measurements, split_of
 
 DEFAULT_SALT = "llmsim-calib-v1"
 DEFAULT_HOLDOUT = 0.2
@@ -226,7 +226,7 @@ def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, l
     refitted on those rows (the fallback's shape surface, shifted and tilted to the device). Rows on
     the training side of the profile's split only. Returns the profile and one record per class added
     (rows, the fallback it started from, the training median APE before and after)."""
-    from hwmodels.calibration import ClassParams
+    from llmsim.hwmodels.calibration import ClassParams
 
     split = profile.split
     held = split_of(table["shape_key"].to_numpy(), salt=split.get("salt", DEFAULT_SALT),

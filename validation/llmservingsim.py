@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.errors import TraceError
+from llmsim.workloads.errors import TraceError
 
 FORMAT = "llmservingsim"
 METRICS = ("ttft_mean_s", "tpot_mean_s", "e2e_mean_s", "makespan_s")
@@ -168,12 +168,12 @@ def load_run(path: str | Path) -> Run:
 
 
 def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = False):
-    """The simulated :class:`~sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM version)."""
-    from hwmodels.deployment import Deployment
-    from sim.cluster import simulate
-    from sim.replica import ReplicaConfig
-    from sim.schedulers import SchedulerConfig
-    from workloads.traces import RequestTrace
+    """The simulated :class:`~llmsim.sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM version)."""
+    from llmsim.hwmodels.deployment import Deployment
+    from llmsim.sim.cluster import simulate
+    from llmsim.sim.replica import ReplicaConfig
+    from llmsim.sim.schedulers import SchedulerConfig
+    from llmsim.workloads.traces import RequestTrace
 
     eng = engine if engine is not None else f"vllm=={run.vllm_version}"
     dep = Deployment(run.model, run.device, tp=run.tp, engine=eng, profile=profile, max_num_seqs=run.max_num_seqs,
@@ -203,7 +203,7 @@ def private_prefixes(prompt_tokens: np.ndarray, block_size: int):
     """Prefix identities under which no two requests share a block (the runs' ShareGPT prompts carry
     no prefix information): with prefix caching on, a preempted request then finds its own prompt
     blocks again if they were not evicted, as vLLM's cache does."""
-    from workloads.prefix import PrefixIds
+    from llmsim.workloads.prefix import PrefixIds
 
     counts = -(-prompt_tokens // block_size)
     offsets = np.zeros(len(prompt_tokens) + 1, dtype=np.int64)
@@ -234,7 +234,7 @@ def _gen_series(result, seconds: int) -> np.ndarray:
 
 def run_values(run: Run, *, engine=None, profile=None) -> tuple[list[dict], dict]:
     """Compared values of one run (dicts as validation/serving.py ``_report`` takes) and its extras."""
-    from hwmodels.engines import get_engine
+    from llmsim.hwmodels.engines import get_engine
 
     res = simulate_run(run, engine=engine, profile=profile, keep_requests=True)
     s = res.summary
@@ -243,7 +243,7 @@ def run_values(run: Run, *, engine=None, profile=None) -> tuple[list[dict], dict
     pred = {"ttft_mean_s": s["ttft_mean_s"], "tpot_mean_s": s["tpot_mean_s"], "e2e_mean_s": s["e2e_mean_s"],
             "makespan_s": float(rec["finish_s"][ok].max() - rec["arrival_s"].min()) if ok.any() else math.nan}
     eng = get_engine(engine if engine is not None else f"vllm=={run.vllm_version}")
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.devices import get_device
 
     host = eng.overhead_for(get_device(run.device))
     parts = host.fitted_on.split(":")
@@ -273,8 +273,8 @@ def fit_sync(run: Run, *, profile=None, steps: int = 18) -> float:
     [0, 10 ms], 0 when even none makes the simulation too slow."""
     import dataclasses
 
-    from hwmodels.devices import get_device
-    from hwmodels.engines import get_engine
+    from llmsim.hwmodels.devices import get_device
+    from llmsim.hwmodels.engines import get_engine
 
     base = get_engine(f"vllm=={run.vllm_version}")
     host = base.overhead_for(get_device(run.device))
@@ -299,8 +299,8 @@ def fit_hosts(root: str | Path, *, profile=None) -> dict[str, dict]:
     """Host entries of the vllm-v1 profile fitted on :data:`FIT_RUNS` under ``root``: one per device
     (``sync_s`` fitted on that device's run, the rest as shipped) and ``default`` (the mean
     ``sync_s``), each naming the rows it was fitted on."""
-    from hwmodels.devices import get_device
-    from hwmodels.engines import get_engine
+    from llmsim.hwmodels.devices import get_device
+    from llmsim.hwmodels.engines import get_engine
 
     runs = {load_run(p).name: load_run(p) for p in find_runs(root)}
     missing = [n for n in FIT_RUNS if n not in runs]
@@ -334,13 +334,13 @@ def fit_mixed_attention(kernel_root: str | Path, *, profile=None) -> dict[str, d
     (``EngineProfile.mixed_decode_factor``): measured mixed prefill+decode attention rows of the
     LLMServingSim kernel profiles are priced as prefill + decode x group ** alpha with the shipped
     calibration, and ``alpha`` (a grid of 0.01 over [0, 1]) minimises the median |log(pred / meas)|
-    over the rows on the TRAIN side of the kernel split (``validation.loaders.split_of``, the
+    over the rows on the TRAIN side of the kernel split (``llmsim.validation.loaders.split_of``, the
     calibration's salt). Returns {class: {alpha, rows_in_fit, held_out: {median_ape, mape, signed},
     held_out_sum_only: {...}}}."""
-    from hwmodels.costmodel import OperatorCostModel
-    from hwmodels.devices import get_device
-    from validation.calibrate import DEFAULT_SALT as SALT
-    from validation.loaders import load_measurements, split_of
+    from llmsim.hwmodels.costmodel import OperatorCostModel
+    from llmsim.hwmodels.devices import get_device
+    from llmsim.validation.calibrate import DEFAULT_SALT as SALT
+    from llmsim.validation.loaders import load_measurements, split_of
 
     table = load_measurements(str(kernel_root))
     mixed = table[table["kind"] == "attn_mixed"].reset_index(drop=True)

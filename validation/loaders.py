@@ -88,7 +88,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from workloads.errors import ConfigError, TraceError, UnknownNameError
+from llmsim.workloads.errors import ConfigError, TraceError, UnknownNameError
 
 __all__ = [
     "COLUMNS",
@@ -810,7 +810,7 @@ _LSS_KERNEL = "vLLM 0.19.0 eager, one decoder layer (LLMServingSim profiler)"
 
 def _lss_meta(path: str) -> tuple[dict, int]:
     """(meta.yaml of ``<GPU>/<org>/<model>/<variant>/tp<N>/<file>.csv``, N)."""
-    from workloads.yamlio import read_yaml
+    from llmsim.workloads.yamlio import read_yaml
 
     p = Path(path)
     m = re.fullmatch(r"tp(\d+)", p.parent.name)
@@ -836,7 +836,7 @@ def _lss_shapes(path: str, meta: dict, tp: int) -> dict:
     The profiler emulates TP N on one GPU by shrinking the model (meta.yaml ``hf_overrides`` records
     the shrunk config of the largest profiled degree); that record is checked against the catalogue.
     """
-    from workloads.models import get_model
+    from llmsim.workloads.models import get_model
 
     meta_path = str(Path(path).parent.parent / "meta.yaml")
     try:
@@ -1038,7 +1038,7 @@ def load_measurements(path: str | os.PathLike, format: str = "auto", *, device: 
     sorted path order), into the standard table (:data:`COLUMNS`).
 
     ``format`` is 'auto' (see :func:`detect_format`) or one of :data:`FORMATS`; ``device`` / ``model``
-    replace what the files say.  Malformed files raise :class:`~workloads.errors.TraceError`.
+    replace what the files say.  Malformed files raise :class:`~llmsim.workloads.errors.TraceError`.
     """
     if format != "auto" and format not in _LOADERS:
         raise UnknownNameError("measurement format", str(format),

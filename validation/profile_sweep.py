@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 __all__ = [
     "AttentionCase", "CollectiveCase", "GemmCase", "Sweep", "attention_layouts", "build_sweep",
@@ -259,7 +259,7 @@ def parse_ints(text: str | None, what: str) -> tuple[int, ...]:
 
 
 def _resolve_models(models: tuple[str, ...] | list[str] | None, quick: bool):
-    from workloads.models import get_model, list_models
+    from llmsim.workloads.models import get_model, list_models
 
     names = tuple(models) if models else (QUICK_MODELS if quick else list_models())
     specs, seen = [], set()

@@ -1,13 +1,13 @@
 """`simulate profile`: time the operators the cost model predicts on this machine's GPU.
 
     simulate profile --device-name h100-sxm --out validation/data/measured/h100_sxm --quick
-    python -m validation.profiler --device-name h100-sxm --out DIR --quick   # without the full install
+    python validation/profiler.py --device-name h100-sxm --out DIR --quick   # without the full install
 
 Times GEMMs over the shapes the catalogue's models produce (bf16 through ``torch.nn.functional.linear``;
 fp8 through ``torch._scaled_mm`` with per-tensor scales where the GPU has fp8 units, compute capability
 >= 8.9), prefill and decode attention (flash-attention if installed, else torch SDPA restricted to its
 flash backend) and, when several GPUs are visible, NCCL collectives over message sizes (one process per
-GPU). Which shapes is decided in :mod:`validation.profile_sweep`.
+GPU). Which shapes is decided in :mod:`llmsim.validation.profile_sweep`.
 
 Timing: ``--warmup`` untimed calls, then ``--repeats`` timed blocks between CUDA events; a block holds
 enough back-to-back calls (captured in a CUDA graph unless ``--no-cuda-graph``) to last about half a
@@ -19,7 +19,7 @@ the given length (for GQA the query heads of one KV head are packed into the que
 flash-decoding does); it is not vLLM's paged-KV kernel, and its rows say so (``kernel_source``
 ``torch_sdpa_flash``). Prefill is causal attention without a cached prefix.
 
-Output, in ``--out``: the aiconfigurator tables that :func:`validation.loaders.load_aiconfigurator`
+Output, in ``--out``: the aiconfigurator tables that :func:`llmsim.validation.loaders.load_aiconfigurator`
 reads (``gemm_perf.parquet``, ``context_attention_perf.parquet``, ``generation_attention_perf.parquet``,
 ``nccl_perf.parquet``; ``latency`` in milliseconds, ``device`` = ``torch.cuda.get_device_name()``,
 ``framework`` ``llmsim-profile``), so ``simulate validate DIR`` and ``simulate calibrate DIR`` read them
@@ -45,12 +45,17 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python validation/profiler.py`: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __package__ in (None, ""):  # `python validation/profiler.py`: make the project importable, installed or not
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    sys.path.insert(0, _ROOT)
+    import llmsim  # noqa: E402  (the front door imports nothing heavy)
 
-from validation import profile_sweep as sweeps  # noqa: E402
-from validation.profile_sweep import AttentionCase, CollectiveCase, GemmCase, Sweep  # noqa: E402
-from workloads.errors import ConfigError, LLMSimError  # noqa: E402
+    if _ROOT not in llmsim.__path__:  # the checkout's folders as llmsim.validation, llmsim.workloads, ...
+        llmsim.__path__.append(_ROOT)
+
+from llmsim.validation import profile_sweep as sweeps  # noqa: E402
+from llmsim.validation.profile_sweep import AttentionCase, CollectiveCase, GemmCase, Sweep  # noqa: E402
+from llmsim.workloads.errors import ConfigError, LLMSimError  # noqa: E402
 
 __all__ = [
     "FRAMEWORK", "FILES", "ProfilerUnavailableError", "TimingBackend", "TimingConfig", "TorchBackend",
@@ -489,7 +494,7 @@ def _collective_worker(rank: int, world: int, port: int, cases: list[tuple[str, 
 def _run_collectives(torch, cases: list[CollectiveCase], cfg: TimingConfig):
     import torch.multiprocessing as mp
 
-    from validation import profiler as this  # a picklable reference even when run as __main__
+    from llmsim.validation import profiler as this  # a picklable reference even when run as __main__
 
     results: list[tuple[CollectiveCase, float]] = []
     notes: list[str] = []
@@ -571,7 +576,7 @@ def package_version() -> str:
 def catalogue_device(name: str) -> str | None:
     """The device catalogue's name for a GPU name (None when the catalogue does not know it)."""
     try:
-        from hwmodels.devices import get_device
+        from llmsim.hwmodels.devices import get_device
 
         return get_device(name).name
     except Exception:
@@ -899,9 +904,9 @@ def run(args, backend: TimingBackend | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point: ``python -m validation.profiler ...`` (needs only torch, numpy, pandas,
+    """Standalone entry point: ``python -m llmsim.validation.profiler ...`` (needs only torch, numpy, pandas,
     pyarrow and pyyaml)."""
-    p = argparse.ArgumentParser(prog="python -m validation.profiler", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m llmsim.validation.profiler", description=__doc__.splitlines()[0])
     add_arguments(p)
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.errors import ConfigError, TraceError
+from llmsim.workloads.errors import ConfigError, TraceError
 
 COLUMNS = ("system", "platform", "model", "setting", "metric", "value", "unit", "kind", "source")
 
@@ -79,7 +79,7 @@ HOLMES_CLUSTER = "holmes-ib-roce"
 def holmes_training(setting: str, cluster: str = HOLMES_CLUSTER):
     """The simulated training step of a Holmes Fig. 6 setting on ``cluster``: 'naive' (Megatron-LM's
     placement, one job-wide transport) or 'nic-aware' (Holmes, with the split sized to stage speed)."""
-    from sim.train_cli import TrainRunConfig, simulate_config
+    from llmsim.sim.train_cli import TrainRunConfig, simulate_config
 
     if setting not in ("naive", "nic-aware"):
         raise ConfigError(f"Holmes setting must be 'naive' or 'nic-aware', got {setting!r}")
@@ -121,10 +121,10 @@ SPLITWISE_PROMPT_TOKENS = 1469
 
 def splitwise_kv_transfer_seconds(cluster: str, prompt_tokens: int = SPLITWISE_PROMPT_TOKENS) -> float:
     """Seconds to move a Llama-2-70B prompt's KV cache between two servers of ``cluster`` (TP 8 on
-    each), priced as the disaggregated simulator prices it (hwmodels.plans.transfer_coefficients)."""
-    from hwmodels.cluster import get_cluster
-    from hwmodels.deployment import Deployment
-    from hwmodels.plans import transfer_coefficients
+    each), priced as the disaggregated simulator prices it (llmsim.hwmodels.plans.transfer_coefficients)."""
+    from llmsim.hwmodels.cluster import get_cluster
+    from llmsim.hwmodels.deployment import Deployment
+    from llmsim.hwmodels.plans import transfer_coefficients
 
     c = get_cluster(cluster, num_nodes=2)
     per_node = c.devices_per_node(0)
@@ -145,7 +145,7 @@ def _splitwise_kv(row: PublishedRow) -> float | str:
 def _splitwise_power_cap(row: PublishedRow) -> float | str:
     """Token-phase latency of Llama-2-70B (TP 8, batch 16 at 1024 context) on a DGX-H100 capped to
     70% power over the uncapped one (our power-cap model slows compute by the clock ratio only)."""
-    from hwmodels.deployment import Deployment
+    from llmsim.hwmodels.deployment import Deployment
 
     ctx = np.full(16, 1024, dtype=np.int64)
     none = np.zeros(0, np.int64)
@@ -184,7 +184,7 @@ def _express(row: PublishedRow) -> float | str:
 
 def validate_published(path: str | Path) -> dict:
     """Predict every expressible row; the report has the issue's JSON shape (see module docstring)."""
-    from validation.stats import error_stats
+    from llmsim.validation.stats import error_stats
 
     groups, not_expressed = [], []
     for row in load_published(path):

@@ -19,7 +19,7 @@ The report has the kernel validation's schema (``validation/validate.py``): ``ro
 and ``not_expressed``. ``rows_in_fit`` counts compared values whose row was used to fit an engine
 parameter (``EngineOverhead.fitted_on``); ``split='test'`` scores only the others.
 
-Fitting (``python -m validation.serving fit-splitwise`` / ``fit-apex``) estimates an engine's host
+Fitting (``python -m llmsim.validation.serving fit-splitwise`` / ``fit-apex``) estimates an engine's host
 overheads from a stated subset -- the splitwise rows on the ``train`` side of a deterministic hash
 split of their configuration (``serving_split``), or one named APEX run -- and prints the YAML to
 paste into ``hwmodels/data/engines.yaml``.
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from validation.stats import error_stats
-from workloads.errors import ConfigError, TraceError, UnknownNameError
+from llmsim.validation.stats import error_stats
+from llmsim.workloads.errors import ConfigError, TraceError, UnknownNameError
 
 SERVING_FORMATS = ("splitwise", "apex-vllm", "llmservingsim")
 SPLITWISE_COLUMNS = ("model", "hardware", "prompt_size", "batch_size", "token_size", "prompt_time", "token_time",
@@ -149,7 +149,7 @@ def splitwise_keys(frame: pd.DataFrame) -> np.ndarray:
 
 def serving_split(keys) -> np.ndarray:
     """True where a configuration is HELD OUT of any serving fit (blake2b hash rule, half of them)."""
-    from validation.loaders import split_of
+    from llmsim.validation.loaders import split_of
 
     return split_of(keys, salt=SERVING_SALT, holdout_fraction=HOLDOUT_FRACTION)
 
@@ -167,10 +167,10 @@ def static_batch_times(dep, batch: int, prompt: int, output: int, *, block_size:
     The batch arrives at once, is prefilled in one iteration and decoded together to the end
     (the ``static`` policy); per-token time = (end-to-end - prefill) / (output - 1).
     """
-    from sim.cluster import simulate
-    from sim.replica import ReplicaConfig
-    from sim.schedulers import SchedulerConfig
-    from workloads.traces import RequestTrace
+    from llmsim.sim.cluster import simulate
+    from llmsim.sim.replica import ReplicaConfig
+    from llmsim.sim.schedulers import SchedulerConfig
+    from llmsim.workloads.traces import RequestTrace
 
     kv = dep.kv_capacity_tokens(gpu_memory_utilization)
     rc = ReplicaConfig(kv_capacity_tokens=max(int(kv), block_size), block_size=block_size,
@@ -189,7 +189,7 @@ def static_batch_times(dep, batch: int, prompt: int, output: int, *, block_size:
 
 
 def _deployment_cache(engine, profile):
-    from hwmodels.deployment import Deployment
+    from llmsim.hwmodels.deployment import Deployment
 
     cache: dict = {}
 
@@ -257,8 +257,8 @@ def _report(values: list[dict], not_expressed: list[dict], split: str, extra: di
 # --------------------------------------------------------------------------------------------- validate
 def splitwise_values(path: str | Path, *, engine: str | None = None, profile=None) -> tuple[list[dict], list[dict]]:
     """Compared values and not-expressed rows of a splitwise file."""
-    from hwmodels.deployment import get_engine
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.deployment import get_engine
+    from llmsim.hwmodels.devices import get_device
 
     p = Path(path)
     frame = load_splitwise(p)
@@ -300,10 +300,10 @@ def splitwise_values(path: str | Path, *, engine: str | None = None, profile=Non
 
 def apex_predictions(path: str | Path, *, engine: str | None = None, profile=None) -> pd.DataFrame:
     """Each APEX row with the simulated ``ttft_mean_s`` and token-weighted ``tpot_mean_s``."""
-    from sim.cluster import simulate
-    from sim.replica import ReplicaConfig
-    from sim.schedulers import SchedulerConfig
-    from workloads.traces import load_trace
+    from llmsim.sim.cluster import simulate
+    from llmsim.sim.replica import ReplicaConfig
+    from llmsim.sim.schedulers import SchedulerConfig
+    from llmsim.workloads.traces import load_trace
 
     p = Path(path)
     frame = load_apex_measured(p)
@@ -331,8 +331,8 @@ def apex_predictions(path: str | Path, *, engine: str | None = None, profile=Non
 
 
 def apex_values(path: str | Path, *, engine: str | None = None, profile=None) -> tuple[list[dict], list[dict]]:
-    from hwmodels.deployment import get_engine
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.deployment import get_engine
+    from llmsim.hwmodels.devices import get_device
 
     p = Path(path)
     eng = get_engine(engine or DEFAULT_ENGINE["apex-vllm"])
@@ -352,7 +352,7 @@ def apex_values(path: str | Path, *, engine: str | None = None, profile=None) ->
 
 
 def _serving_files(path: Path) -> list[tuple[Path, str]]:
-    from validation.llmservingsim import find_runs
+    from llmsim.validation.llmservingsim import find_runs
 
     if path.is_dir():
         found = []
@@ -408,7 +408,7 @@ def validate_serving(paths: list[str], *, fmt: str = "auto", engine: str | None 
         elif f_fmt == "apex-vllm":
             v, ne = apex_values(f, engine=eng, profile=profile)
         else:
-            from validation.llmservingsim import load_run, run_values
+            from llmsim.validation.llmservingsim import load_run, run_values
 
             v, run_extra = run_values(load_run(f), engine=eng, profile=profile)
             eng = run_extra["engine"]
@@ -451,7 +451,7 @@ def format_table(report: dict) -> str:
 
 # --------------------------------------------------------------------------------------------- fitting
 def _engine_without_host(name: str):
-    from hwmodels.deployment import get_engine
+    from llmsim.hwmodels.deployment import get_engine
 
     return replace(get_engine(name), hosts={})
 
@@ -467,7 +467,7 @@ def fit_splitwise_overheads(path: str | Path, *, engine: str = "vllm-0.2", profi
     (the targets are mean absolute errors). Returns {device name: EngineOverhead fields}."""
     from scipy.optimize import least_squares
 
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.devices import get_device
 
     p = Path(path)
     frame = load_splitwise(p)
@@ -574,8 +574,8 @@ def fit_apex_overhead(path: str | Path, run: str, *, engine: str = "vllm-0.6", p
     alternating bisection. ``per_seq_s`` is not identifiable from one run; by default it is taken
     from the ``vllm-0.2`` host of the run's device (fitted on splitwise rows), and the returned
     ``source`` says so."""
-    from hwmodels.deployment import EngineOverhead, get_engine
-    from hwmodels.devices import get_device
+    from llmsim.hwmodels.deployment import EngineOverhead, get_engine
+    from llmsim.hwmodels.devices import get_device
 
     p = Path(path)
     frame = load_apex_measured(p)
@@ -649,13 +649,13 @@ def write_hosts(engine: str, hosts: dict[str, dict], path: Path = ENGINES_FILE) 
         nxt = text.find("\n  ", nxt + 1)
     end = len(text.rstrip("\n")) if nxt < 0 else nxt
     path.write_text(text[:h + 1] + _yaml_hosts(hosts) + text[end:] + ("\n" if nxt < 0 else ""))
-    from hwmodels.engines import _engine_catalogue
+    from llmsim.hwmodels.engines import _engine_catalogue
 
     _engine_catalogue.cache_clear()
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m validation.serving", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m llmsim.validation.serving", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("fit-splitwise", help="fit vllm-0.2 host overheads on the train half of a perf_model.csv")
     a.add_argument("path")
@@ -672,11 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     profile = None
     if args.profile:
-        from hwmodels.calibration import load_profile
+        from llmsim.hwmodels.calibration import load_profile
 
         profile = load_profile(args.profile)
     if args.cmd == "fit-llmservingsim":
-        from validation.llmservingsim import fit_hosts
+        from llmsim.validation.llmservingsim import fit_hosts
 
         engine, hosts = "vllm-v1", fit_hosts(args.path, profile=profile)
     elif args.cmd == "fit-splitwise":

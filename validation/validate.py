@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwmodels.calibration import Profile, default_profile
-from hwmodels.costmodel import OperatorCostModel
-from hwmodels.devices import get_device
-from validation.calibrate import DEFAULT_SALT, rows_in_fit
-from validation.loaders import load_measurements, split_of
-from validation.network import format_network_table, network_report
-from validation.stats import error_stats, stats_header, stats_row, unpriced_rows
-from workloads.errors import ConfigError
-from workloads.operators import COLLECTIVE_KINDS
+from llmsim.hwmodels.calibration import Profile, default_profile
+from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.hwmodels.devices import get_device
+from llmsim.validation.calibrate import DEFAULT_SALT, rows_in_fit
+from llmsim.validation.loaders import load_measurements, split_of
+from llmsim.validation.network import format_network_table, network_report
+from llmsim.validation.stats import error_stats, stats_header, stats_row, unpriced_rows
+from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.operators import COLLECTIVE_KINDS
 
 SPLITS = ("all", "test", "train")
 

@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import ConfigError, UnknownNameError
-from workloads.naming import NameIndex
+from llmsim.workloads.errors import ConfigError, UnknownNameError
+from llmsim.workloads.naming import NameIndex
 
 __all__ = [
     "MoESpec",
@@ -1135,7 +1135,7 @@ _DATA = ("data", "models")
 @functools.lru_cache(maxsize=1)
 def _catalogue() -> tuple[dict[str, tuple[str, dict[str, Any]]], NameIndex]:
     """canonical name -> (file name, raw JSON), and the name index. Read once, on first use."""
-    root = resources.files("workloads").joinpath(*_DATA)
+    root = resources.files("llmsim.workloads").joinpath(*_DATA)
     entries: dict[str, tuple[str, dict[str, Any]]] = {}
     index = NameIndex("model")
     for item in sorted(root.iterdir(), key=lambda t: t.name):

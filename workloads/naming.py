@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from workloads.errors import UnknownNameError
+from llmsim.workloads.errors import UnknownNameError
 
 _SEPARATORS = re.compile(r"[\s_\-./:]+")
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from llmsim.workloads import jitcache
+
+jitcache.guard(__file__, module_name=__name__)  # a cache compiled under another import name cannot load
+
 OP_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "elementwise", "collective")
 
 # Elementwise kinds share one efficiency model with a per-kind offset; the code is a feature index.

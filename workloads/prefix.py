@@ -7,7 +7,7 @@ prefixes). :class:`PrefixIds` stores them ragged, as arrays: request ``i``'s ids
 (``ceil(tokens[i] / block_tokens)`` ids; ``tokens[i] = 0`` and no ids: no identity). ``tokens[i]`` is
 the prompt, or for a turn of a multi-turn session the prompt and the output (the output's KV is the
 next turn's prefix). The simulator derives its own KV blocks' identities from these
-(:func:`sim.kv.block_hashes`).
+(:func:`llmsim.sim.kv.block_hashes`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 
 def name_key(*parts) -> int:

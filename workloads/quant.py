@@ -14,9 +14,9 @@ from importlib import resources
 from typing import Any
 
 
-from workloads.errors import ConfigError
-from workloads.naming import NameIndex
-from workloads.yamlio import check_fields, read_yaml
+from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.naming import NameIndex
+from llmsim.workloads.yamlio import check_fields, read_yaml
 
 __all__ = [
     "QuantFormat", "KVCacheFormat", "GRANULARITIES", "ACTIVATION_DTYPES", "COMPUTE_DTYPES",
@@ -27,7 +27,7 @@ __all__ = [
 #: 'group' (``group_size`` consecutive weights along the reduction dim), 'block' (a 2-D tile).
 GRANULARITIES: tuple[str, ...] = ("none", "tensor", "channel", "group", "block")
 ACTIVATION_DTYPES: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4")
-#: The device peak keys (same as ``hwmodels.devices.DTYPES``; a test keeps them equal).
+#: The device peak keys (same as ``llmsim.hwmodels.devices.DTYPES``; a test keeps them equal).
 COMPUTE_DTYPES: tuple[str, ...] = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 _GROUPED = ("group", "block")
 
@@ -258,7 +258,7 @@ def _register(index: NameIndex, table: dict, fmt: Any, where: str) -> None:
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, QuantFormat], NameIndex, dict[str, KVCacheFormat], NameIndex]:
-    text = resources.files("workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
+    text = resources.files("llmsim.workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
     return _parse_catalogue(text, "workloads/data/quant_formats.yaml")
 
 

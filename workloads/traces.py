@@ -19,7 +19,7 @@ seconds from the start of the trace), ``prompt_tokens`` and ``output_tokens`` (i
 * length-only CSV: ``num_prefill_tokens, num_decode_tokens`` (vidur's), arrivals from a synthetic process.
 
 A malformed file (missing column, non-numeric or non-integer value, length < 1, negative or
-non-finite time) raises :class:`~workloads.errors.TraceError` naming the file, the 1-based line and the
+non-finite time) raises :class:`~llmsim.workloads.errors.TraceError` naming the file, the 1-based line and the
 column. Random draws come from one numpy ``SeedSequence`` stream per subsystem (``arrivals``,
 ``prompt``, ``output``, ``resample``): the same seed gives identical arrays.
 """
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.errors import ConfigError, TraceError
-from workloads.naming import NameIndex
-from workloads.prefix import PrefixIds, Sessions, name_key, stream_ids
+from llmsim.workloads.errors import ConfigError, TraceError
+from llmsim.workloads.naming import NameIndex
+from llmsim.workloads.prefix import PrefixIds, Sessions, name_key, stream_ids
 
 #: Mooncake's hash_ids block (tokens per id).
 MOONCAKE_BLOCK_TOKENS = 512
@@ -57,8 +57,8 @@ def _stream(seed: int, subsystem: str) -> np.random.Generator:
 class RequestTrace:
     """Requests as arrays, sorted by arrival. ``closed_loop = (users, think_time_s)`` makes the simulator
     ignore ``arrival_s`` and send each user's next request ``think_time_s`` after its last one completes.
-    ``prefix``: the requests' prefix identity (:class:`~workloads.prefix.PrefixIds`), or None.
-    ``sessions``: turn order (:class:`~workloads.prefix.Sessions`: a turn is sent a think time after
+    ``prefix``: the requests' prefix identity (:class:`~llmsim.workloads.prefix.PrefixIds`), or None.
+    ``sessions``: turn order (:class:`~llmsim.workloads.prefix.Sessions`: a turn is sent a think time after
     its predecessor completes), or None."""
 
     arrival_s: np.ndarray

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from workloads.errors import ConfigError
+from llmsim.workloads.errors import ConfigError
 
 
 class StrictLoader(yaml.SafeLoader):

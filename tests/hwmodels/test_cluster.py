@@ -12,13 +12,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels.cluster import (
+from llmsim.hwmodels.cluster import (
     ClusterSpec, cluster_from_dict, get_cluster, list_clusters, load_cluster_file, natural_cluster,
     with_bandwidth_scale,
 )
-from hwmodels.devices import get_device
-from hwmodels.network import GroupTopology, LinkClass
-from workloads.errors import ConfigError, PlanError, UnknownNameError
+from llmsim.hwmodels.devices import get_device
+from llmsim.hwmodels.network import GroupTopology, LinkClass
+from llmsim.workloads.errors import ConfigError, PlanError, UnknownNameError
 
 GBIT = 1e9 / 8
 BUILTINS = {  # name -> (servers, devices, device)
@@ -31,7 +31,7 @@ BUILTINS = {  # name -> (servers, devices, device)
     "holmes-all-roce": (8, 64, "a100-sxm-80gb"),
     "holmes-all-ethernet": (8, 64, "a100-sxm-80gb"),
 }
-DATA_DIR = Path(str(resources.files("hwmodels").joinpath("data", "clusters")))
+DATA_DIR = Path(str(resources.files("llmsim.hwmodels").joinpath("data", "clusters")))
 
 
 def _two_group_dict() -> dict:

@@ -7,12 +7,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwmodels.collectives import (COLLECTIVES, choose_algorithm, collective_candidates, collective_coefficients,
+from llmsim.hwmodels.collectives import (COLLECTIVES, choose_algorithm, collective_candidates, collective_coefficients,
                                   collective_seconds, default_network_params, load_network_params,
                                   network_params_from_dict)
-from hwmodels.network import INTER_TRANSPORTS, INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
-from workloads.errors import ConfigError
-from workloads.operators import COLLECTIVE_KINDS
+from llmsim.hwmodels.network import INTER_TRANSPORTS, INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
+from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.operators import COLLECTIVE_KINDS
 
 YAML = Path(__file__).resolve().parents[2] / "hwmodels" / "data" / "network_calibration.yaml"
 ARCHS = ("", "ampere", "hopper", "blackwell")

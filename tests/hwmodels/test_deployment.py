@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwmodels.deployment import Deployment, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines
-from hwmodels.devices import get_device
-from workloads.errors import ConfigError, OutOfMemoryError, PlanError, UnknownNameError
+from llmsim.hwmodels.deployment import Deployment, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines
+from llmsim.hwmodels.devices import get_device
+from llmsim.workloads.errors import ConfigError, OutOfMemoryError, PlanError, UnknownNameError
 
 E = np.zeros(0, np.int64)
 
@@ -163,7 +163,7 @@ def test_kv_and_swap_sizes():
 @pytest.mark.parametrize("name, tp, windows", [("gemma-3-27b", 2, (0, 1024)), ("gpt-oss-20b", 1, (0, 128)),
                                                 ("llama-4-scout-17b-16e", 8, (0, 8192))])
 def test_local_attention_layers_get_their_own_rows_and_cost_less(name, tp, windows):
-    from workloads.models import get_model
+    from llmsim.workloads.models import get_model
     model = get_model(name)
     every_global = dataclasses.replace(model, layer_types=None, sliding_window=None, attention_chunk_size=None)
     dep, ref = Deployment(model, "h100", tp=tp, engine="vllm"), Deployment(every_global, "h100", tp=tp, engine="vllm")

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from hwmodels.devices import (
+from llmsim.hwmodels.devices import (
     CAP_CLOCK_EXPONENT, DTYPES, ComputeUnit, DeviceSpec, Link, MemoryTier, PowerSpec, get_device,
     list_devices, load_device_file, power_cap_clock_scale, with_power_cap,
 )
-from workloads.errors import ConfigError, MissingDataError, UnknownNameError
+from llmsim.workloads.errors import ConfigError, MissingDataError, UnknownNameError
 
 CANONICAL = {
     "a100-sxm-40gb", "a100-sxm-80gb", "a100-pcie-80gb", "a40", "l40s", "h100-sxm", "h100-pcie",
     "h200-sxm", "b200", "mi250x", "mi300x", "gaudi2", "rtx-4090", "rtx-pro-6000",
 }
-DATA_DIR = resources.files("hwmodels").joinpath("data", "devices")
+DATA_DIR = resources.files("llmsim.hwmodels").joinpath("data", "devices")
 
 
 def _device_files() -> list[Path]:

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels import efficiency as eff
-from hwmodels.calibration import default_profile
-from workloads import operators as ops
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import default_profile
+from llmsim.workloads import operators as ops
 
 SHAPES = {
     "gemm": lambda r: _gemm(r),

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels import efficiency as eff
-from hwmodels.calibration import default_profile
-from hwmodels.devices import get_device
-from workloads import operators as ops
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import default_profile
+from llmsim.hwmodels.devices import get_device
+from llmsim.workloads import operators as ops
 
 H100 = get_device("h100")
 DEV = np.array([H100.peak_flops("bf16"), H100.memory_bandwidth_bytes_per_s, H100.num_sms,
@@ -91,8 +91,8 @@ def test_fp8_moe_beyond_the_measured_tokens_scales_with_the_weights_and_tokens()
 
 
 def test_profiles_without_a_range_clamp_nothing_and_bad_ranges_are_rejected():
-    from hwmodels.calibration import profile_from_json
-    from workloads.errors import ConfigError
+    from llmsim.hwmodels.calibration import profile_from_json
+    from llmsim.workloads.errors import ConfigError
 
     data = default_profile().to_json()
     entry = data["params"]["hopper"]["attn_decode"]["bf16"]

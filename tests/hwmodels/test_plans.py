@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels.cluster import get_cluster, list_clusters, natural_cluster
-from hwmodels.plans import ParallelPlan, Placement, place, rdma_sets
-from workloads.errors import ConfigError, PlanError
-from workloads.models import get_model
+from llmsim.hwmodels.cluster import get_cluster, list_clusters, natural_cluster
+from llmsim.hwmodels.plans import ParallelPlan, Placement, place, rdma_sets
+from llmsim.workloads.errors import ConfigError, PlanError
+from llmsim.workloads.models import get_model
 
 
 def test_plan_checks_name_the_problem():

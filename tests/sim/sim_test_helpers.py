@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.kernel import Kernel
-from sim.kv import BlockManager, KVView
-from sim.metrics import MetricsCollector
-from sim.cluster import Cluster
-from sim.request import RUNNING, Request
-from sim.schedulers import ReplicaView
+from llmsim.sim.kernel import Kernel
+from llmsim.sim.kv import BlockManager, KVView
+from llmsim.sim.metrics import MetricsCollector
+from llmsim.sim.cluster import Cluster
+from llmsim.sim.request import RUNNING, Request
+from llmsim.sim.schedulers import ReplicaView
 
 SLOTS = Request.__slots__
 

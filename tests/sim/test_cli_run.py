@@ -7,10 +7,10 @@ import math
 import pandas as pd
 import pytest
 
-from sim.cli import build_parser, main, run_config
-from sim.config import RunConfig, config_from_dict
-from sim.metrics import JSON_KEYS
-from workloads.errors import ConfigError
+from llmsim.sim.cli import build_parser, main, run_config
+from llmsim.sim.config import RunConfig, config_from_dict
+from llmsim.sim.metrics import JSON_KEYS
+from llmsim.workloads.errors import ConfigError
 
 SMALL = ["--num-requests", "40"]
 ISSUE_KEYS = ("ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s", "e2e_mean_s",
@@ -46,7 +46,7 @@ def test_json_has_the_issue_keys_and_every_summary_key(capsys):
 def test_bare_run_is_the_documented_default():
     cfg = cfg_of()
     assert (cfg.deployment.model, cfg.deployment.device, cfg.deployment.tp) == ("llama-2-70b", None, 8)
-    from sim.runner import build_deployment
+    from llmsim.sim.runner import build_deployment
 
     dep = build_deployment(cfg)  # no device and no cluster: the natural cluster of H100s
     assert (dep.device.name, dep.tp) == ("h100-sxm", 8)
@@ -198,7 +198,7 @@ def test_example_configs_parse():
 def test_train_example_configs_parse():
     from pathlib import Path
 
-    from sim.train_cli import TrainRunConfig, load_train_config
+    from llmsim.sim.train_cli import TrainRunConfig, load_train_config
 
     examples = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples" / "train").glob("*.yaml"))
     assert examples

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels.cluster import get_cluster, list_clusters, with_bandwidth_scale
-from hwmodels.deployment import Deployment, PlanNetwork
-from hwmodels.plans import ParallelPlan, place
-from sim.cli import main
-from sim.config import config_from_dict
-from sim.runner import run
-from workloads.errors import PlanError
+from llmsim.hwmodels.cluster import get_cluster, list_clusters, with_bandwidth_scale
+from llmsim.hwmodels.deployment import Deployment, PlanNetwork
+from llmsim.hwmodels.plans import ParallelPlan, place
+from llmsim.sim.cli import main
+from llmsim.sim.config import config_from_dict
+from llmsim.sim.runner import run
+from llmsim.workloads.errors import PlanError
 
 PAPER_FIGURES = Path(__file__).resolve().parents[2] / "validation" / "data" / "published" / "paper_figures.csv"
 
@@ -188,9 +188,9 @@ def test_heterogeneous_cluster_file_serves_replicas_of_each_kind(tmp_path, capsy
 
 
 def test_uneven_split_gives_the_faster_stage_more_layers(tmp_path):
-    from hwmodels.cluster import load_cluster_file
-    from search.partition import best_layer_split
-    from sim.training import TrainConfig, simulate_training
+    from llmsim.hwmodels.cluster import load_cluster_file
+    from llmsim.search.partition import best_layer_split
+    from llmsim.sim.training import TrainConfig, simulate_training
 
     path = tmp_path / "mixed.yaml"
     path.write_text(MIXED)

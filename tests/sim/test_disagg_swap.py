@@ -5,12 +5,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim_test_helpers import Trace, run_checked
-from sim.cluster import simulate
-from sim.costs import ToyCost
-from sim.disagg import simulate_disagg
-from sim.replica import ReplicaConfig
-from sim.schedulers import SCHEDULERS, SchedulerConfig
-from workloads.errors import ConfigError
+from llmsim.sim.cluster import simulate
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.disagg import simulate_disagg
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig
+from llmsim.workloads.errors import ConfigError
 
 
 @st.composite

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kernel import PRIORITY_ARRIVAL, PRIORITY_ITERATION, PRIORITY_LAST, PRIORITY_TRANSFER, Kernel
+from llmsim.sim.kernel import PRIORITY_ARRIVAL, PRIORITY_ITERATION, PRIORITY_LAST, PRIORITY_TRANSFER, Kernel
 
 
 def test_same_time_events_fire_by_priority_then_fifo():

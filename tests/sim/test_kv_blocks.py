@@ -1,7 +1,7 @@
 """KV1: blocks in use stay within capacity; the watermark applies to admissions only."""
 import pytest
 
-from sim.kv import BlockManager, KVCapacityError, KVView
+from llmsim.sim.kv import BlockManager, KVCapacityError, KVView
 
 
 def test_allocate_and_free_track_counts_and_peak():

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from sim.cli import main
-from sim.cluster import simulate
-from sim.costs import ToyCost
-from sim.kv import BlockManager, KVView, block_hashes
-from sim.replica import Replica, ReplicaConfig
-from sim.schedulers import SCHEDULERS, SchedulerConfig
-from workloads.prefix import PrefixIds
-from workloads.traces import FixedRateArrivals, PoissonArrivals, RequestTrace, multi_turn, shared_prefix
+from llmsim.sim.cli import main
+from llmsim.sim.cluster import simulate
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.kv import BlockManager, KVView, block_hashes
+from llmsim.sim.replica import Replica, ReplicaConfig
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig
+from llmsim.workloads.prefix import PrefixIds
+from llmsim.workloads.traces import FixedRateArrivals, PoissonArrivals, RequestTrace, multi_turn, shared_prefix
 
 
 def run(trace, *, caching, policy="vllm", kv_blocks=4000, bs=16, **kw):
@@ -208,14 +208,14 @@ def test_cli_json_reports_the_hit_rate_deterministically(capsys, tmp_path):
 
 
 def test_yaml_workload_params_and_engine_default(tmp_path, capsys):
-    from sim.cli import build_parser, run_config
+    from llmsim.sim.cli import build_parser, run_config
 
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text("workload: {name: multi-turn, rate: 1, params: {num_sessions: 4, turns: 3, user_tokens: 64,"
                         " output_len: 32, think_time_s: 20}}\n")
     cfg = run_config(build_parser().parse_args(["run", str(cfg_path)]))
     assert cfg.serving.prefix_caching is None and cfg.workload.params["turns"] == 3
-    from sim.runner import prefix_caching
+    from llmsim.sim.runner import prefix_caching
 
     class Dep:
         class engine:
@@ -249,9 +249,9 @@ def test_random_prefix_workloads_keep_the_invariants(seed, kv_blocks, policy, gr
                      PrefixIds.from_lists(rows, prompt, bt))
     cfg = ReplicaConfig(kv_blocks=kv_blocks, block_size=bs, prefix_caching=True, watermark_fraction=0.0,
                         scheduler=SchedulerConfig(policy=policy, max_num_seqs=8, max_num_batched_tokens=4 * bs))
-    from sim.kernel import Kernel
-    from sim.metrics import MetricsCollector
-    from sim.cluster import Cluster
+    from llmsim.sim.kernel import Kernel
+    from llmsim.sim.metrics import MetricsCollector
+    from llmsim.sim.cluster import Cluster
 
     kernel = Kernel()
     metrics = MetricsCollector()

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from sim_test_helpers import Trace
-from sim.cluster import ROUTERS, simulate
-from sim.costs import ToyCost
-from sim.replica import ReplicaConfig
-from sim.schedulers import SCHEDULERS, SchedulerConfig
-from sim.trace import ChromeTracer
-from workloads.errors import ConfigError
+from llmsim.sim.cluster import ROUTERS, simulate
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig
+from llmsim.sim.trace import ChromeTracer
+from llmsim.workloads.errors import ConfigError
 
 E = np.zeros(0, dtype=np.int64)
 

@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim_test_helpers import Trace, check_batch, decoding, run_checked, view
-from sim.costs import ToyCost
-from sim.replica import ReplicaConfig
-from sim.request import Request
-from sim.schedulers import SCHEDULERS, SchedulerConfig, make_scheduler
-from workloads.errors import ConfigError, UnknownNameError
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.request import Request
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig, make_scheduler
+from llmsim.workloads.errors import ConfigError, UnknownNameError
 
 POLICIES = SCHEDULERS.names()
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from sim_test_helpers import Trace
-from sim.cluster import simulate
-from sim.costs import ToyCost
-from sim.metrics import JSON_KEYS, SLO, LogHistogram, MetricsCollector
-from sim.replica import ReplicaConfig
-from sim.request import Request
+from llmsim.sim.cluster import simulate
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.metrics import JSON_KEYS, SLO, LogHistogram, MetricsCollector
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.request import Request
 
 
 def finished(index, arrival, prompt, output, first_token, finish, scheduled=None):

@@ -4,11 +4,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim_test_helpers import Trace, run_checked
-from sim.cluster import ROUTERS, simulate
-from sim.costs import ToyCost
-from sim.replica import ReplicaConfig
-from sim.schedulers import SCHEDULERS, SchedulerConfig
-from workloads.traces import GammaArrivals, LognormalLength, UniformLength, synthesize
+from llmsim.sim.cluster import ROUTERS, simulate
+from llmsim.sim.costs import ToyCost
+from llmsim.sim.replica import ReplicaConfig
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig
+from llmsim.workloads.traces import GammaArrivals, LognormalLength, UniformLength, synthesize
 
 
 @st.composite

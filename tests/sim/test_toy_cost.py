@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.costs import DecodeRunCostModel, IterationCostModel, ToyCost
+from llmsim.sim.costs import DecodeRunCostModel, IterationCostModel, ToyCost
 
 E = np.zeros(0, dtype=np.int64)
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from hwmodels.cluster import get_cluster, with_bandwidth_scale
-from hwmodels.plans import ParallelPlan, place
-from sim.training import TrainConfig, _one_f_one_b, megatron_flops_per_step, simulate_training
-from workloads.errors import ConfigError, OutOfMemoryError
-from workloads.models import get_model
+from llmsim.hwmodels.cluster import get_cluster, with_bandwidth_scale
+from llmsim.hwmodels.plans import ParallelPlan, place
+from llmsim.sim.training import TrainConfig, _one_f_one_b, megatron_flops_per_step, simulate_training
+from llmsim.workloads.errors import ConfigError, OutOfMemoryError
+from llmsim.workloads.models import get_model
 
 
 def test_one_f_one_b_matches_the_textbook_makespan_for_equal_stages():
@@ -81,7 +81,7 @@ def test_bad_training_config_is_a_config_error():
 def test_holmes_reproduction():
     """Holmes Fig. 6 (GPT-7.5B, 4 IB + 4 RoCE A100 nodes): NIC-aware >= 1.2x the naive placement,
     within 15% of the all-IB cluster, far above all-Ethernet."""
-    from validation.published import holmes_training
+    from llmsim.validation.published import holmes_training
 
     aware = holmes_training("nic-aware").tflops_per_gpu
     naive = holmes_training("naive").tflops_per_gpu

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwmodels.calibration import load_profile, profile_from_json
-from hwmodels.costmodel import OperatorCostModel
-from validation.calibrate import fit_profile, rows_in_fit
-from validation.loaders import load_measurements, split_of
-from validation.validate import validate_kernels
-from workloads.errors import ConfigError, UnknownNameError
+from llmsim.hwmodels.calibration import load_profile, profile_from_json
+from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.validation.calibrate import fit_profile, rows_in_fit
+from llmsim.validation.loaders import load_measurements, split_of
+from llmsim.validation.validate import validate_kernels
+from llmsim.workloads.errors import ConfigError, UnknownNameError
 
 DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "kernels"
 DECODE_A100 = DATA / "aiconfigurator" / "a100_sxm" / "generation_attention_perf.parquet"
@@ -115,7 +115,7 @@ def test_unknown_device_override_fails_with_suggestions(decode_profile):
 
 
 def test_cli_validate_prints_one_json_object(capsys):
-    from sim.cli import main
+    from llmsim.sim.cli import main
 
     assert main(["validate", str(DECODE_A100), "--json", "--split", "test"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -129,7 +129,7 @@ def test_cli_validate_prints_one_json_object(capsys):
     (["validate", str(DECODE_A100), "--profile", "missing.json"], "missing.json"),
 ])
 def test_cli_user_errors_exit_2_with_one_line(capsys, argv, needle):
-    from sim.cli import main
+    from llmsim.sim.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwmodels.calibration import default_profile, load_profile
-from hwmodels.costmodel import OperatorCostModel
-from validation.loaders import detect_format, load_llmservingsim, load_measurements
-from validation.validate import validate_kernels
-from workloads.errors import TraceError
+from llmsim.hwmodels.calibration import default_profile, load_profile
+from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.validation.loaders import detect_format, load_llmservingsim, load_measurements
+from llmsim.validation.validate import validate_kernels
+from llmsim.workloads.errors import TraceError
 
 LSS = Path(__file__).resolve().parents[2] / "validation" / "data" / "kernels" / "llmservingsim"
 L8_4090 = LSS / "RTX4090" / "meta-llama" / "Llama-3.1-8B" / "bf16"
@@ -138,7 +138,7 @@ def test_mixed_attention_is_priced_as_prefill_plus_decode():
 def test_small_attention_classes_beat_their_fallback_on_held_out_rows(tmp_path):
     import dataclasses as dc
 
-    from validation.calibrate import fit_small_classes
+    from llmsim.validation.calibrate import fit_small_classes
 
     shipped = default_profile()
     params = {a: {c: g for c, g in cs.items() if not (a == "ada" and c.startswith("attn"))}

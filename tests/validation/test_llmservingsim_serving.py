@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwmodels.deployment import Deployment
-from validation.llmservingsim import find_runs, load_run, run_values
-from validation.serving import validate_serving
-from workloads.errors import PlanError, TraceError
+from llmsim.hwmodels.deployment import Deployment
+from llmsim.validation.llmservingsim import find_runs, load_run, run_values
+from llmsim.validation.serving import validate_serving
+from llmsim.workloads.errors import PlanError, TraceError
 
 DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "serving" / "llmservingsim_vllm019"
 E = np.zeros(0, np.int64)
@@ -85,7 +85,7 @@ def test_dp_ep_shards_the_experts_and_gathers_every_ranks_tokens():
 
 
 def test_a_preempted_request_finds_its_own_prompt_blocks_with_prefix_caching():
-    from validation.llmservingsim import private_prefixes, simulate_run
+    from llmsim.validation.llmservingsim import private_prefixes, simulate_run
 
     run = load_run(DATA / "RTX4090" / "Llama-3.1-8B" / "vllm")  # KV-bound: vLLM preempts
     assert run.prefix_caching is True
@@ -98,7 +98,7 @@ def test_a_preempted_request_finds_its_own_prompt_blocks_with_prefix_caching():
 
 
 def test_mixed_attention_exponent_is_fitted_on_train_rows_and_beats_the_sum_on_held_out_ones():
-    from validation.llmservingsim import fit_mixed_attention
+    from llmsim.validation.llmservingsim import fit_mixed_attention
 
     fit = fit_mixed_attention(DATA.parents[1] / "kernels" / "llmservingsim" / "RTX4090")
     ada = fit["ada"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from validation.loaders import (
+from llmsim.validation.loaders import (
     COLUMNS,
     KINDS,
     detect_format,
@@ -20,7 +20,7 @@ from validation.loaders import (
     load_vidur,
     split_of,
 )
-from workloads.errors import ConfigError, TraceError, UnknownNameError
+from llmsim.workloads.errors import ConfigError, TraceError, UnknownNameError
 
 DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "kernels"
 AIC = DATA / "aiconfigurator"

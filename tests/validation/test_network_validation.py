@@ -4,13 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwmodels.collectives import default_network_params, network_params_from_dict
-from validation.calibrate import file_sha256
-from validation.loaders import load_measurements, split_of
-from validation.network import (DEFAULT_HOLDOUT, DEFAULT_SALT, FIT_FILES, SETUPS, _shipped_table, fit_network,
+from llmsim.hwmodels.collectives import default_network_params, network_params_from_dict
+from llmsim.validation.calibrate import file_sha256
+from llmsim.validation.loaders import load_measurements, split_of
+from llmsim.validation.network import (DEFAULT_HOLDOUT, DEFAULT_SALT, FIT_FILES, SETUPS, _shipped_table, fit_network,
                                 network_report, price, row_configs, rows_in_fit)
-from validation.validate import format_table, validate_kernels
-from workloads.errors import ConfigError
+from llmsim.validation.validate import format_table, validate_kernels
+from llmsim.workloads.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 KERNELS = REPO / "validation" / "data" / "kernels"
@@ -98,7 +98,7 @@ def test_yaml_records_the_fitted_files_as_shipped():
     by_path = {s["path"]: s for s in fit["sources"]}
     for f in FIT_FILES:
         assert by_path[f]["sha256"] == file_sha256(REPO / f), \
-            f"{f} changed: refit with `python -m validation.network fit --write`"
+            f"{f} changed: refit with `python -m llmsim.validation.network fit --write`"
 
 
 def test_fit_never_reads_held_out_rows():

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from validation import profile_sweep as sw
-from validation import profiler as prof
-from validation.loaders import load_measurements
-from workloads.errors import ConfigError, LLMSimError, UnknownNameError
+from llmsim.validation import profile_sweep as sw
+from llmsim.validation import profiler as prof
+from llmsim.validation.loaders import load_measurements
+from llmsim.workloads.errors import ConfigError, LLMSimError, UnknownNameError
 
 ROOT = Path(__file__).resolve().parents[2]
 AIC_H100 = ROOT / "validation" / "data" / "kernels" / "aiconfigurator" / "h100_sxm"
@@ -99,7 +99,7 @@ def tiny_run(tmp_path_factory):
 # --------------------------------------------------------------------------------------------------
 
 def test_gemm_shapes_follow_the_model_and_tensor_parallelism():
-    from workloads.models import get_model
+    from llmsim.workloads.models import get_model
 
     m = get_model("llama-3.1-8b")  # hidden 4096, 32 heads, 8 KV heads, d 128, MLP 14336, vocab 128256
     shapes, notes = sw.gemm_shapes(m, 1)
@@ -120,7 +120,7 @@ def test_gemm_shapes_follow_the_model_and_tensor_parallelism():
 
 
 def test_mla_and_moe_models_get_their_own_projections():
-    from workloads.models import get_model
+    from llmsim.workloads.models import get_model
 
     ds = dict((op, (n, k)) for op, n, k in sw.gemm_shapes(get_model("deepseek-v3"), 8)[0])
     assert ds["qkv_a"] == (1536 + 512 + 64, 7168)
@@ -267,7 +267,7 @@ def test_environment_record(tiny_run):
 
 
 def test_simulate_validate_reads_the_output(tiny_run):
-    from validation.validate import validate_kernels
+    from llmsim.validation.validate import validate_kernels
 
     out, sweep, *_ = tiny_run
     report = validate_kernels([str(out)])  # the shipped profile prices every row
@@ -276,7 +276,7 @@ def test_simulate_validate_reads_the_output(tiny_run):
 
 
 def test_simulate_calibrate_reads_the_output(tiny_run, tmp_path, capsys):
-    from sim.cli import main as simulate
+    from llmsim.sim.cli import main as simulate
 
     out, sweep, *_ = tiny_run
     fitted = tmp_path / "profile.json"
@@ -420,7 +420,7 @@ class Block:
         if name.split(".")[0] in BLOCKED:
             raise ImportError("blocked " + name)
 sys.meta_path.insert(0, Block())
-import validation.profiler as p
+import llmsim.validation.profiler as p
 assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED], sorted(sys.modules)
 rc = p.main(["--device-name", "x", "--out", {str(tmp_path / 'o')!r}, "--quick", "--dry-run"])
 assert rc == 0, rc
@@ -431,7 +431,7 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("ok") and "PyTorch is not installed" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "validation.profiler", "--help"], cwd=ROOT, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "llmsim.validation.profiler", "--help"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "--device-name" in r.stdout and "--quick" in r.stdout
 
@@ -573,7 +573,7 @@ def make_stub_torch(*, gqa: bool = True, capability=(9, 0), graph_fails: bool = 
     mp = types.ModuleType("torch.multiprocessing")
 
     def spawn(fn, args, nprocs, join):
-        assert join and callable(fn) and fn.__module__ == "validation.profiler"
+        assert join and callable(fn) and fn.__module__ == "llmsim.validation.profiler"
         for rank in range(nprocs):
             fn(rank, nprocs, *args[1:])
 

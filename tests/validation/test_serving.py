@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.cli import main
-from validation.serving import (SPLITWISE_COLUMNS, detect_serving_format, load_splitwise, serving_split,
+from llmsim.sim.cli import main
+from llmsim.validation.serving import (SPLITWISE_COLUMNS, detect_serving_format, load_splitwise, serving_split,
                                 splitwise_keys, static_batch_times, validate_serving, write_hosts)
-from workloads.errors import TraceError
+from llmsim.workloads.errors import TraceError
 
 DATA = Path(__file__).resolve().parents[2] / "validation" / "data" / "serving"
 SPLITWISE = DATA / "splitwise" / "perf_model.csv"
@@ -44,7 +44,7 @@ def test_the_hash_split_keeps_repeats_together_and_holds_out_about_half():
 
 
 def test_static_batch_times_are_consistent():
-    from hwmodels.deployment import Deployment
+    from llmsim.hwmodels.deployment import Deployment
 
     dep = Deployment("llama-2-70b", "a100-80gb", tp=4, engine="vllm-0.2")
     prefill, per_token, e2e = static_batch_times(dep, 4, 512, 32)
@@ -147,7 +147,7 @@ def test_write_hosts_replaces_one_engine_block(tmp_path):
     write_hosts("vllm-0.2", {"default": host}, path)
     import yaml
 
-    from hwmodels.deployment import parse_engines
+    from llmsim.hwmodels.deployment import parse_engines
 
     engines = parse_engines(yaml.safe_load(path.read_text()), str(path))
     assert set(engines["vllm-0.2"][0].hosts) == {"default"}

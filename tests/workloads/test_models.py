@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads.errors import ConfigError, LLMSimError, UnknownNameError
-from workloads.quant import get_quant_format
-from workloads.models import (
+from llmsim.workloads.errors import ConfigError, LLMSimError, UnknownNameError
+from llmsim.workloads.quant import get_quant_format
+from llmsim.workloads.models import (
     MLASpec,
     ModelSpec,
     MoESpec,

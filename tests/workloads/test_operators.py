@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads import operators as ops
+from llmsim.workloads import operators as ops
 
 
 def test_gemm_work_counts_each_operand_once():

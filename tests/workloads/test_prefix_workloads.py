@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from sim.cli import main
-from workloads.errors import ConfigError, TraceError
-from workloads.prefix import PrefixIds
-from workloads.traces import (DATA_DIR, PoissonArrivals, load_canonical_csv, load_mooncake_jsonl, load_trace,
+from llmsim.sim.cli import main
+from llmsim.workloads.errors import ConfigError, TraceError
+from llmsim.workloads.prefix import PrefixIds
+from llmsim.workloads.traces import (DATA_DIR, PoissonArrivals, load_canonical_csv, load_mooncake_jsonl, load_trace,
                               load_workload, multi_turn, resample, shared_prefix)
 
 ROWS = [{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]},

@@ -6,8 +6,8 @@ from importlib import resources
 
 import pytest
 
-from workloads.errors import ConfigError, UnknownNameError
-from workloads.quant import (
+from llmsim.workloads.errors import ConfigError, UnknownNameError
+from llmsim.workloads.quant import (
     COMPUTE_DTYPES, KVCacheFormat, QuantFormat, _parse_catalogue, get_kv_format, get_quant_format,
     kv_format_for, list_kv_formats, list_quant_formats,
 )
@@ -59,7 +59,7 @@ def test_activation_and_compute_dtypes(name, activation, compute, dequant):
 
 
 def test_compute_dtypes_are_device_peak_keys():
-    from hwmodels.devices import DTYPES, get_device
+    from llmsim.hwmodels.devices import DTYPES, get_device
     assert COMPUTE_DTYPES == DTYPES
     h100, b200 = get_device("h100"), get_device("b200")
     for name in list_quant_formats():
@@ -146,7 +146,7 @@ def test_every_format_carries_a_tagged_source():
 # ----------------------------------------------------------------------------- strict data
 
 def _catalogue_text() -> str:
-    return resources.files("workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
+    return resources.files("llmsim.workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("old,new,key", [

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workloads.errors import ConfigError, TraceError, UnknownNameError
-from workloads.traces import (DATA_DIR, ClosedLoop, EmpiricalLength, FixedLength, FixedRateArrivals,
+from llmsim.workloads.errors import ConfigError, TraceError, UnknownNameError
+from llmsim.workloads.traces import (DATA_DIR, ClosedLoop, EmpiricalLength, FixedLength, FixedRateArrivals,
                               GammaArrivals, LognormalLength, PoissonArrivals, RequestTrace, UniformLength,
                               load_apex_jsonl, load_azure_csv, load_canonical_csv, load_trace, load_workload,
                               resample, synthesize, workload_names)

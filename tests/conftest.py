@@ -1,0 +1,11 @@
+"""Tests import the installed ``llmsim``, never the checkout's folders by their bare names.
+
+``python -m pytest`` puts the current directory (the repository root) on ``sys.path``, where ``sim/``,
+``hwmodels/``, ... would import as top-level packages and hide a left-over ``import sim``; the root is
+taken off again here, so such an import fails in the tests as it would for a user.
+"""
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
