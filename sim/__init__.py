@@ -14,10 +14,10 @@ and the ``simulate`` entry point), ``sim/disagg.py`` (prefill/decode pools and t
 ``sim/metrics.py`` (TTFT/TPOT/goodput/energy), ``sim/trace.py`` (Perfetto trace). Request sources
 live in ``workloads/traces.py``.
 
-The command line: ``sim/cli.py`` (``simulate run|validate|calibrate|models|devices``),
+The run side of the ``simulate`` command line (``llmsim/cli/``):
 ``sim/config.py`` (the frozen run-config tree and its strict YAML), ``sim/runner.py`` (config ->
 ``llmsim.hwmodels.deployment.Deployment`` cost models, KV capacity, swap space, requests -> run),
-``sim/report.py`` (self-contained plotly HTML). Only these command-line modules import
+``sim/report.py`` (self-contained plotly HTML). Only these run-side modules import
 ``hwmodels/``; the kernel, replicas, schedulers, cluster and disaggregation do not.
 
 Quick start::

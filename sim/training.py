@@ -31,7 +31,7 @@ Megatron logs and Holmes reports): ``24 c B s l h^2 (1 + s / 6h + V / 16 l h)`` 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -359,14 +359,7 @@ def train(model: str | ModelSpec, cluster, plan: ParallelPlan, *, placement: str
           **kwargs) -> TrainResult:
     """Place ``plan`` on ``cluster`` with ``placement`` and simulate one step (kwargs: TrainConfig).
 
-    A nic-aware placement of a pipeline without a ``layer_split`` gets the split sized to each
-    stage's speed (search/partition.py, Holmes' self-adapting partition); naive keeps the even one."""
+    The plan's ``layer_split`` is used as given (even when None); search/partition.py sizes one to
+    each stage's speed."""
     cfg = TrainConfig(model=model, plan=plan, **kwargs)
-    placed = place(plan, cluster, placement)
-    if placement == "nic-aware" and plan.pp > 1 and plan.layer_split is None:
-        from llmsim.search.partition import best_layer_split
-
-        plan = best_layer_split(cfg, placed)
-        cfg = replace(cfg, plan=plan)
-        placed = place(plan, cluster, placement)
-    return simulate_training(cfg, placed)
+    return simulate_training(cfg, place(plan, cluster, placement))

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import llmsim
-from llmsim.sim.cli import main as cli_main
+from llmsim.cli import main as cli_main
 from llmsim.sim.config import config_from_dict
 from llmsim.workloads import errors
 

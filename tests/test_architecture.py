@@ -4,13 +4,12 @@ functions and ``if TYPE_CHECKING:`` blocks, and ``importlib.import_module("...")
 Layers, bottom-up: ``llmsim.workloads`` <- ``llmsim.hwmodels`` <- ``llmsim.sim`` <- ``llmsim.search``
 (a package may import its own modules and the layers below it, never one above). ``llmsim.validation``
 may import all four. ``llmsim.validation`` itself is imported only by the front door (``llmsim``:
-``api``, ``cli``) and by the command lines ``llmsim.sim.cli`` and ``llmsim.sim.train_cli`` (which
-serve ``simulate validate`` / ``calibrate``); those command lines are entry points that library
-code does not import. Nothing below the front door imports ``llmsim.api`` or
-``llmsim.cli`` (the bare namespace ``llmsim`` is fine: it imports nothing). The folders' bare names
+``api`` and the command line, the ``llmsim.cli`` package); the command line is an entry point that
+library code does not import. Nothing below the front door imports ``llmsim.api`` or
+``llmsim.cli`` or its modules (the bare namespace ``llmsim`` is fine: it imports nothing). The folders' bare names
 (``import sim``) are never imported: they are not packages once installed.
 
-Today's exceptions are listed in ``ALLOWED``, each with why; they are debt to pay off, not precedent:
+Exceptions would be listed in ``ALLOWED``, each with why; they are debt to pay off, not precedent:
 a new violation fails :func:`test_the_packages_keep_their_layers`, and a listed one that is gone fails
 :func:`test_the_allow_list_has_no_stale_entries` (delete its line).
 """
@@ -29,31 +28,26 @@ BARE = frozenset(FOLDERS) - {"llmsim"}
 #: rank of each layer: a module may import packages of its own rank or lower
 RANK = {"llmsim.workloads": 0, "llmsim.hwmodels": 1, "llmsim.sim": 2, "llmsim.search": 3,
         "llmsim.validation": 4, "llmsim": 5}
-VALIDATION_IMPORTERS = frozenset({"llmsim.sim.cli", "llmsim.sim.train_cli"})
-#: entry points: imported by the front door and by one another, never by library code
-COMMAND_LINES = frozenset({"llmsim.cli", "llmsim.sim.cli", "llmsim.sim.train_cli"})
+#: the command line: this package and its modules, imported by the front door only, never by library code
+COMMAND_LINE = "llmsim.cli"
 
 #: (importer module, imported module): existing violations, each with its reason
-ALLOWED: dict[tuple[str, str], str] = {
-    # the training step sizes a nic-aware pipeline's layer split with the search (Holmes' self-adapting
-    # partition), and search/partition.py prices candidate splits with sim.training: a sim <-> search
-    # cycle, broken today by function-local imports on both sides
-    ("llmsim.sim.training", "llmsim.search.partition"):
-        "sim.training.train() calls search.partition.best_layer_split (cycle with search -> sim.training)",
-    # the published-figures validation runs training scenarios through the `simulate train` command
-    # line's config and runner instead of a library entry point
-    ("llmsim.validation.published", "llmsim.sim.train_cli"):
-        "validation.published uses sim.train_cli's TrainRunConfig and simulate_config",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def project_modules() -> dict[str, Path]:
     """Every module of the installed package, by its dotted name."""
     mods = {}
     for folder, pkg in FOLDERS.items():
-        for path in sorted((ROOT / folder).glob("*.py")):
-            mods[pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"] = path
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            mods[".".join((pkg, *parts))] = path
     return mods
+
+
+#: the modules that are packages (an ``__init__.py``): relative imports resolve inside them
+PACKAGES = frozenset(m for m, p in project_modules().items() if p.name == "__init__.py")
 
 
 def imports_of(source: str, module: str, known: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, int]]:
@@ -61,7 +55,7 @@ def imports_of(source: str, module: str, known: frozenset[str] | set[str] = froz
     it: top level, functions, conditional blocks. ``from P import x`` names ``P.x`` when that is a
     module in ``known``, else ``P``; relative imports are resolved against ``module``."""
     tree = ast.parse(source)
-    package = module if module in {*FOLDERS.values()} or module.endswith(".__init__") else module.rpartition(".")[0]
+    package = module if module in PACKAGES or module.endswith(".__init__") else module.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -84,6 +78,10 @@ def imports_of(source: str, module: str, known: frozenset[str] | set[str] = froz
     return out
 
 
+def _is_command_line(name: str) -> bool:
+    return name == COMMAND_LINE or name.startswith(COMMAND_LINE + ".")
+
+
 def _package_of(name: str) -> str | None:
     """The layer a dotted module name belongs to (``llmsim.sim.cli`` -> ``llmsim.sim``), None outside."""
     parts = name.split(".")
@@ -101,11 +99,9 @@ def violation(importer: str, imported: str) -> str | None:
     src, dst = _package_of(importer), _package_of(imported)
     if dst is None or src is None or imported == "llmsim":
         return None
-    if imported in COMMAND_LINES and src != "llmsim" and importer not in COMMAND_LINES:
-        return f"{importer} imports the command line {imported}: only the front door and the command lines do"
+    if _is_command_line(imported) and src != "llmsim":
+        return f"{importer} imports the command line {imported}: only the front door does"
     if dst == "llmsim.validation" and src not in ("llmsim", "llmsim.validation"):
-        if importer in VALIDATION_IMPORTERS:
-            return None
         return f"{importer} imports {imported}: only the front door and the command lines import llmsim.validation"
     if RANK[dst] > RANK[src]:
         return f"{importer} ({src}) imports {imported} from the higher layer {dst}"
@@ -186,7 +182,9 @@ class K:
     ("llmsim.hwmodels.planted", "import sim.cli\n", {("sim.cli", "bare folder name")}),
     ("llmsim.hwmodels.planted", "from llmsim import api\n", {("llmsim.api", "higher layer")}),
     ("llmsim.validation.planted", "from llmsim.search import partition\nfrom . import loaders\nimport llmsim\n", set()),
-    ("llmsim.sim.cli", "from llmsim.validation import serving\n", set()),
+    ("llmsim.cli.validate", "from llmsim.validation import serving\nfrom llmsim.cli import run\n", set()),
+    ("llmsim.sim.planted", "from llmsim.validation import serving\n", {("llmsim.validation.serving", "only the front door")}),
+    ("llmsim.validation.planted", "from llmsim.cli.run import run_config\n", {("llmsim.cli.run", "the command line")}),
     ("llmsim.api", "from llmsim.validation import serving\nfrom llmsim.sim.runner import run\n", set()),
 ])
 def test_a_planted_violation_is_caught(module, source, expected):

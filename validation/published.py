@@ -79,7 +79,8 @@ HOLMES_CLUSTER = "holmes-ib-roce"
 def holmes_training(setting: str, cluster: str = HOLMES_CLUSTER):
     """The simulated training step of a Holmes Fig. 6 setting on ``cluster``: 'naive' (Megatron-LM's
     placement, one job-wide transport) or 'nic-aware' (Holmes, with the split sized to stage speed)."""
-    from llmsim.sim.train_cli import TrainRunConfig, simulate_config
+    from llmsim.search.partition import simulate_config
+    from llmsim.sim.training_config import TrainRunConfig
 
     if setting not in ("naive", "nic-aware"):
         raise ConfigError(f"Holmes setting must be 'naive' or 'nic-aware', got {setting!r}")

@@ -19,16 +19,14 @@ The report has the kernel validation's schema (``validation/validate.py``): ``ro
 and ``not_expressed``. ``rows_in_fit`` counts compared values whose row was used to fit an engine
 parameter (``EngineOverhead.fitted_on``); ``split='test'`` scores only the others.
 
-Fitting (``python -m llmsim.validation.serving fit-splitwise`` / ``fit-apex``) estimates an engine's host
+Fitting (``simulate fit-engine splitwise`` / ``apex``) estimates an engine's host
 overheads from a stated subset -- the splitwise rows on the ``train`` side of a deterministic hash
 split of their configuration (``serving_split``), or one named APEX run -- and prints the YAML to
 paste into ``hwmodels/data/engines.yaml``.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -652,43 +650,3 @@ def write_hosts(engine: str, hosts: dict[str, dict], path: Path = ENGINES_FILE) 
     from llmsim.hwmodels.engines import _engine_catalogue
 
     _engine_catalogue.cache_clear()
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m llmsim.validation.serving", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("fit-splitwise", help="fit vllm-0.2 host overheads on the train half of a perf_model.csv")
-    a.add_argument("path")
-    a.add_argument("--subset", default="train", choices=["train", "all"])
-    b = sub.add_parser("fit-apex", help="fit vllm-0.6 host overheads on one APEX run (the others stay held out)")
-    b.add_argument("path")
-    b.add_argument("--run", required=True, help="the run's trace stem, e.g. lmsys_05_8TP")
-    c = sub.add_parser("fit-llmservingsim", help="fit the vllm-v1 host times on the Llama-3.1-8B runs of "
-                                                 "LLMServingSim's vLLM 0.19 data (the Qwen3 runs stay held out)")
-    c.add_argument("path", help="the llmservingsim_vllm019 folder")
-    for x in (a, b, c):
-        x.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
-        x.add_argument("--write", action="store_true", help="write the hosts into hwmodels/data/engines.yaml")
-    args = ap.parse_args(argv)
-    profile = None
-    if args.profile:
-        from llmsim.hwmodels.calibration import load_profile
-
-        profile = load_profile(args.profile)
-    if args.cmd == "fit-llmservingsim":
-        from llmsim.validation.llmservingsim import fit_hosts
-
-        engine, hosts = "vllm-v1", fit_hosts(args.path, profile=profile)
-    elif args.cmd == "fit-splitwise":
-        engine, hosts = "vllm-0.2", fit_splitwise_overheads(args.path, subset=args.subset, profile=profile)
-    else:
-        engine, hosts = "vllm-0.6", {"default": fit_apex_overhead(args.path, args.run, profile=profile)}
-    print(_yaml_hosts(hosts))
-    if args.write:
-        write_hosts(engine, hosts)
-        print(f"wrote the {engine} hosts into {ENGINES_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from llmsim.sim.cli import build_parser, main, run_config
+from llmsim.cli import build_parser, main, run_config
 from llmsim.sim.config import RunConfig, config_from_dict
 from llmsim.sim.metrics import JSON_KEYS
 from llmsim.workloads.errors import ConfigError
@@ -198,7 +198,7 @@ def test_example_configs_parse():
 def test_train_example_configs_parse():
     from pathlib import Path
 
-    from llmsim.sim.train_cli import TrainRunConfig, load_train_config
+    from llmsim.sim.training_config import TrainRunConfig, load_train_config
 
     examples = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples" / "train").glob("*.yaml"))
     assert examples

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from llmsim.hwmodels.cluster import get_cluster, list_clusters, with_bandwidth_scale
 from llmsim.hwmodels.deployment import Deployment, PlanNetwork
 from llmsim.hwmodels.plans import ParallelPlan, place
-from llmsim.sim.cli import main
+from llmsim.cli import main
 from llmsim.sim.config import config_from_dict
 from llmsim.sim.runner import run
 from llmsim.workloads.errors import PlanError

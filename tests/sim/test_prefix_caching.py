@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from llmsim.sim.cli import main
+from llmsim.cli import main
 from llmsim.sim.cluster import simulate
 from llmsim.sim.costs import ToyCost
 from llmsim.sim.kv import BlockManager, KVView, block_hashes
@@ -208,7 +208,7 @@ def test_cli_json_reports_the_hit_rate_deterministically(capsys, tmp_path):
 
 
 def test_yaml_workload_params_and_engine_default(tmp_path, capsys):
-    from llmsim.sim.cli import build_parser, run_config
+    from llmsim.cli import build_parser, run_config
 
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text("workload: {name: multi-turn, rate: 1, params: {num_sessions: 4, turns: 3, user_tokens: 64,"

@@ -115,7 +115,7 @@ def test_unknown_device_override_fails_with_suggestions(decode_profile):
 
 
 def test_cli_validate_prints_one_json_object(capsys):
-    from llmsim.sim.cli import main
+    from llmsim.cli import main
 
     assert main(["validate", str(DECODE_A100), "--json", "--split", "test"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -129,7 +129,7 @@ def test_cli_validate_prints_one_json_object(capsys):
     (["validate", str(DECODE_A100), "--profile", "missing.json"], "missing.json"),
 ])
 def test_cli_user_errors_exit_2_with_one_line(capsys, argv, needle):
-    from llmsim.sim.cli import main
+    from llmsim.cli import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -98,7 +98,7 @@ def test_yaml_records_the_fitted_files_as_shipped():
     by_path = {s["path"]: s for s in fit["sources"]}
     for f in FIT_FILES:
         assert by_path[f]["sha256"] == file_sha256(REPO / f), \
-            f"{f} changed: refit with `python -m llmsim.validation.network fit --write`"
+            f"{f} changed: refit with `simulate fit-network --write`"
 
 
 def test_fit_never_reads_held_out_rows():

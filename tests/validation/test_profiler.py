@@ -276,7 +276,7 @@ def test_simulate_validate_reads_the_output(tiny_run):
 
 
 def test_simulate_calibrate_reads_the_output(tiny_run, tmp_path, capsys):
-    from llmsim.sim.cli import main as simulate
+    from llmsim.cli import main as simulate
 
     out, sweep, *_ = tiny_run
     fitted = tmp_path / "profile.json"

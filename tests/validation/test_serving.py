@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmsim.sim.cli import main
+from llmsim.cli import main
 from llmsim.validation.serving import (SPLITWISE_COLUMNS, detect_serving_format, load_splitwise, serving_split,
                                 splitwise_keys, static_batch_times, validate_serving, write_hosts)
 from llmsim.workloads.errors import TraceError

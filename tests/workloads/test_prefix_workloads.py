@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from llmsim.sim.cli import main
+from llmsim.cli import main
 from llmsim.workloads.errors import ConfigError, TraceError
 from llmsim.workloads.prefix import PrefixIds
 from llmsim.workloads.traces import (DATA_DIR, PoissonArrivals, load_canonical_csv, load_mooncake_jsonl, load_trace,

@@ -1,72 +1,9 @@
-"""The `simulate` command line.
-
-Subcommands import their machinery lazily so `simulate --help` stays instant. Every expected
-failure (an ``LLMSimError``: unknown name, malformed file, impossible plan) prints one line to
-stderr and exits with status 2; anything else is a bug and keeps its traceback.
-"""
+"""`simulate run`: the flags and YAML file of a serving run, its summary printed or as JSON."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-DEFAULT_KERNEL_DATA = Path(__file__).resolve().parent.parent / "validation" / "data" / "kernels"
-
-
-SERVING_FORMATS = ("splitwise", "apex-vllm", "llmservingsim")
-KERNEL_FORMATS = ("aiconfigurator", "vidur", "llmcompass", "llmservingsim")
-
-
-def _cmd_validate(args) -> int:
-    from llmsim.hwmodels.calibration import load_profile
-    from llmsim.workloads.errors import ConfigError
-
-    if args.format == "published":
-        from llmsim.validation.published import format_table as published_table
-        from llmsim.validation.published import validate_published
-
-        if len(args.paths) != 1:
-            raise ConfigError("--format published takes one paper_figures.csv path")
-        report = validate_published(args.paths[0])
-        print(json.dumps(report) if args.json else published_table(report))
-        return 0
-
-    paths = args.paths or [str(DEFAULT_KERNEL_DATA)]
-    profile = load_profile(args.profile) if args.profile else None
-    serving = args.format in SERVING_FORMATS
-    if args.format == "llmservingsim":
-        # the same source ships kernel profiles and serving runs: the folder's content decides
-        from llmsim.validation.serving import is_serving_path
-
-        serving = all(is_serving_path(p) for p in paths)
-    if args.format == "auto":
-        from llmsim.validation.serving import is_serving_path
-
-        kinds = {is_serving_path(p) for p in paths}
-        if len(kinds) > 1:
-            raise ConfigError("validate either serving measurements (splitwise, apex-vllm) or kernel measurements "
-                              "in one call, not both: " + ", ".join(paths))
-        serving = kinds == {True}
-    if serving:
-        from llmsim.validation.serving import format_table, validate_serving
-
-        if args.device or args.model:
-            raise ConfigError("--device/--model apply to kernel measurements; serving files name their own")
-        report = validate_serving(paths, fmt=args.format, engine=args.engine, profile=profile, split=args.split)
-    else:
-        from llmsim.validation.validate import format_table, validate_kernels
-
-        if args.engine:
-            raise ConfigError("--engine applies to serving measurements (splitwise, apex-vllm)")
-        report = validate_kernels(paths, fmt=args.format, device=args.device, model=args.model,
-                                  profile=profile, split=args.split)
-    if args.json:
-        print(json.dumps(report, sort_keys=False))
-    else:
-        print(format_table(report))
-    return 0
-
 
 # Flags of `simulate run` -> the dotted config field they set (see sim/config.py).
 RUN_FLAGS = {
@@ -133,7 +70,7 @@ def run_config(args):
     return config_from_dict(merged, where)
 
 
-def _param(text: str) -> tuple[str, object]:
+def param(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -148,7 +85,7 @@ def _param(text: str) -> tuple[str, object]:
     return key.strip(), v
 
 
-def _int_list(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
@@ -161,7 +98,7 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
-def _cmd_run(args) -> int:
+def cmd_run(args) -> int:
     from llmsim.sim.metrics import to_json_dict
     from llmsim.sim.runner import run
 
@@ -222,94 +159,8 @@ def _json_safe(obj):
     return obj
 
 
-def _cmd_calibrate(args) -> int:
-    import pandas as pd
 
-    from llmsim.validation.calibrate import fit_profile
-    from llmsim.validation.loaders import load_measurements
-
-    table = pd.concat([load_measurements(p, args.format, device=args.device) for p in args.paths],
-                      ignore_index=True)
-    profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
-                          exclude_devices=tuple(args.exclude_device))
-    profile.save(args.out)
-    n = sum(len(g) for c in profile.params.values() for g in c.values())
-    fitted = sum(s["rows_in_fit"] for s in profile.sources)
-    print(f"wrote {args.out}: {n} parameter sets fitted on {fitted} rows "
-          f"({args.holdout_fraction:.0%} of shapes held out)")
-    return 0
-
-
-def _cmd_models(args) -> int:
-    from llmsim.workloads.models import get_model, list_models
-
-    for name in list_models():
-        m = get_model(name)
-        print(f"{name:24s} {m.param_count() / 1e9:8.2f} B params  layers={m.num_layers} hidden={m.hidden_size}")
-    return 0
-
-
-def _cmd_devices(args) -> int:
-    from llmsim.hwmodels.devices import get_device, list_devices
-
-    for name in list_devices():
-        d = get_device(name)
-        print(f"{name:20s} {d.arch_class:10s} bf16 {d.peak_flops('bf16') / 1e12:7.1f} TFLOP/s  "
-              f"{d.memory_capacity_bytes / 1e9:6.0f} GB  {d.memory_bandwidth_bytes_per_s / 1e12:5.2f} TB/s")
-    return 0
-
-
-def _cmd_engines(args) -> int:
-    from llmsim.hwmodels.engines import get_engine, list_engines
-
-    for name in list_engines():
-        e = get_engine(name)
-        since = f"{e.family} >= {e.since}" if e.family else "-"
-        graphs = f"{e.graph_mode} graphs" if e.cuda_graphs else "eager"
-        print(f"{name:10s} {since:14s} {graphs:16s} {e.scheduler:8s} {e.max_num_seqs:5d} seqs "
-              f"{e.max_num_batched_tokens:6d} tokens  prefix caching {'on' if e.prefix_caching else 'off'}")
-        for v in e.versions:
-            print(f"{'':10s}   since {v['since']:8s} {v.get('note', '')}")
-    print("resolve a version with --engine vllm==X.Y.Z (the nearest profile not newer, at that version's defaults)")
-    return 0
-
-
-def _cmd_clusters(args) -> int:
-    from llmsim.hwmodels.cluster import get_cluster, list_clusters
-
-    for name in list_clusters():
-        c = get_cluster(name)
-        kinds = ", ".join(c.device_kinds())
-        print(f"{name:22s} {c.num_nodes:3d} server(s) {c.num_devices:4d} x {kinds:16s} {c.description[:70]}")
-    return 0
-
-
-def _cmd_train(args) -> int:
-    from llmsim.sim.train_cli import run_train
-
-    return run_train(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simulate", description="Simulate and validate LLM serving on heterogeneous hardware.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    v = sub.add_parser("validate", help="predict measured runs and report errors")
-    v.add_argument("paths", nargs="*", help="measurement files or folders (default: the shipped kernel data)")
-    v.add_argument("--format", default="auto", choices=["auto", *dict.fromkeys([*KERNEL_FORMATS, *SERVING_FORMATS]), "published"],
-                   help="measurement format (auto-detected by default); splitwise and apex-vllm are serving runs; "
-                        "published = a paper_figures.csv of published figures")
-    v.add_argument("--device", help="device of every row (overrides what the file says)")
-    v.add_argument("--model", help="model of every row (vidur files name it in their path)")
-    v.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
-    v.add_argument("--split", default="all", choices=["all", "test", "train"],
-                   help="score all rows, only those the profile held out (test), or only its fitted rows")
-    v.add_argument("--engine", help="serving engine profile for serving formats (default: vllm-0.2 for "
-                                    "splitwise, vllm-0.6 for apex-vllm, the run's own vLLM version for "
-                                    "llmservingsim; 'kernels' = kernels only)")
-    v.add_argument("--json", action="store_true", help="print one JSON object")
-    v.set_defaults(func=_cmd_validate)
-
+def add_parser(sub) -> None:
     r = sub.add_parser("run", help="simulate serving (or one static batch) and report latency metrics",
                        description="Simulate LLM serving. With no arguments: Llama-2-70B on 8 H100s (TP8, "
                                    "vLLM 0.6 engine) serving the first 1000 requests of the Azure conversation "
@@ -324,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "cluster of --device")
     g.add_argument("--num-nodes", type=int, help="servers of a one-group --cluster")
     g.add_argument("--placement", choices=["nic-aware", "naive"], help="how ranks are placed on the cluster")
-    g.add_argument("--layer-split", type=_int_list, help="layers per pipeline stage, e.g. 40,40")
+    g.add_argument("--layer-split", type=int_list, help="layers per pipeline stage, e.g. 40,40")
     g.add_argument("--tp", type=int)
     g.add_argument("--pp", type=int)
     g.add_argument("--dp", type=int, help="data-parallel replicas (instead of --num-devices)")
@@ -350,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = r.add_argument_group("workload")
     g.add_argument("--workload", help="bundled workload: azure-conv, azure-code, arxiv-summarization, "
                                       "mooncake-conversation, mooncake-synthetic, shared-prefix, multi-turn")
-    g.add_argument("--workload-param", dest="workload_params", action="append", type=_param, metavar="KEY=VALUE",
+    g.add_argument("--workload-param", dest="workload_params", action="append", type=param, metavar="KEY=VALUE",
                    help="a setting of a generated workload, e.g. num_groups=8 (repeatable; see sim/config.py)")
     g.add_argument("--trace", help="trace file (canonical CSV with optional hash_ids/session_id, Azure CSV, "
                                    "APEX or Mooncake JSONL (.gz too), length-only CSV)")
@@ -382,49 +233,4 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="per-request records (.csv or .parquet)")
     g.add_argument("--chrome-trace", help="Perfetto/Chrome trace of iterations per replica (JSON)")
     g.add_argument("--report", help="self-contained HTML report (plotly.js embedded)")
-    r.set_defaults(func=_cmd_run)
-
-    c = sub.add_parser("calibrate", help="fit a calibration profile from measurements")
-    c.add_argument("paths", nargs="+")
-    c.add_argument("--out", required=True)
-    c.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS])
-    c.add_argument("--device")
-    c.add_argument("--holdout-fraction", type=float, default=0.0,
-                   help="fraction of shapes held out of the fit for later scoring (default 0: fit on all)")
-    c.add_argument("--exclude-device", action="append", default=[], help="leave this device's rows out")
-    c.set_defaults(func=_cmd_calibrate)
-
-    m = sub.add_parser("models", help="list the built-in model catalogue")
-    m.set_defaults(func=_cmd_models)
-    d = sub.add_parser("devices", help="list the built-in device catalogue")
-    d.set_defaults(func=_cmd_devices)
-    cl = sub.add_parser("clusters", help="list the built-in clusters")
-    cl.set_defaults(func=_cmd_clusters)
-    en = sub.add_parser("engines", help="list the serving-engine profiles and their version history")
-    en.set_defaults(func=_cmd_engines)
-
-    from llmsim.sim.train_cli import add_parser as add_train_parser
-
-    add_train_parser(sub, _cmd_train, _int_list)
-
-    from llmsim.validation.profiler import build_parser as add_profile_parser  # light: imports no torch
-
-    add_profile_parser(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from llmsim.workloads.errors import LLMSimError
-
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except LLMSimError as e:
-        print(f"simulate {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    r.set_defaults(func=cmd_run)

@@ -1,0 +1,78 @@
+"""`simulate fit-engine` (an engine profile's host times from serving measurements) and
+`simulate fit-network` (the alpha-beta collective models from the shipped network measurements)."""
+from __future__ import annotations
+
+import sys
+import time
+
+#: ``simulate fit-engine`` target -> the engine profile its hosts go into
+ENGINE_OF = {"splitwise": "vllm-0.2", "apex": "vllm-0.6", "llmservingsim": "vllm-v1"}
+
+
+def cmd_fit_engine(args) -> int:
+    from llmsim.validation import serving
+
+    profile = None
+    if args.profile:
+        from llmsim.hwmodels.calibration import load_profile
+
+        profile = load_profile(args.profile)
+    engine = ENGINE_OF[args.source]
+    if args.source == "llmservingsim":
+        from llmsim.validation.llmservingsim import fit_hosts
+
+        hosts = fit_hosts(args.path, profile=profile)
+    elif args.source == "splitwise":
+        hosts = serving.fit_splitwise_overheads(args.path, subset=args.subset, profile=profile)
+    else:
+        hosts = {"default": serving.fit_apex_overhead(args.path, args.run, profile=profile)}
+    print(serving._yaml_hosts(hosts))
+    if args.write:
+        serving.write_hosts(engine, hosts)
+        print(f"wrote the {engine} hosts into {serving.ENGINES_FILE}")
+    return 0
+
+
+def cmd_fit_network(args) -> int:
+    from llmsim.hwmodels.collectives import default_network_params
+    from llmsim.validation import network as nw
+
+    t0 = time.perf_counter()
+    table = nw._shipped_table()
+    holdout = nw.DEFAULT_HOLDOUT if args.holdout_fraction is None else args.holdout_fraction
+    data = nw.fit_network(table, holdout_fraction=holdout, verbose=True)
+    params = nw.network_params_from_dict(data, "fit")
+    if args.write:
+        nw.SHIPPED_YAML.write_text(nw.yaml_text(data))
+        default_network_params.cache_clear()
+        print(f"wrote {nw.SHIPPED_YAML}", file=sys.stderr)
+    for split in ("test", "all"):
+        rep = nw.network_report(table, params=params, split=split)
+        print(f"split={split}")
+        print(nw.format_network_table(rep))
+    print(f"fit took {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    e = sub.add_parser("fit-engine", help="fit an engine profile's host overheads on serving measurements")
+    src = e.add_subparsers(dest="source", required=True)
+    a = src.add_parser("splitwise", help="fit vllm-0.2 host overheads on the train half of a perf_model.csv")
+    a.add_argument("path")
+    a.add_argument("--subset", default="train", choices=["train", "all"])
+    b = src.add_parser("apex", help="fit vllm-0.6 host overheads on one APEX run (the others stay held out)")
+    b.add_argument("path")
+    b.add_argument("--run", required=True, help="the run's trace stem, e.g. lmsys_05_8TP")
+    c = src.add_parser("llmservingsim", help="fit the vllm-v1 host times on the Llama-3.1-8B runs of "
+                                             "LLMServingSim's vLLM 0.19 data (the Qwen3 runs stay held out)")
+    c.add_argument("path", help="the llmservingsim_vllm019 folder")
+    for x in (a, b, c):
+        x.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
+        x.add_argument("--write", action="store_true", help="write the hosts into hwmodels/data/engines.yaml")
+        x.set_defaults(func=cmd_fit_engine)
+    n = sub.add_parser("fit-network", help="fit the alpha-beta collective models on the shipped network "
+                                           "measurements (training split)")
+    n.add_argument("--write", action="store_true", help="rewrite hwmodels/data/network_calibration.yaml")
+    n.add_argument("--holdout-fraction", type=float, default=None,
+                   help="fraction of shapes held out of the fit (default: the shipped split's)")
+    n.set_defaults(func=cmd_fit_network)
