@@ -183,7 +183,8 @@ class K:
     ("llmsim.hwmodels.planted", "from llmsim import api\n", {("llmsim.api", "higher layer")}),
     ("llmsim.validation.planted", "from llmsim.search import partition\nfrom . import loaders\nimport llmsim\n", set()),
     ("llmsim.cli.validate", "from llmsim.validation import serving\nfrom llmsim.cli import run\n", set()),
-    ("llmsim.sim.planted", "from llmsim.validation import serving\n", {("llmsim.validation.serving", "only the front door")}),
+    ("llmsim.sim.planted", "from llmsim.validation import serving\n",
+     {("llmsim.validation.serving", "only the front door")}),
     ("llmsim.validation.planted", "from llmsim.cli.run import run_config\n", {("llmsim.cli.run", "the command line")}),
     ("llmsim.api", "from llmsim.validation import serving\nfrom llmsim.sim.runner import run\n", set()),
 ])

@@ -59,7 +59,7 @@ from llmsim.workloads.errors import ConfigError, LLMSimError  # noqa: E402
 
 __all__ = [
     "FRAMEWORK", "FILES", "ProfilerUnavailableError", "TimingBackend", "TimingConfig", "TorchBackend",
-    "CaseSkipped", "add_arguments", "build_parser", "main", "profile", "run", "write_table",
+    "CaseSkipped", "add_arguments", "main", "profile", "run", "write_table",
 ]
 
 FRAMEWORK = "llmsim-profile"
@@ -837,15 +837,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float,
                    help="stop starting new cases after this many seconds and keep what was measured")
     p.add_argument("--dry-run", action="store_true", help="print the sweep's size and exit (no GPU needed)")
-    return p
-
-
-def build_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``profile`` subcommand to a ``simulate`` subparsers object (its func is :func:`run`)."""
-    p = subparsers.add_parser("profile", help="time GEMMs, attention and collectives on this machine's GPU",
-                              description=__doc__.splitlines()[0])
-    add_arguments(p)
-    p.set_defaults(func=run)
     return p
 
 

@@ -1,7 +1,7 @@
 """The ``simulate`` command line: one parser, one module per group of subcommands.
 
 ``run`` (run.py), ``train`` (train.py), ``validate`` and ``calibrate`` (validate.py), ``profile``
-(:mod:`llmsim.validation.profiler`), ``models``, ``devices``, ``clusters`` and ``engines``
+(profile.py), ``models``, ``devices``, ``clusters`` and ``engines``
 (catalog.py), ``fit-engine`` and ``fit-network`` (fit.py). Subcommands import their machinery lazily
 so `simulate --help` stays instant. Every expected failure (an ``LLMSimError``: unknown name,
 malformed file, impossible plan) prints one line to stderr and exits with status 2; anything else is
@@ -18,8 +18,7 @@ __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmsim.cli import catalog, fit, run, train, validate
-    from llmsim.validation.profiler import build_parser as add_profile_parser  # light: imports no torch
+    from llmsim.cli import catalog, fit, profile, run, train, validate
 
     p = argparse.ArgumentParser(prog="simulate", description="Simulate and validate LLM serving on heterogeneous hardware.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -27,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     catalog.add_parsers(sub)
     train.add_parser(sub)
-    add_profile_parser(sub)
+    profile.add_parser(sub)
     fit.add_parsers(sub)
     return p
 

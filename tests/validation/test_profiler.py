@@ -402,7 +402,9 @@ def test_bad_arguments_exit_2_before_any_gpu_work(tmp_path, capsys, extra, messa
 def test_build_parser_adds_the_profile_subcommand(tmp_path, capsys):
     p = argparse.ArgumentParser(prog="simulate")
     sub = p.add_subparsers(dest="command", required=True)
-    prof.build_parser(sub)
+    from llmsim.cli.profile import add_parser
+
+    add_parser(sub)
     args = p.parse_args(["profile", "--device-name", "h100-sxm", "--out", str(tmp_path), "--quick", "--dry-run",
                          "--ops", "gemm"])
     assert args.func is prof.run and args.quick and args.repeats == 10 and args.warmup == 5
