@@ -163,5 +163,5 @@ def default_profile() -> Profile:
     ref = resources.files("llmsim.hwmodels") / "data" / "calibration" / DEFAULT_PROFILE_NAME
     if not ref.is_file():
         raise MissingDataError("the package ships no calibration profile (hwmodels/data/calibration/"
-                               "default.json); build it with `python -m llmsim.validation.calibrate --default`")
+                               "default.json); build it with `simulate fit-kernels --default`")
     return profile_from_json(json.loads(ref.read_text()), "hwmodels/data/calibration/default.json")

@@ -8,7 +8,7 @@ import pytest
 from llmsim.cli import build_parser, main
 
 SUBCOMMANDS = {"run", "train", "validate", "calibrate", "profile", "models", "devices", "clusters", "engines",
-               "fit-engine", "fit-network"}
+               "fit-kernels", "fit-engine", "fit-network"}
 
 
 def test_one_parser_has_every_subcommand():
@@ -72,3 +72,23 @@ def test_fit_network_scores_the_fit_and_writes_only_when_asked(monkeypatch, caps
     assert main(["fit-network"]) == 0
     assert seen["holdout_fraction"] == nw.DEFAULT_HOLDOUT
     assert capsys.readouterr().out == "split=test\ntable test\nsplit=all\ntable all\n"
+
+
+def test_fit_kernels_fits_the_paths_into_out(monkeypatch, tmp_path, capsys):
+    import pandas as pd
+
+    from llmsim.hwmodels.calibration import load_profile
+    from llmsim.validation import calibrate as cal
+    from llmsim.validation import loaders
+
+    seen = {}
+    monkeypatch.setattr(loaders, "load_measurements", lambda p: pd.DataFrame({"path": [p]}))
+    monkeypatch.setattr(cal, "fit_profile", lambda table, **k: seen.update(k, paths=list(table["path"]))
+                        or load_profile(cal.SHIPPED_PROFILE))
+    out = tmp_path / "p" / "profile.json"
+    assert main(["fit-kernels", "a.csv", "b.csv", "--out", str(out), "--exclude-device", "h100"]) == 0
+    assert seen["paths"] == ["a.csv", "b.csv"] and seen["holdout_fraction"] == cal.DEFAULT_HOLDOUT
+    assert seen["exclude_devices"] == ("h100",) and out.exists()
+    assert capsys.readouterr().out.startswith(f"wrote {out}: ")
+    assert main(["fit-kernels"]) == 2
+    assert capsys.readouterr().err.startswith("simulate fit-kernels: error: give --default")

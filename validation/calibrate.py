@@ -6,13 +6,12 @@ feature is computed (``split_of`` in validation/loaders.py). The profile records
 sha256 of every file it read, so `simulate validate` can say how many scored rows were in the fit.
 
 Build the shipped profile (fits on the training split of validation/data/kernels/):
-    python -m llmsim.validation.calibrate --default
+    simulate fit-kernels --default
 Refit only some architecture classes into it, keeping every other class byte-identical:
-    python -m llmsim.validation.calibrate --default --arch ada --arch blackwell-consumer
+    simulate fit-kernels --default --arch ada --arch blackwell-consumer
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import math
@@ -363,52 +362,3 @@ def _display_path(src: str) -> str:
         except ValueError:
             pass
     return p.name
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--default", action="store_true", help="rebuild the shipped profile from the shipped data")
-    ap.add_argument("paths", nargs="*")
-    ap.add_argument("--out")
-    ap.add_argument("--exclude-device", action="append", default=[])
-    ap.add_argument("--holdout-fraction", type=float, default=DEFAULT_HOLDOUT)
-    ap.add_argument("--arch", action="append", default=[],
-                    help="refit only this architecture class into the existing --out profile (repeatable)")
-    ap.add_argument("--ranges", action="store_true",
-                    help="refit nothing: record each class's fitted shape range in the existing --out profile")
-    ap.add_argument("--small-classes", action="store_true",
-                    help="refit nothing else: add attention classes too small for a full fit to the --out profile "
-                         "(fallback coefficients adjusted on their rows; fit_small_classes)")
-    args = ap.parse_args(argv)
-    paths = [str(SHIPPED_DATA)] if args.default else args.paths
-    out = SHIPPED_PROFILE if args.default else Path(args.out)
-    table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
-    if args.small_classes:
-        profile, added = fit_small_classes(table, load_profile(out))
-        for a in added:
-            print(f"{a['class']}: {a['rows']} training rows, from {a['from']}; training median APE "
-                  f"{100 * a['train_median_ape_before']:.1f}% -> {100 * a['train_median_ape_after']:.1f}%")
-        profile.save(out)
-        return 0
-    base = load_profile(out) if args.ranges else None
-    if base is not None:
-        excluded = tuple(base.split.get("excluded_devices", ()))
-        profile = fit_profile(table, salt=base.split.get("salt", DEFAULT_SALT),
-                              holdout_fraction=float(base.split.get("holdout_fraction", 0.0)),
-                              exclude_devices=excluded, coefficients_from=base)
-        profile = dataclasses.replace(profile, params={a: {c: {g: profile.params.get(a, {}).get(c, {}).get(g, p)
-                                                              for g, p in gs.items()} for c, gs in cs.items()}
-                                                       for a, cs in base.params.items()})
-    else:
-        profile = fit_profile(table, holdout_fraction=args.holdout_fraction,
-                              exclude_devices=tuple(args.exclude_device), arch_classes=tuple(args.arch))
-    if args.arch:
-        profile = merge_profiles(load_profile(out), profile, tuple(args.arch))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    profile.save(out)
-    print(f"wrote {out}: {sum(len(g) for c in profile.params.values() for g in c.values())} parameter sets")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""`simulate fit-engine` (an engine profile's host times from serving measurements) and
+"""`simulate fit-kernels` (the efficiency model's coefficients, the shipped calibration profile),
+`simulate fit-engine` (an engine profile's host times from serving measurements) and
 `simulate fit-network` (the alpha-beta collective models from the shipped network measurements)."""
 from __future__ import annotations
 
@@ -7,6 +8,50 @@ import time
 
 #: ``simulate fit-engine`` target -> the engine profile its hosts go into
 ENGINE_OF = {"splitwise": "vllm-0.2", "apex": "vllm-0.6", "llmservingsim": "vllm-v1"}
+
+
+def cmd_fit_kernels(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    import pandas as pd
+
+    from llmsim.hwmodels.calibration import load_profile
+    from llmsim.validation import calibrate as cal
+    from llmsim.validation.loaders import load_measurements
+    from llmsim.workloads.errors import ConfigError
+
+    if not args.default and not (args.paths and args.out):
+        raise ConfigError("give --default, or measurement paths and --out")
+    paths = [str(cal.SHIPPED_DATA)] if args.default else args.paths
+    out = cal.SHIPPED_PROFILE if args.default else Path(args.out)
+    holdout = cal.DEFAULT_HOLDOUT if args.holdout_fraction is None else args.holdout_fraction
+    table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
+    if args.small_classes:
+        profile, added = cal.fit_small_classes(table, load_profile(out))
+        for a in added:
+            print(f"{a['class']}: {a['rows']} training rows, from {a['from']}; training median APE "
+                  f"{100 * a['train_median_ape_before']:.1f}% -> {100 * a['train_median_ape_after']:.1f}%")
+        profile.save(out)
+        return 0
+    base = load_profile(out) if args.ranges else None
+    if base is not None:
+        excluded = tuple(base.split.get("excluded_devices", ()))
+        profile = cal.fit_profile(table, salt=base.split.get("salt", cal.DEFAULT_SALT),
+                                  holdout_fraction=float(base.split.get("holdout_fraction", 0.0)),
+                                  exclude_devices=excluded, coefficients_from=base)
+        profile = dataclasses.replace(profile, params={a: {c: {g: profile.params.get(a, {}).get(c, {}).get(g, p)
+                                                              for g, p in gs.items()} for c, gs in cs.items()}
+                                                       for a, cs in base.params.items()})
+    else:
+        profile = cal.fit_profile(table, holdout_fraction=holdout, exclude_devices=tuple(args.exclude_device),
+                                  arch_classes=tuple(args.arch))
+    if args.arch:
+        profile = cal.merge_profiles(load_profile(out), profile, tuple(args.arch))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(out)
+    print(f"wrote {out}: {sum(len(g) for c in profile.params.values() for g in c.values())} parameter sets")
+    return 0
 
 
 def cmd_fit_engine(args) -> int:
@@ -55,6 +100,22 @@ def cmd_fit_network(args) -> int:
 
 
 def add_parsers(sub) -> None:
+    k = sub.add_parser("fit-kernels", help="fit the efficiency model's coefficients (the shipped calibration "
+                                           "profile with --default) on measured kernels")
+    k.add_argument("paths", nargs="*", help="measurement files or folders (with --out)")
+    k.add_argument("--default", action="store_true", help="rebuild the shipped profile from the shipped data")
+    k.add_argument("--out", help="profile JSON to write")
+    k.add_argument("--exclude-device", action="append", default=[], help="leave this device's rows out")
+    k.add_argument("--holdout-fraction", type=float, default=None,
+                   help="fraction of shapes held out of the fit (default: the shipped split's)")
+    k.add_argument("--arch", action="append", default=[],
+                   help="refit only this architecture class into the existing --out profile (repeatable)")
+    k.add_argument("--ranges", action="store_true",
+                   help="refit nothing: record each class's fitted shape range in the existing --out profile")
+    k.add_argument("--small-classes", action="store_true",
+                   help="refit nothing else: add attention classes too small for a full fit to the --out profile "
+                        "(fallback coefficients adjusted on their rows; fit_small_classes)")
+    k.set_defaults(func=cmd_fit_kernels)
     e = sub.add_parser("fit-engine", help="fit an engine profile's host overheads on serving measurements")
     src = e.add_subparsers(dest="source", required=True)
     a = src.add_parser("splitwise", help="fit vllm-0.2 host overheads on the train half of a perf_model.csv")
