@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from llmsim.hwmodels.cluster import get_cluster
 from llmsim.hwmodels.plans import ParallelPlan, Placement, place
-from llmsim.sim.training import TrainConfig, TrainResult, simulate_training
+from llmsim.sim.training import TrainConfig, TrainResult, simulate_training, train
 from llmsim.sim.training_config import TrainRunConfig
 from llmsim.workloads.errors import ConfigError, LLMSimError
 from llmsim.workloads.models import ModelSpec, get_model
@@ -61,13 +61,10 @@ def train_self_adapting(model: str | ModelSpec, cluster, plan: ParallelPlan, *, 
                         **kwargs) -> TrainResult:
     """Like :func:`llmsim.sim.training.train`, but a nic-aware placement of a pipeline without a
     ``layer_split`` gets the split :func:`best_layer_split` picks; naive keeps the even one."""
-    cfg = TrainConfig(model=model, plan=plan, **kwargs)
-    placed = place(plan, cluster, placement)
     if placement == "nic-aware" and plan.pp > 1 and plan.layer_split is None:
-        plan = best_layer_split(cfg, placed)
-        cfg = replace(cfg, plan=plan)
-        placed = place(plan, cluster, placement)
-    return simulate_training(cfg, placed)
+        cfg = TrainConfig(model=model, plan=plan, **kwargs)
+        plan = best_layer_split(cfg, place(plan, cluster, placement))
+    return train(model, cluster, plan, placement=placement, **kwargs)
 
 
 def simulate_config(rc: TrainRunConfig, placement: str) -> TrainResult:

@@ -46,6 +46,7 @@ class TrainRunConfig:
 
 
 def load_train_config(path: str | None, overrides: dict) -> TrainRunConfig:
+    """The YAML file at ``path`` (if any) as a TrainRunConfig, ``overrides`` (None = unset) on top."""
     data = {}
     if path:
         from llmsim.workloads.yamlio import read_yaml

@@ -206,3 +206,20 @@ def test_uneven_split_gives_the_faster_stage_more_layers(tmp_path):
     even = simulate_training(cfg, placement).step_s
     tuned = simulate_training(replace(cfg, plan=best), place(best, c, "nic-aware")).step_s
     assert tuned < even
+
+
+def test_the_search_chooses_the_split_and_the_simulator_keeps_the_one_given(tmp_path):
+    from llmsim.hwmodels.cluster import load_cluster_file
+    from llmsim.search.partition import train_self_adapting
+    from llmsim.sim.training import train
+
+    path = tmp_path / "mixed.yaml"
+    path.write_text(MIXED)
+    c = load_cluster_file(path)
+    plan = ParallelPlan(tp=8, pp=2, dp=1)
+    kw = dict(global_batch=32, micro_batch=1, seq_len=2048)
+    layers = lambda r: [s["layers"] for s in r.to_dict()["stages"]]  # noqa: E731
+    assert layers(train("gpt-7.5b", c, plan, **kw)) == [18, 18]
+    tuned = train_self_adapting("gpt-7.5b", c, plan, **kw)
+    assert layers(tuned)[0] > layers(tuned)[1]
+    assert layers(train_self_adapting("gpt-7.5b", c, plan, placement="naive", **kw)) == [18, 18]
