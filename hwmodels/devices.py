@@ -28,6 +28,7 @@ __all__ = [
     "SPLITWISE_CAP_FRACTION", "SPLITWISE_PROMPT_SLOWDOWN", "CAP_CLOCK_EXPONENT",
     "MemoryTier", "ComputeUnit", "Link", "PowerSpec", "DeviceSpec",
     "get_device", "list_devices", "with_power_cap", "load_device_file", "power_cap_clock_scale",
+    "families", "register_family", "register_device", "unregister_device",
 ]
 
 #: Numeric formats a compute peak may be given for, widest first.
@@ -37,6 +38,19 @@ FP16_ACCUMULATE_DTYPES: tuple[str, ...] = ("fp16", "fp8")
 #: Accumulator formats ``DeviceSpec.peak_flops`` accepts.
 ACCUMULATE: tuple[str, ...] = ("fp32", "fp16")
 FAMILIES: tuple[str, ...] = ("gpu", "fpga", "rdu", "accelerator")
+_EXTRA_FAMILIES: list[str] = []
+
+
+def families() -> tuple[str, ...]:
+    """Device families a DeviceSpec may name: the built-in ``FAMILIES`` and any registered since."""
+    return FAMILIES + tuple(_EXTRA_FAMILIES)
+
+
+def register_family(name: str) -> None:
+    """Allow ``name`` as a ``DeviceSpec.family`` (hwmodels.backend.register_backend calls this)."""
+    _check_text("family", name)
+    if name not in families():
+        _EXTRA_FAMILIES.append(name)
 #: 'on_chip' = L2/SRAM/BRAM; 'main' = HBM/GDDR (weights and KV); 'host'/'ddr' = a slower tier.
 MEMORY_ROLES: tuple[str, ...] = ("on_chip", "main", "host", "ddr")
 _ROLE_RANK = {"on_chip": 0, "main": 1, "host": 2, "ddr": 2}
@@ -299,7 +313,7 @@ class DeviceSpec:
     def __post_init__(self) -> None:
         _check_text("name", self.name)
         _check_text("vendor", self.vendor)
-        _check_choice("family", self.family, FAMILIES)
+        _check_choice("family", self.family, families())
         if not isinstance(self.arch_class, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.+-]*", self.arch_class):
             raise ConfigError(f"`arch_class` must be a lower-case identifier (e.g. 'hopper'), got {self.arch_class!r}")
         for attr, kind in (("compute", ComputeUnit), ("memory", MemoryTier), ("links", Link)):
@@ -507,6 +521,9 @@ def load_device_file(path: str | Path) -> DeviceSpec:
     return _parse_device(read_yaml(text, str(path)), str(path))
 
 
+_REGISTERED: dict[str, DeviceSpec] = {}
+
+
 @functools.cache
 def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
     root = resources.files("llmsim.hwmodels").joinpath("data", "devices")
@@ -526,7 +543,45 @@ def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         specs[spec.name] = spec
+    for spec in _REGISTERED.values():
+        if spec.name in specs:
+            raise ConfigError(f"registered device {spec.name!r} is already in the catalogue")
+        try:
+            index.add(spec.name, (*spec.aliases, *spec.profiler_names))
+        except ValueError as exc:
+            raise ConfigError(f"registered device {spec.name!r}: {exc}") from None
+        specs[spec.name] = spec
     return specs, index
+
+
+def register_device(spec: DeviceSpec) -> None:
+    """Add ``spec`` to the catalogue under its name, aliases and profiler names (plug-in devices,
+    tests); a name already taken raises ConfigError."""
+    if not isinstance(spec, DeviceSpec):
+        raise ConfigError(f"register_device takes a DeviceSpec, got {type(spec).__name__}")
+    if spec.name in _catalogue()[0]:
+        raise ConfigError(f"device {spec.name!r} is already in the catalogue")
+    _REGISTERED[spec.name] = spec
+    _reload()
+    try:
+        _catalogue()
+    except ConfigError:
+        del _REGISTERED[spec.name]
+        _reload()
+        raise
+
+
+def unregister_device(name: str) -> None:
+    """Remove a device added with :func:`register_device`."""
+    if name not in _REGISTERED:
+        raise UnknownNameError("registered device", name, sorted(_REGISTERED))
+    del _REGISTERED[name]
+    _reload()
+
+
+def _reload() -> None:
+    _catalogue.cache_clear()
+    _get_device.cache_clear()
 
 
 def list_devices() -> tuple[str, ...]:

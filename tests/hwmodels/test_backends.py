@@ -1,0 +1,116 @@
+"""The cost-backend seam: device families pick their cost model; a toy constant-time family runs
+through ``simulate run`` and ``llmsim.simulate`` with nothing registered outside this file."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+import llmsim
+from llmsim.hwmodels import backend as backends
+from llmsim.hwmodels.backend import ReplicaCost, make_deployment, register_backend, unregister_backend
+from llmsim.hwmodels.deployment import Deployment, IterationCost
+from llmsim.hwmodels.devices import get_device, register_device, unregister_device
+from llmsim.hwmodels.engines import get_engine
+from llmsim.sim.cli import main
+from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.models import get_model
+from llmsim.workloads.quant import get_kv_format, get_quant_format
+
+FAMILY = "const-test"
+DEVICE = "const-test-chip"
+STEP_S = 0.025          # seconds per iteration, whatever the batch
+POWER_W = 100.0         # per device
+KV_TOKENS = 50_000      # KV capacity per device
+KV_BYTES = 1024.0       # KV bytes per token per device
+
+
+class ConstCost:
+    """Every non-empty iteration takes STEP_S on every device at POWER_W; fixed KV capacity."""
+
+    def __init__(self, model, device, *, quant="bf16", kv_dtype="auto", tp=1, ep=1, pp=1, engine="kernels", **_):
+        self.model = get_model(model) if isinstance(model, str) else model
+        self.device = device
+        self.quant = get_quant_format(quant) if isinstance(quant, str) else quant
+        self.kv = get_kv_format("bf16" if kv_dtype == "auto" else kv_dtype)
+        self.engine = get_engine(engine)
+        self.tp, self.pp, self.ep = int(tp), int(pp), int(ep)
+
+    num_devices = property(lambda self: self.tp * self.pp)
+    stage_layers = property(lambda self: (self.model.num_layers,))
+    weight_bytes_per_device = 1e9
+    kv_bytes_per_token = property(lambda self: KV_BYTES * self.num_devices)
+
+    def kv_capacity_tokens(self, memory_utilization=0.9):
+        return KV_TOKENS
+
+    def host_swap_capacity_tokens(self, swap_space_bytes):
+        return int(swap_space_bytes // KV_BYTES)
+
+    def swap_seconds_per_token(self):
+        return 1e-6
+
+    def iteration(self, prefill_lens, prefill_offsets, decode_ctx):
+        if len(prefill_lens) + len(decode_ctx) == 0:
+            return 0.0, 0.0
+        return STEP_S, STEP_S * POWER_W * self.tp
+
+    def cost(self, prefill_lens, prefill_offsets, decode_ctx):
+        t, e = self.iteration(prefill_lens, prefill_offsets, decode_ctx)
+        return IterationCost(t, e, {"step": t} if t else {})
+
+
+@pytest.fixture
+def const_device():
+    register_backend(FAMILY, ConstCost)
+    spec = dataclasses.replace(get_device("h100"), name=DEVICE, family=FAMILY, aliases=(), profiler_names=())
+    register_device(spec)
+    yield spec
+    unregister_device(DEVICE)
+    unregister_backend(FAMILY)
+
+
+def test_gpu_families_build_the_kernel_calibrated_deployment():
+    dep = make_deployment("llama-3.1-8b", "h100", tp=2)
+    assert type(dep) is Deployment and isinstance(dep, ReplicaCost)
+    ref = Deployment("llama-3.1-8b", "h100", tp=2)
+    batch = (np.array([100], np.int64), np.array([0], np.int64), np.array([500, 900], np.int64))
+    assert dep.iteration(*batch) == ref.iteration(*batch)
+    assert type(make_deployment("llama-3.1-8b", "gaudi2")) is Deployment  # family 'accelerator'
+    assert {"gpu", "fpga", "rdu", "accelerator"} <= set(backends.registered_backends())
+
+
+def test_unknown_family_names_the_registered_ones(const_device):
+    unregister_backend(FAMILY)
+    try:
+        with pytest.raises(ConfigError, match="registered families: gpu, fpga, rdu, accelerator"):
+            make_deployment("llama-3.1-8b", const_device)
+    finally:
+        register_backend(FAMILY, ConstCost)
+    with pytest.raises(ConfigError, match="already has a cost backend"):
+        register_backend(FAMILY, ConstCost)
+
+
+def test_const_family_through_simulate_run(const_device):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = main(["run", "--device", DEVICE, "--model", "llama-3.1-8b", "--tp", "1", "--num-requests", "30",
+                   "--json"])
+    assert rc in (0, None)
+    s = json.loads(out.getvalue())
+    assert s["deployment"]["device"] == DEVICE
+    assert s["deployment"]["kv_capacity_tokens"] == KV_TOKENS
+    assert s["requests_completed"] == 30
+    # every decode step is one constant-time iteration
+    assert s["tpot_mean_s"] == pytest.approx(STEP_S, rel=1e-9)
+    assert s["energy_j"] > 0
+
+
+def test_const_family_through_the_api(const_device):
+    r = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device=DEVICE, tp=1, num_requests=30))
+    assert r.metrics.tpot_mean_s == pytest.approx(STEP_S, rel=1e-9)
+    assert r.to_dict()["deployment"]["kv_capacity_tokens"] == KV_TOKENS
