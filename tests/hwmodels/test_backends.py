@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import threading
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -114,3 +115,52 @@ def test_const_family_through_the_api(const_device):
     r = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device=DEVICE, tp=1, num_requests=30))
     assert r.metrics.tpot_mean_s == pytest.approx(STEP_S, rel=1e-9)
     assert r.to_dict()["deployment"]["kv_capacity_tokens"] == KV_TOKENS
+
+
+def _batches():
+    rng = np.random.default_rng(7)
+    out = [([], [], [512]), ([2048], [0], []), ([300, 40], [0, 1000], list(range(100, 4100, 100)))]
+    for _ in range(9):
+        n_p, n_d = int(rng.integers(0, 3)), int(rng.integers(0, 64))
+        out.append((rng.integers(1, 4096, n_p).tolist(), rng.integers(0, 8192, n_p).tolist(),
+                    rng.integers(1, 16384, n_d).tolist()))
+    return out
+
+
+def test_iteration_takes_lists_and_returns_python_floats():
+    dep = Deployment("llama-3.1-8b", "h100", tp=2, engine="vllm")
+    for p, o, d in _batches():
+        t, e = dep.iteration(p, o, d)
+        assert type(t) is float and type(e) is float
+        arrays = (np.asarray(p, np.int64), np.asarray(o, np.int64), np.asarray(d, np.int64))
+        assert (t, e) == dep.iteration(*arrays)
+
+
+@pytest.mark.parametrize("dp_ep", [1, 2])
+def test_cost_from_many_threads_matches_serial(dp_ep):
+    import sys
+
+    model = "qwen3-30b-a3b" if dp_ep > 1 else "llama-3.1-8b"
+    dep = Deployment(model, "h100", tp=1 if dp_ep > 1 else 2, engine="vllm", dp_ep=dp_ep)
+    batches = _batches()
+    serial = [dep.cost(*b) for b in batches]
+    errors: list = []
+
+    def worker(k):
+        for rep in range(40):
+            i = (k + rep) % len(batches)
+            got = dep.cost(*batches[i])
+            if got != serial[i]:
+                errors.append((i, got, serial[i]))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:1]
