@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import threading
 from contextlib import redirect_stdout
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import llmsim
 from llmsim.hwmodels import backend as backends
 from llmsim.hwmodels.backend import ReplicaCost, make_deployment, register_backend, unregister_backend
 from llmsim.hwmodels.deployment import Deployment, IterationCost
-from llmsim.hwmodels.devices import get_device, register_device, unregister_device
+from llmsim.hwmodels.devices import get_device, list_devices, load_device_file, register_device, unregister_device
 from llmsim.hwmodels.engines import get_engine
 from llmsim.sim.cli import main
 from llmsim.workloads.errors import ConfigError
@@ -66,13 +68,34 @@ class ConstCost:
 
 
 @pytest.fixture
-def const_device():
+def const_device(tmp_path):
+    """The H100 YAML renamed into family FAMILY, loaded from tmp_path and put in the catalogue."""
     register_backend(FAMILY, ConstCost)
-    spec = dataclasses.replace(get_device("h100"), name=DEVICE, family=FAMILY, aliases=(), profiler_names=())
+    text = resources.files("llmsim.hwmodels").joinpath("data", "devices", "h100_sxm.yaml").read_text()
+    text = re.sub(r"(?m)^name: .*$", f"name: {DEVICE}", text)
+    text = re.sub(r"(?m)^family: .*$", f"family: {FAMILY}", text)
+    text = re.sub(r"(?m)^(aliases|profiler_names): .*$", r"\1: []", text)
+    path = tmp_path / f"{DEVICE}.yaml"
+    path.write_text(text)
+    spec = load_device_file(path)
     register_device(spec)
     yield spec
     unregister_device(DEVICE)
     unregister_backend(FAMILY)
+
+
+def test_register_device_programmatically_and_its_errors(const_device):
+    assert get_device(DEVICE) is const_device and DEVICE in list_devices()
+    assert isinstance(make_deployment("llama-3.1-8b", DEVICE), ConstCost)
+    assert isinstance(make_deployment("llama-3.1-8b", DEVICE), ReplicaCost)
+    with pytest.raises(ConfigError, match="already in the catalogue"):
+        register_device(const_device)
+    other = dataclasses.replace(const_device, name="const-test-other", aliases=("h100",))
+    with pytest.raises(ConfigError):
+        register_device(other)  # the alias is taken
+    assert get_device("h100").name == "h100-sxm"
+    with pytest.raises(ConfigError, match="family"):
+        dataclasses.replace(const_device, family="no-such-family")
 
 
 def test_gpu_families_build_the_kernel_calibrated_deployment():
