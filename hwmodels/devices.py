@@ -38,19 +38,6 @@ FP16_ACCUMULATE_DTYPES: tuple[str, ...] = ("fp16", "fp8")
 #: Accumulator formats ``DeviceSpec.peak_flops`` accepts.
 ACCUMULATE: tuple[str, ...] = ("fp32", "fp16")
 FAMILIES: tuple[str, ...] = ("gpu", "fpga", "rdu", "accelerator")
-_EXTRA_FAMILIES: list[str] = []
-
-
-def families() -> tuple[str, ...]:
-    """Device families a DeviceSpec may name: the built-in ``FAMILIES`` and any registered since."""
-    return FAMILIES + tuple(_EXTRA_FAMILIES)
-
-
-def register_family(name: str) -> None:
-    """Allow ``name`` as a ``DeviceSpec.family`` (hwmodels.backend.register_backend calls this)."""
-    _check_text("family", name)
-    if name not in families():
-        _EXTRA_FAMILIES.append(name)
 #: 'on_chip' = L2/SRAM/BRAM; 'main' = HBM/GDDR (weights and KV); 'host'/'ddr' = a slower tier.
 MEMORY_ROLES: tuple[str, ...] = ("on_chip", "main", "host", "ddr")
 _ROLE_RANK = {"on_chip": 0, "main": 1, "host": 2, "ddr": 2}
@@ -154,6 +141,21 @@ class _FrozenMap(Mapping):
 
     def __repr__(self) -> str:
         return repr(self._data)
+
+
+_EXTRA_FAMILIES: list[str] = []
+
+
+def families() -> tuple[str, ...]:
+    """Device families a DeviceSpec may name: the built-in ``FAMILIES`` and any registered since."""
+    return FAMILIES + tuple(_EXTRA_FAMILIES)
+
+
+def register_family(name: str) -> None:
+    """Allow ``name`` as a ``DeviceSpec.family`` (hwmodels.backend.register_backend calls this)."""
+    _check_text("family", name)
+    if name not in families():
+        _EXTRA_FAMILIES.append(name)
 
 
 # --------------------------------------------------------------------------- specs
@@ -525,7 +527,7 @@ _REGISTERED: dict[str, DeviceSpec] = {}
 
 
 @functools.cache
-def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
+def _file_catalogue() -> dict[str, DeviceSpec]:
     root = resources.files("llmsim.hwmodels").joinpath("data", "devices")
     specs: dict[str, DeviceSpec] = {}
     index = NameIndex("device")
@@ -543,6 +545,16 @@ def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         specs[spec.name] = spec
+    return specs
+
+
+@functools.cache
+def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
+    """The shipped devices and those added with :func:`register_device`, with their name index."""
+    specs = dict(_file_catalogue())
+    index = NameIndex("device")
+    for spec in specs.values():
+        index.add(spec.name, (*spec.aliases, *spec.profiler_names))
     for spec in _REGISTERED.values():
         if spec.name in specs:
             raise ConfigError(f"registered device {spec.name!r} is already in the catalogue")
