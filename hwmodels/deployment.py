@@ -646,21 +646,29 @@ class Deployment:
 
     # -- the query ----------------------------------------------------------------------------
     def iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray, decode_ctx: np.ndarray) -> tuple[float, float]:
-        """(seconds, joules) of one iteration on this replica; arrays of int64 token counts.
+        """(seconds, joules) of one iteration on this replica, as Python floats; token counts as
+        int64 arrays (or sequences of ints, converted).
 
         ``prefill_lens[i]`` new prompt tokens of a request with ``prefill_offsets[i]`` already cached;
         one new token for each request with ``decode_ctx[j]`` tokens cached. An empty batch costs 0.
         With ``dp_ep > 1`` the batch is the whole data-parallel group's: it is split over the ranks
         (:meth:`split_ranks`) and the lock-step takes the slowest rank's time.
         """
+        t, e = self._iteration(np.asarray(prefill_lens, np.int64), np.asarray(prefill_offsets, np.int64),
+                               np.asarray(decode_ctx, np.int64), self._scratch, self._shape, self._op_time)
+        return float(t), float(e)
+
+    def _iteration(self, prefill_lens, prefill_offsets, decode_ctx, scratch, shape, op_time):
+        """``iteration`` on int64 arrays with the kernel's work buffers; per-op seconds of the last
+        rank with work into ``op_time``."""
         if self.dp_ep > 1:
             t, e = 0.0, 0.0
             for p_l, p_o, d_c in self.split_ranks(prefill_lens, prefill_offsets, decode_ctx):
-                t_r, e_r = self._rank_iteration(p_l, p_o, d_c)
+                t_r, e_r = self._rank_iteration(p_l, p_o, d_c, scratch, shape, op_time)
                 t = t if t >= t_r else t_r
                 e += e_r
             return t, e
-        return self._rank_iteration(prefill_lens, prefill_offsets, decode_ctx)
+        return self._rank_iteration(prefill_lens, prefill_offsets, decode_ctx, scratch, shape, op_time)
 
     def split_ranks(self, prefill_lens, prefill_offsets, decode_ctx):
         """The group batch of a ``dp_ep`` deployment as one batch per rank: decodes dealt out in turn,
@@ -683,14 +691,15 @@ class Deployment:
         return out
 
     def _rank_iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray,
-                        decode_ctx: np.ndarray) -> tuple[float, float]:
+                        decode_ctx: np.ndarray, scratch: np.ndarray, shape: np.ndarray,
+                        op_time: np.ndarray) -> tuple[float, float]:
         n_p = prefill_lens.size
         seqs = n_p + decode_ctx.size
         if seqs == 0:
             return 0.0, 0.0
         g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                 self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time)
+                                 self._net, self._nnet, scratch, shape, self._range, op_time)
         if self._piecewise:
             tokens = int(prefill_lens.sum()) + decode_ctx.size if n_p else seqs
             if tokens > self._graph_max:
@@ -751,12 +760,18 @@ class Deployment:
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's
-        share is ``engine_overhead`` (host time the GPU waits for)."""
+        share is ``engine_overhead`` (host time the GPU waits for). With ``dp_ep > 1`` the breakdown
+        is that of the last rank with work. Safe to call from several threads on one deployment."""
         p = np.asarray(prefill_lens, np.int64)
-        t, e = self.iteration(p, np.asarray(prefill_offsets, np.int64), np.asarray(decode_ctx, np.int64))
-        if p.size + np.asarray(decode_ctx).size == 0:
+        d = np.asarray(decode_ctx, np.int64)
+        if p.size + d.size == 0:
             return IterationCost(0.0, 0.0, {})
-        breakdown = {name: float(v) for name, v in zip(self.op_names, self._op_time) if v > 0}
+        # work buffers of this call only, so that threads sharing the deployment do not race
+        op_time = np.zeros(len(self.op_names))
+        t, e = self._iteration(p, np.asarray(prefill_offsets, np.int64), d, np.zeros_like(self._scratch),
+                               np.zeros_like(self._shape), op_time)
+        t, e = float(t), float(e)
+        breakdown = {name: float(v) for name, v in zip(self.op_names, op_time) if v > 0}
         extra = t - sum(breakdown.values())
         if extra > 0:
             breakdown["engine_overhead"] = extra

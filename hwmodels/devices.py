@@ -28,6 +28,7 @@ __all__ = [
     "SPLITWISE_CAP_FRACTION", "SPLITWISE_PROMPT_SLOWDOWN", "CAP_CLOCK_EXPONENT",
     "MemoryTier", "ComputeUnit", "Link", "PowerSpec", "DeviceSpec",
     "get_device", "list_devices", "with_power_cap", "load_device_file", "power_cap_clock_scale",
+    "families", "register_family", "register_device", "unregister_device",
 ]
 
 #: Numeric formats a compute peak may be given for, widest first.
@@ -140,6 +141,21 @@ class _FrozenMap(Mapping):
 
     def __repr__(self) -> str:
         return repr(self._data)
+
+
+_EXTRA_FAMILIES: list[str] = []
+
+
+def families() -> tuple[str, ...]:
+    """Device families a DeviceSpec may name: the built-in ``FAMILIES`` and any registered since."""
+    return FAMILIES + tuple(_EXTRA_FAMILIES)
+
+
+def register_family(name: str) -> None:
+    """Allow ``name`` as a ``DeviceSpec.family`` (hwmodels.backend.register_backend calls this)."""
+    _check_text("family", name)
+    if name not in families():
+        _EXTRA_FAMILIES.append(name)
 
 
 # --------------------------------------------------------------------------- specs
@@ -299,7 +315,7 @@ class DeviceSpec:
     def __post_init__(self) -> None:
         _check_text("name", self.name)
         _check_text("vendor", self.vendor)
-        _check_choice("family", self.family, FAMILIES)
+        _check_choice("family", self.family, families())
         if not isinstance(self.arch_class, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.+-]*", self.arch_class):
             raise ConfigError(f"`arch_class` must be a lower-case identifier (e.g. 'hopper'), got {self.arch_class!r}")
         for attr, kind in (("compute", ComputeUnit), ("memory", MemoryTier), ("links", Link)):
@@ -507,8 +523,11 @@ def load_device_file(path: str | Path) -> DeviceSpec:
     return _parse_device(read_yaml(text, str(path)), str(path))
 
 
+_REGISTERED: dict[str, DeviceSpec] = {}
+
+
 @functools.cache
-def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
+def _file_catalogue() -> dict[str, DeviceSpec]:
     root = resources.files("llmsim.hwmodels").joinpath("data", "devices")
     specs: dict[str, DeviceSpec] = {}
     index = NameIndex("device")
@@ -526,7 +545,55 @@ def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         specs[spec.name] = spec
+    return specs
+
+
+@functools.cache
+def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
+    """The shipped devices and those added with :func:`register_device`, with their name index."""
+    specs = dict(_file_catalogue())
+    index = NameIndex("device")
+    for spec in specs.values():
+        index.add(spec.name, (*spec.aliases, *spec.profiler_names))
+    for spec in _REGISTERED.values():
+        if spec.name in specs:
+            raise ConfigError(f"registered device {spec.name!r} is already in the catalogue")
+        try:
+            index.add(spec.name, (*spec.aliases, *spec.profiler_names))
+        except ValueError as exc:
+            raise ConfigError(f"registered device {spec.name!r}: {exc}") from None
+        specs[spec.name] = spec
     return specs, index
+
+
+def register_device(spec: DeviceSpec) -> None:
+    """Add ``spec`` to the catalogue under its name, aliases and profiler names (plug-in devices,
+    tests); a name already taken raises ConfigError."""
+    if not isinstance(spec, DeviceSpec):
+        raise ConfigError(f"register_device takes a DeviceSpec, got {type(spec).__name__}")
+    if spec.name in _catalogue()[0]:
+        raise ConfigError(f"device {spec.name!r} is already in the catalogue")
+    _REGISTERED[spec.name] = spec
+    _reload()
+    try:
+        _catalogue()
+    except ConfigError:
+        del _REGISTERED[spec.name]
+        _reload()
+        raise
+
+
+def unregister_device(name: str) -> None:
+    """Remove a device added with :func:`register_device`."""
+    if name not in _REGISTERED:
+        raise UnknownNameError("registered device", name, sorted(_REGISTERED))
+    del _REGISTERED[name]
+    _reload()
+
+
+def _reload() -> None:
+    _catalogue.cache_clear()
+    _get_device.cache_clear()
 
 
 def list_devices() -> tuple[str, ...]:

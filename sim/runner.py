@@ -82,7 +82,8 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
     takes devices from ``first_device`` on; the main deployment uses the placement strategy of the
     config, a pool of a disaggregated run the Megatron order from ``first_device``."""
     from llmsim.hwmodels.cluster import natural_cluster
-    from llmsim.hwmodels.deployment import Deployment, PlanNetwork
+    from llmsim.hwmodels.backend import make_deployment
+    from llmsim.hwmodels.deployment import PlanNetwork
     from llmsim.hwmodels.plans import ParallelPlan, place
 
     d = cfg.deployment
@@ -131,10 +132,10 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
         key = (spec.name, net)
         if key not in built:
             b = batching(cfg, engine, spec)
-            built[key] = Deployment(d.model, spec, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
-                                    engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile,
-                                    layer_split=layer_split, network=net, max_num_seqs=b.max_num_seqs,
-                                    max_num_batched_tokens=b.max_num_batched_tokens)
+            built[key] = make_deployment(d.model, spec, quant=d.quant, kv_dtype=d.kv_dtype, tp=tp, ep=d.ep, pp=pp,
+                                         engine=engine, overhead_s=cfg.serving.overhead_s, profile=profile,
+                                         layer_split=layer_split, network=net, max_num_seqs=b.max_num_seqs,
+                                         max_num_batched_tokens=b.max_num_batched_tokens)
         deps.append(built[key])
     return Layout(cluster, placement, deps)
 

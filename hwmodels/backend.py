@@ -1,0 +1,137 @@
+"""Cost backends: how a device family prices a deployment, chosen by ``DeviceSpec.family``.
+
+A backend is a callable ``backend(model, device, **kw) -> ReplicaCost`` taking the runner's keywords
+(``quant``, ``kv_dtype``, ``tp``, ``ep``, ``pp``, ``engine``, ``overhead_s``, ``profile``,
+``layer_split``, ``network``, ``max_num_seqs``, ``max_num_batched_tokens``; a backend may reject the
+ones it cannot honour with ConfigError). The runner builds every replica through
+:func:`make_deployment`::
+
+    dep = make_deployment("llama-3.1-8b", "h100", tp=1)   # -> hwmodels.deployment.Deployment
+    t_s, e_j = dep.iteration(prefill_lens, prefill_offsets, decode_ctx)
+
+The built-in families (``gpu``, ``fpga``, ``rdu``, ``accelerator``) all use the kernel-calibrated
+:class:`~llmsim.hwmodels.deployment.Deployment` until a family registers its own model.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from llmsim.hwmodels.devices import FAMILIES, DeviceSpec, get_device, register_family
+from llmsim.workloads.errors import ConfigError
+
+__all__ = ["ReplicaCost", "CostBackend", "register_backend", "unregister_backend", "registered_backends",
+           "get_backend", "make_deployment"]
+
+
+@runtime_checkable
+class ReplicaCost(Protocol):
+    """What the simulator and the runner read from one replica's cost model.
+
+    ``iteration`` is the simulator's cost protocol (llmsim.sim.costs.IterationCostModel; seconds and
+    joules of one iteration on all the replica's devices); ``decode_run`` is optional. Memory in
+    bytes, per device unless named otherwise; ``model``/``device``/``quant``/``kv``/``engine`` are the
+    resolved catalogue objects (ModelSpec, DeviceSpec, QuantFormat, KVCacheFormat, EngineProfile).
+    """
+
+    model: Any
+    device: DeviceSpec
+    quant: Any
+    kv: Any
+    engine: Any
+    tp: int
+    pp: int
+    ep: int
+
+    @property
+    def num_devices(self) -> int: ...
+
+    @property
+    def stage_layers(self) -> tuple[int, ...]: ...
+
+    @property
+    def weight_bytes_per_device(self) -> float: ...
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV bytes of one token summed over the replica's devices."""
+        ...
+
+    def kv_capacity_tokens(self, memory_utilization: float = 0.9) -> int:
+        """Tokens of KV cache that fit on each device at ``memory_utilization`` of its memory."""
+        ...
+
+    def host_swap_capacity_tokens(self, swap_space_bytes: float) -> int: ...
+
+    def swap_seconds_per_token(self) -> float:
+        """Seconds to move one token's KV between device and host memory."""
+        ...
+
+    def iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray,
+                  decode_ctx: np.ndarray) -> tuple[float, float]: ...
+
+    def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> Any:
+        """``iteration`` as an IterationCost with a per-operator breakdown (seconds)."""
+        ...
+
+
+CostBackend = Callable[..., ReplicaCost]
+
+_BACKENDS: dict[str, CostBackend] = {}
+
+
+def register_backend(family: str, backend: CostBackend, *, replace: bool = False) -> None:
+    """Price devices of ``family`` with ``backend`` (a new family becomes a valid ``DeviceSpec.family``).
+
+    A family that already has a backend raises ConfigError unless ``replace``."""
+    if not callable(backend):
+        raise ConfigError(f"backend for family {family!r} must be callable, got {backend!r}")
+    if family in _BACKENDS and not replace:
+        raise ConfigError(f"device family {family!r} already has a cost backend; pass replace=True")
+    register_family(family)
+    _BACKENDS[family] = backend
+
+
+def unregister_backend(family: str) -> None:
+    """Remove the backend of ``family`` (a built-in family gets the GPU backend back)."""
+    if family not in _BACKENDS:
+        raise ConfigError(f"device family {family!r} has no cost backend; registered: "
+                          f"{', '.join(registered_backends())}")
+    if family in FAMILIES:
+        _BACKENDS[family] = _gpu_backend
+    else:
+        del _BACKENDS[family]
+
+
+def registered_backends() -> tuple[str, ...]:
+    """Device families that have a cost backend."""
+    return tuple(_BACKENDS)
+
+
+def get_backend(family: str) -> CostBackend:
+    """The backend of ``family``; an unknown family raises ConfigError naming the registered ones."""
+    try:
+        return _BACKENDS[family]
+    except KeyError:
+        raise ConfigError(f"no cost backend for device family {family!r}; registered families: "
+                          f"{', '.join(registered_backends())}") from None
+
+
+def make_deployment(model, device: DeviceSpec | str, **kw) -> ReplicaCost:
+    """The cost model of one replica of ``model`` on ``device`` (a spec or catalogue name), built by
+    the backend of ``device.family``; ``kw`` as for :class:`~llmsim.hwmodels.deployment.Deployment`."""
+    spec = get_device(device)
+    return get_backend(spec.family)(model, spec, **kw)
+
+
+def _gpu_backend(model, device: DeviceSpec, **kw) -> ReplicaCost:
+    """The kernel-calibrated GPU model (hwmodels/deployment.py)."""
+    from llmsim.hwmodels.deployment import Deployment
+
+    return Deployment(model, device, **kw)
+
+
+for _family in FAMILIES:
+    _BACKENDS[_family] = _gpu_backend
