@@ -19,7 +19,7 @@ from llmsim.hwmodels.backend import ReplicaCost, make_deployment, register_backe
 from llmsim.hwmodels.deployment import Deployment, IterationCost
 from llmsim.hwmodels.devices import get_device, list_devices, load_device_file, register_device, unregister_device
 from llmsim.hwmodels.engines import get_engine
-from llmsim.sim.cli import main
+from llmsim.cli import main
 from llmsim.workloads.errors import ConfigError
 from llmsim.workloads.models import get_model
 from llmsim.workloads.quant import get_kv_format, get_quant_format
