@@ -43,7 +43,8 @@ class Scenario:
 
     ``model``, ``device``: catalogue names (``simulate models``, ``simulate devices``);
     ``num_devices`` or ``tp`` / ``pp`` / ``dp``: the parallel plan (``num_devices / (tp * pp)``
-    data-parallel replicas); ``engine``: a serving-engine profile (``vllm``, ``vllm==0.15.1``, ...);
+    data-parallel replicas); ``engine``: a serving-engine profile (``vllm``, ``vllm==0.15.1``, ...;
+    default :data:`llmsim.hwmodels.engines.DEFAULT_ENGINE`, the command line's);
     ``workload`` (a bundled workload name) or ``trace`` (a trace file path); ``rate``: requests/s
     (replaces the arrivals with a Poisson process); ``num_requests``: the first N requests;
     ``seed``: the run's seed. ``serving`` and ``slo``: keys of the config's ``serving`` section

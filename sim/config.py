@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from llmsim.hwmodels.engines import DEFAULT_ENGINE
 from llmsim.workloads.errors import ConfigError
 
 #: The bare ``simulate run``.
@@ -100,7 +101,7 @@ class DeploymentSection:
     ep: int = 1
     quant: str = "bf16"
     kv_dtype: str = "auto"
-    engine: str = "vllm"
+    engine: str = DEFAULT_ENGINE
     profile: str | None = None
 
     def __post_init__(self) -> None:

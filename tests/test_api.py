@@ -132,3 +132,12 @@ def test_errors_are_the_projects_typed_exceptions():
         llmsim.simulate({"model": "llama-2-70b"})  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         llmsim.no_such_name  # noqa: B018
+
+
+def test_the_library_and_the_command_line_default_to_one_engine():
+    from llmsim.hwmodels.engines import DEFAULT_ENGINE, get_engine
+    from llmsim.sim.config import DeploymentSection, RunConfig
+
+    assert DeploymentSection().engine == DEFAULT_ENGINE == RunConfig().deployment.engine
+    assert llmsim.Scenario().to_config().deployment.engine == DEFAULT_ENGINE
+    assert get_engine(DEFAULT_ENGINE).name == "vllm-v1"
