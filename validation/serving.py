@@ -465,9 +465,11 @@ def fit_splitwise_overheads(path: str | Path, *, engine: str = "vllm-0.2", profi
     token_time (each configuration weighted by its repeats): a grid over the launch time and the
     all-reduce bandwidth with non-negative least squares for the rest, refined under a soft-L1 loss
     (the targets are mean absolute errors). Returns {device name: EngineOverhead fields}."""
-    from scipy.optimize import least_squares
-
     from llmsim.hwmodels.devices import get_device
+    from llmsim.workloads.extras import require
+
+    optimize = require("scipy.optimize", "fitting engine overheads")
+    least_squares, nnls = optimize.least_squares, optimize.nnls
 
     p = Path(path)
     frame = load_splitwise(p)
@@ -526,8 +528,6 @@ def fit_splitwise_overheads(path: str | Path, *, engine: str = "vllm-0.2", profi
             it, pre, pre_seq, seq, launch, inv_bw = x
             A, y = linear_system(launch, inv_bw)
             return A @ np.array([it, pre, pre_seq, seq]) - y
-
-        from scipy.optimize import nnls
 
         best_x, best_cost = None, np.inf
         for launch in np.linspace(0.0, 1e-3, 41):  # host seconds per layer
