@@ -143,7 +143,10 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                    sources=tuple(data.get("sources", ())), path=path)
 
 
-def load_profile(path: str | Path) -> Profile:
+def load_profile(path: str | Path | Profile) -> Profile:
+    """The calibration profile at ``path`` (JSON); a :class:`Profile` is returned as it is."""
+    if isinstance(path, Profile):
+        return path
     p = Path(path)
     try:
         data = json.loads(p.read_text())

@@ -291,6 +291,11 @@ def resolve_version(family: str, version: str) -> EngineProfile:
     return at_version(older[-1], version)
 
 
+#: The engine every entry point runs when none is named (``simulate run``, ``llmsim.Scenario``,
+#: the run config): vLLM's V1 engine at its newest listed defaults.
+DEFAULT_ENGINE = "vllm"
+
+
 def get_engine(name: str | EngineProfile) -> EngineProfile:
     """An engine profile by name or alias (``vllm-v1``, ``vllm-0.6``, ``vllm``, ``kernels``) or by
     ``family==version`` (``vllm==0.15.1``, ``vllm-0.19``): the nearest profile not newer, at that

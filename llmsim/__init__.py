@@ -22,7 +22,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = ("Scenario", "Result", "Metrics", "simulate")
+_API = ("Scenario", "Built", "Result", "Metrics", "build", "simulate")
 _ERRORS = ("LLMSimError", "ConfigError", "PlanError", "OutOfMemoryError", "UnknownNameError", "TraceError",
            "MissingDataError")
 __all__ = [*_API, *_ERRORS]

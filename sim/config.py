@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineProfile
 from llmsim.workloads.errors import ConfigError
 
 #: The bare ``simulate run``.
@@ -100,14 +101,23 @@ class DeploymentSection:
     ep: int = 1
     quant: str = "bf16"
     kv_dtype: str = "auto"
-    engine: str = "vllm"
-    profile: str | None = None
+    engine: str | EngineProfile = DEFAULT_ENGINE
+    profile: Any = None
 
     def __post_init__(self) -> None:
-        for k in ("model", "quant", "kv_dtype", "engine"):
+        for k in ("model", "quant", "kv_dtype"):
             _str(k, getattr(self, k))
-        for k in ("device", "cluster", "profile"):
+        if not isinstance(self.engine, EngineProfile):
+            _str("engine", self.engine)
+        for k in ("device", "cluster"):
             _str(k, getattr(self, k), optional=True)
+        if self.profile is None or isinstance(self.profile, str):
+            _str("profile", self.profile, optional=True)
+        else:
+            from llmsim.hwmodels.calibration import Profile
+
+            if not isinstance(self.profile, Profile):
+                raise ConfigError(f"`profile` must be a calibration profile path or Profile, got {self.profile!r}")
         _int("num_nodes", self.num_nodes, optional=True)
         _str("placement", self.placement, choices=("nic-aware", "naive"))
         if self.layer_split is not None:
@@ -347,7 +357,14 @@ class RunConfig:
             raise ConfigError("`static_batch` runs one batch on one replica; drop `disagg` to use it")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The tree as plain data; an engine or profile given as an object appears by its name."""
+        d = self.deployment
+        if isinstance(d.engine, str) and (d.profile is None or isinstance(d.profile, str)):
+            return dataclasses.asdict(self)
+        plain = dataclasses.replace(d, engine=d.engine if isinstance(d.engine, str) else d.engine.name,
+                                    profile=d.profile if d.profile is None or isinstance(d.profile, str)
+                                    else (d.profile.path or "profile"))
+        return dataclasses.asdict(dataclasses.replace(self, deployment=plain))
 
 
 _SECTIONS: dict[str, type] = {

@@ -15,11 +15,13 @@ Definitions (seconds; a request's times are measured from its arrival):
 * Goodput (with SLOs): completed requests with TTFT <= ``ttft_s`` and TPOT <= ``tpot_s`` (a one-token
   request meets any TPOT SLO) per second of makespan.
 
-Two modes. With ``keep_requests=True`` one record per request is kept and percentiles are exact
-(numpy's linear interpolation). With ``keep_requests=False`` memory stays flat: means, counts and
-goodput stay exact, and percentiles come from a log-bucketed histogram with buckets 1 % wide (values
-from 1 us to 1e6 s; zero kept exactly), so a reported percentile is within 0.5 % (relative) of a value
-whose rank is within one of the exact rank.
+Two modes, the same percentile definition (numpy's linear interpolation between the order
+statistics around rank ``q * (n - 1)``). With ``keep_requests=True`` one record per request is kept
+and percentiles are exact. With ``keep_requests=False`` memory stays flat: means, counts and goodput
+stay exact; percentiles are exact while a metric has at most ``EXACT_LIMIT`` values, and beyond that
+come from a log-bucketed histogram with buckets 1 % wide (values from 1 us to 1e6 s; zero kept
+exactly), each order statistic placed inside its bucket and interpolated as numpy does, so a
+reported percentile is within 1 % (relative) of the exact one.
 """
 from __future__ import annotations
 
@@ -56,20 +58,39 @@ class SLO:
                 raise ConfigError(f"{name} must be a finite number > 0 or None, got {v!r}")
 
 
+#: Values per metric kept exactly before the streaming histogram takes over.
+EXACT_LIMIT = 10_000
+
+
 class LogHistogram:
-    """Counts of non-negative values in buckets ``[lo * r**i, lo * r**(i+1))`` with ``r = 1.01``."""
+    """Non-negative values: kept exactly up to ``exact_limit`` of them, then counted in buckets
+    ``[lo * r**(i-1), lo * r**i)`` with ``r = 1.01`` (bucket 0: values below ``lo``; zero apart)."""
 
-    __slots__ = ("_counts", "_zero", "_n", "_lo", "_inv_log_r", "_r")
+    __slots__ = ("_counts", "_zero", "_n", "_lo", "_inv_log_r", "_r", "_exact", "_exact_limit")
 
-    def __init__(self, lo: float = 1e-6, hi: float = 1e6, ratio: float = 1.01):
+    def __init__(self, lo: float = 1e-6, hi: float = 1e6, ratio: float = 1.01, exact_limit: int = EXACT_LIMIT):
         self._lo = lo
         self._r = ratio
         self._inv_log_r = 1.0 / math.log(ratio)
         self._counts = [0] * (int(math.log(hi / lo) * self._inv_log_r) + 2)
         self._zero = 0
         self._n = 0
+        self._exact: list[float] | None = []
+        self._exact_limit = exact_limit
 
     def add(self, x: float) -> None:
+        exact = self._exact
+        if exact is not None:
+            exact.append(x)
+            if len(exact) <= self._exact_limit:
+                return
+            self._exact = None
+            for v in exact:
+                self._count(v)
+            return
+        self._count(x)
+
+    def _count(self, x: float) -> None:
         self._n += 1
         if x <= 0.0:
             self._zero += 1
@@ -81,23 +102,35 @@ class LogHistogram:
         counts[i] += 1
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._exact) if self._exact is not None else self._n
 
     def quantile(self, q: float) -> float:
-        """Approximate ``q``-quantile (0..1): the geometric centre of the bucket holding rank ``q * (n - 1)``."""
+        """The ``q``-quantile (0..1) by numpy's linear rule: exact while the values are kept, else
+        the order statistics at ``floor(q * (n - 1))`` and the next, each estimated in its bucket."""
+        if self._exact is not None:
+            return float(np.quantile(self._exact, q)) if self._exact else math.nan
         if self._n == 0:
             return math.nan
         rank = q * (self._n - 1)
-        target = math.floor(rank) + 1  # 1-based count that reaches the rank
-        seen = self._zero
-        if seen >= target:
+        k = math.floor(rank)
+        lo = self._order_stat(k)
+        frac = rank - k
+        if frac == 0.0 or k + 1 >= self._n:
+            return lo
+        return lo + frac * (self._order_stat(k + 1) - lo)
+
+    def _order_stat(self, k: int) -> float:
+        """Estimate of the ``k``-th smallest value (0-based): the ``c`` values of a bucket are taken as
+        spread evenly in log space over it, the ``j``-th at ``lo * r**(i - 1 + (j + 0.5) / c)``."""
+        if k < self._zero:
             return 0.0
+        seen = self._zero
         for i, c in enumerate(self._counts):
-            seen += c
-            if seen >= target:
+            if c and seen + c > k:
                 if i == 0:
                     return self._lo
-                return self._lo * self._r ** (i - 0.5)
+                return self._lo * self._r ** (i - 1 + (k - seen + 0.5) / c)
+            seen += c
         return math.nan  # pragma: no cover
 
 

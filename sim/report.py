@@ -36,8 +36,10 @@ def _cdf(values: np.ndarray):
 
 def write_report(path: str | Path, summary: dict, records: dict | None, tracer=None, title: str = "llmsim run") -> Path:
     """Write the HTML report to ``path`` (plotly.js embedded, no network needed to view it)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    from llmsim.workloads.extras import require
+
+    go = require("plotly.graph_objects", "the HTML report")
+    make_subplots = require("plotly.subplots", "the HTML report").make_subplots
 
     fig = make_subplots(rows=3, cols=2, subplot_titles=(
         "TTFT CDF", "TPOT CDF", "End-to-end latency CDF", "TTFT by arrival time",

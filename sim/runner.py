@@ -102,7 +102,8 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
     if first_device + need > cluster.num_devices:
         raise PlanError(f"the deployment needs {need} devices (dp {replicas} x pp {pp} x tp {tp}) but cluster "
                         f"{cluster.name} has {cluster.num_devices - first_device} left; lower the counts or "
-                        f"use a larger cluster (num_nodes)")
+                        f"use a larger cluster (num_nodes)", needed_devices=need,
+                        available_devices=cluster.num_devices - first_device)
     if pool is None and first_device == 0 and not _needs_device_filter(cluster, device):
         placement = place(plan, cluster, d.placement, dp_communicates=False)
     else:
@@ -110,7 +111,8 @@ def build_layout(cfg: RunConfig, pool: PoolSection | None = None, *, cluster=Non
         if len(devs) < need:
             raise PlanError(f"cluster {cluster.name} has {len(devs)} free {device or 'usable'} devices (it holds "
                             f"{', '.join(cluster.device_kinds())}) but the deployment needs {need}; change "
-                            f"`device`, the counts, or the cluster")
+                            f"`device`, the counts, or the cluster", needed_devices=need,
+                            available_devices=len(devs))
         arr = np.array(devs[:need], dtype=np.int64).reshape(pp, replicas, tp).transpose(1, 0, 2)
         placement = place(plan, cluster, "explicit", devices=arr)
     profile = None
@@ -187,23 +189,33 @@ def batching(cfg: RunConfig, engine, device) -> Batching:
 
 
 def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
-                   max_batched_tokens: int | None = None, policy: str | None = None) -> ReplicaConfig:
+                   max_batched_tokens: int | None = None, policy: str | None = None,
+                   kv_blocks: int | None = None, kv_capacity_tokens: int | None = None) -> ReplicaConfig:
     """One engine of ``dep`` with the serving section's knobs (engine defaults where unset). A
     pipeline-parallel replica runs ``pp`` virtual engines (vLLM's), each with its own scheduler and
-    ``1/pp`` of the KV cache, and this is the config of one of them."""
+    ``1/pp`` of the KV cache, and this is the config of one of them. ``kv_blocks`` or
+    ``kv_capacity_tokens`` (per engine) replace the KV cache sized from ``gpu_memory_utilization``.
+    A DP + EP group (``dep.dp_ep`` ranks) steps together: one scheduler over the group, whose
+    limits, KV cache and idle power are the ranks' summed."""
     s = cfg.serving
     b = batching(cfg, dep.engine, dep.device)
-    kv_tokens = dep.kv_capacity_tokens(s.gpu_memory_utilization) // dep.pp
-    if kv_tokens < s.block_size:
-        raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
-                          f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
+    group = int(getattr(dep, "dp_ep", 1))
+    if kv_blocks is not None:
+        kv = {"kv_blocks": int(kv_blocks) * group}
+    else:
+        kv_tokens = (dep.kv_capacity_tokens(s.gpu_memory_utilization) // dep.pp if kv_capacity_tokens is None
+                     else kv_capacity_tokens)
+        if kv_tokens < s.block_size:
+            raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
+                              f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
+        kv = {"kv_capacity_tokens": int(kv_tokens) * group}
     swap_tokens = dep.host_swap_capacity_tokens(s.swap_space_gib * GIB) if s.preemption == "swap" else 0
     return ReplicaConfig(
-        kv_capacity_tokens=int(kv_tokens), block_size=s.block_size, watermark_fraction=b.watermark,
-        scheduler=SchedulerConfig(policy=policy or b.policy, max_num_seqs=max_num_seqs or b.max_num_seqs,
-                                  max_num_batched_tokens=max_batched_tokens or b.max_num_batched_tokens,
+        **kv, block_size=s.block_size, watermark_fraction=b.watermark,
+        scheduler=SchedulerConfig(policy=policy or b.policy, max_num_seqs=(max_num_seqs or b.max_num_seqs) * group,
+                                  max_num_batched_tokens=(max_batched_tokens or b.max_num_batched_tokens) * group,
                                   admit_full_prompt=b.admit_full_prompt),
-        idle_power_w=dep.device.power.idle_w * dep.tp, preemption=s.preemption,
+        idle_power_w=dep.device.power.idle_w * dep.tp * group, preemption=s.preemption,
         swap_blocks=swap_tokens // s.block_size,
         swap_s_per_block=s.block_size * dep.swap_seconds_per_token(),
         prefix_caching=prefix_caching(cfg, dep))
@@ -297,52 +309,123 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
     o = cfg.output
     want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
     tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
-    if cfg.static_batch is not None:
-        return _run_static(cfg, tracer)
     if cfg.disagg is not None:
         return _run_disagg(cfg, tracer, want_records)
-    from llmsim.sim.cluster import simulate
+    return run_built(assemble(cfg), keep_requests=want_records, tracer=tracer)
 
+
+@dataclass
+class Built:
+    """What a serving (or static-batch) run is made of, before it runs: the ``config``, the
+    ``layout`` (one :class:`Deployment` per replica), per virtual engine its ``replicas``
+    (:class:`ReplicaConfig`) and ``cost_models`` (a pipeline-parallel replica runs ``pp``), the
+    request ``trace`` and the ``router``."""
+
+    config: RunConfig
+    layout: Layout
+    replicas: list
+    cost_models: list
+    trace: object
+    router: str
+
+    @property
+    def deployments(self) -> list:
+        return self.layout.deployments
+
+    @property
+    def static(self) -> bool:
+        return self.config.static_batch is not None
+
+
+def assemble(cfg: RunConfig, *, trace=None, kv_blocks: int | None = None, kv_capacity_tokens: int | None = None,
+             dp_ep: int = 1, router: str | None = None) -> Built:
+    """Build the run of ``cfg`` (serving or static batch; a disaggregated run: :func:`run`).
+
+    ``trace``: requests to serve instead of the workload section's (any object with
+    ``arrival_s``/``prompt_tokens``/``output_tokens`` arrays); ``kv_blocks`` or ``kv_capacity_tokens``
+    (tokens): each engine's KV cache instead of the one sized from ``gpu_memory_utilization``;
+    ``dp_ep``: ranks per data-parallel group sharing the experts (the ``dp`` replicas are then groups);
+    ``router``: instead of ``cluster.router``."""
+    if cfg.disagg is not None:
+        raise ConfigError("a disaggregated run is built and run by llmsim.sim.runner.run")
     layout = build_layout(cfg)
+    if dp_ep != 1:
+        layout = Layout(layout.cluster, layout.placement, _with_dp_ep(cfg, layout.deployments, dp_ep))
+    kv = {"kv_blocks": kv_blocks, "kv_capacity_tokens": kv_capacity_tokens}
+    sb = cfg.static_batch
+    if sb is not None:
+        from llmsim.workloads.traces import RequestTrace
+
+        dep = layout.deployments[0]
+        layout = Layout(layout.cluster, layout.placement, [dep])
+        B, P, O = sb.batch_size, sb.prompt_tokens, sb.output_tokens
+        rc = replica_config(cfg, dep, max_num_seqs=B, policy="static",
+                            max_batched_tokens=max(B * P, batching(cfg, dep.engine, dep.device).max_num_batched_tokens),
+                            **kv)
+        if trace is None:
+            trace = RequestTrace(np.zeros(B), np.full(B, P, np.int64), np.full(B, O, np.int64), np.arange(B),
+                                 "static-batch")
+        return Built(cfg, layout, [rc], [dep], trace, router or cfg.cluster.router)
     configs: dict[int, ReplicaConfig] = {}
     engines, models = [], []
     for dep in layout.deployments:
         if id(dep) not in configs:
-            configs[id(dep)] = replica_config(cfg, dep)
+            configs[id(dep)] = replica_config(cfg, dep, **kv)
         # a pipeline-parallel replica: pp virtual engines behind the router
         engines += [configs[id(dep)]] * dep.pp
         models += [dep] * dep.pp
-    trace = load_requests(cfg)
-    result = simulate(trace, engines, models, router=cfg.cluster.router, seed=cfg.seed,
-                      keep_requests=want_records, slo=_slo(cfg), tracer=tracer)
+    return Built(cfg, layout, engines, models, load_requests(cfg) if trace is None else trace,
+                 router or cfg.cluster.router)
+
+
+def _with_dp_ep(cfg: RunConfig, deployments: list, dp_ep: int) -> list:
+    """The replicas as DP + EP groups of ``dp_ep`` ranks (each rank holding 1/dp_ep of the experts,
+    the group on one server)."""
+    from llmsim.hwmodels.deployment import Deployment
+
+    made: dict[int, object] = {}
+    for d in deployments:
+        if id(d) not in made:
+            b = batching(cfg, d.engine, d.device)
+            made[id(d)] = Deployment(d.model, d.device, quant=d.quant, kv_dtype=d.kv, tp=d.tp, ep=d.ep, pp=d.pp,
+                                     engine=d.engine, overhead_s=d.overhead_s, profile=d.profile,
+                                     max_num_seqs=b.max_num_seqs, max_num_batched_tokens=b.max_num_batched_tokens,
+                                     dp_ep=dp_ep)
+    return [made[id(d)] for d in deployments]
+
+
+def run_built(built: Built, *, keep_requests: bool = False, tracer=None) -> RunOutput:
+    """Run what :func:`assemble` built; ``summary`` as ``simulate run --json`` reports it."""
+    if built.static:
+        return _run_static(built, tracer)
+    from llmsim.sim.cluster import simulate
+
+    cfg, layout, trace = built.config, built.layout, built.trace
+    result = simulate(trace, built.replicas, built.cost_models, router=built.router, seed=cfg.seed,
+                      keep_requests=keep_requests, slo=_slo(cfg), tracer=tracer)
     dep = layout.deployments[0]
     summary = dict(result.summary)
     summary["mode"] = "serving"
     summary["workload"] = trace.name
     summary["requests"] = len(trace)
     summary["replicas"] = len(layout.deployments)
-    summary["virtual_engines"] = len(engines)
+    summary["virtual_engines"] = len(built.replicas)
     summary["num_devices"] = layout.num_devices
-    summary["deployment"] = _deployment_info(dep, configs[id(dep)])
+    summary["deployment"] = _deployment_info(dep, built.replicas[0])
     summary["placement"] = layout.info()
     return RunOutput(summary, result, tracer, False)
 
 
-def _run_static(cfg: RunConfig, tracer) -> RunOutput:
+def _run_static(built: Built, tracer) -> RunOutput:
     """One batch of ``batch_size`` identical requests arriving together, prefilled in one iteration
     (up to the token budget) and decoded together to the end."""
     from llmsim.sim.cluster import simulate
-    from llmsim.workloads.traces import RequestTrace
 
+    cfg = built.config
     sb = cfg.static_batch
-    dep = build_deployment(cfg)
+    dep, rc, trace = built.cost_models[0], built.replicas[0], built.trace
     B, P, O = sb.batch_size, sb.prompt_tokens, sb.output_tokens
-    rc = replica_config(cfg, dep, max_num_seqs=B,
-                        max_batched_tokens=max(B * P, batching(cfg, dep.engine, dep.device).max_num_batched_tokens),
-                        policy="static")
     need = B * -(-(P + O) // rc.block_size)
-    trace = RequestTrace(np.zeros(B), np.full(B, P, np.int64), np.full(B, O, np.int64), np.arange(B),
-                         "static-batch")
     result = simulate(trace, rc, dep, keep_requests=True, tracer=tracer)
     rec = result.records
     done = rec["status"] == "finished"

@@ -132,3 +132,64 @@ def test_errors_are_the_projects_typed_exceptions():
         llmsim.simulate({"model": "llama-2-70b"})  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         llmsim.no_such_name  # noqa: B018
+
+
+def test_the_library_and_the_command_line_default_to_one_engine():
+    from llmsim.hwmodels.engines import DEFAULT_ENGINE, get_engine
+    from llmsim.sim.config import DeploymentSection, RunConfig
+
+    assert DeploymentSection().engine == DEFAULT_ENGINE == RunConfig().deployment.engine
+    assert llmsim.Scenario().to_config().deployment.engine == DEFAULT_ENGINE
+    assert get_engine(DEFAULT_ENGINE).name == "vllm-v1"
+
+
+def test_build_then_simulate_equals_simulate_and_the_command_line():
+    sc = llmsim.Scenario(model="llama-3.1-8b", device="h100", tp=1, num_requests=40)
+    built = llmsim.build(sc)
+    assert len(built.deployments) == 1 and len(built.replicas) == 1 and len(built.trace) == 40
+    assert built.deployments[0].engine.name == "vllm-v1"
+    assert llmsim.simulate(built).to_dict() == llmsim.simulate(sc).to_dict()
+
+
+def test_scenario_expresses_what_the_validations_need():
+    import numpy as np
+
+    from llmsim.hwmodels.engines import get_engine
+
+    arrays = {"arrival_s": np.linspace(0, 2, 12), "prompt_tokens": np.full(12, 300), "output_tokens": np.full(12, 20)}
+    base = dict(model="llama-3.1-8b", device="h100", tp=1, engine=get_engine("vllm-0.6"), trace=arrays,
+                router="least-outstanding", serving={"max_batch_size": 4, "max_batched_tokens": 1024})
+    built = llmsim.build(llmsim.Scenario(**base, kv_blocks=64))
+    rc = built.replicas[0]
+    assert rc.num_blocks == 64 and rc.scheduler.max_num_seqs == 4 and rc.scheduler.max_num_batched_tokens == 1024
+    assert built.run.router == "least-outstanding" and built.deployments[0].engine.name == "vllm-0.6"
+    r = llmsim.simulate(built)
+    assert r.metrics.requests_completed == 12 and r.config.to_dict()["deployment"]["engine"] == "vllm-0.6"
+    tokens = llmsim.build(llmsim.Scenario(**base, kv_capacity_tokens=2048)).replicas[0]
+    assert tokens.num_blocks * tokens.block_size == 2048
+    static = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device="h100", tp=1,
+                                             static_batch={"batch_size": 4, "prompt_tokens": 128, "output_tokens": 8}))
+    s = static.summary
+    assert s["mode"] == "static_batch" and s["e2e_time_s"] == pytest.approx(s["prefill_time_s"] + 7 * s["per_token_time_s"])
+    with pytest.raises(errors.ConfigError):
+        llmsim.Scenario(kv_blocks=10, kv_capacity_tokens=100)
+
+
+def test_dp_ep_groups_step_together():
+    one = llmsim.build(llmsim.Scenario(model="mixtral-8x7b", device="h100", tp=2, dp=2, num_requests=10,
+                                       serving={"max_batch_size": 8}))
+    group = llmsim.build(llmsim.Scenario(model="mixtral-8x7b", device="h100", tp=2, dp=1, dp_ep=2, num_requests=10,
+                                         serving={"max_batch_size": 8}))
+    assert group.deployments[0].dp_ep == 2 and group.replicas[0].scheduler.max_num_seqs == 16
+    assert group.replicas[0].idle_power_w == 2 * one.replicas[0].idle_power_w
+
+
+def test_expected_outcomes_are_typed_errors_with_their_figures():
+    with pytest.raises(errors.OutOfMemoryError) as oom:
+        llmsim.build(llmsim.Scenario(model="llama-2-70b", device="h100", tp=1, num_requests=5))
+    assert oom.value.required_bytes > oom.value.available_bytes > 0
+    with pytest.raises(errors.PlanError) as plan:
+        from llmsim.sim.runner import assemble
+
+        assemble(config_from_dict({"deployment": {"model": "llama-3.1-8b", "cluster": "dgx-h100", "tp": 8, "dp": 4}}))
+    assert plan.value.needed_devices == 32 and plan.value.available_devices < 32

@@ -16,6 +16,7 @@ a new violation fails :func:`test_the_packages_keep_their_layers`, and a listed 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,41 @@ def test_a_planted_violation_is_caught(module, source, expected):
     assert {i for i, _ in got} == {i for i, _ in expected}, found
     for imported, fragment in expected:
         assert any(i == imported and fragment in why for i, why in got), (imported, fragment, found)
+
+
+def test_optional_dependencies_fail_with_the_extra_to_install(monkeypatch):
+    import builtins
+
+    from llmsim.workloads.errors import ConfigError
+    from llmsim.workloads.extras import require
+
+    real = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name.split(".")[0] in ("plotly", "scipy"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", lambda name: blocked(name))
+    with pytest.raises(ConfigError, match=r"needs plotly: pip install 'llmsim\[report\]'"):
+        require("plotly.graph_objects", "the HTML report")
+    with pytest.raises(ConfigError, match=r"needs scipy: pip install 'llmsim\[calibrate\]'"):
+        require("scipy.optimize", "fitting")
+
+
+def test_declared_dependencies_are_imported():
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    meta = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    names = {"pyyaml": "yaml"}
+    src = "\n".join(p.read_text() for d in ("llmsim", "sim", "hwmodels", "workloads", "search", "validation")
+                    for p in (root / d).rglob("*.py"))
+    for dep in meta["dependencies"]:
+        name = re.split(r"[<>=\[ ]", dep, maxsplit=1)[0]
+        mod = names.get(name, name)
+        assert re.search(rf"^\s*(import|from) {mod}\b", src, re.M), f"{name} is declared but never imported"
+    assert "plotly" not in str(meta["dependencies"]) and "scipy" not in str(meta["dependencies"])

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import solve
 
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import GENERIC, ClassParams, Profile, load_profile
@@ -29,6 +28,14 @@ from llmsim.hwmodels.costmodel import operator_groups
 from llmsim.hwmodels.devices import get_device
 from llmsim.workloads.operators import KIND_CLASS
 from llmsim.validation.loaders import detect_format, load_measurements, split_of
+
+
+def _solve(a, b, **kw):
+    """``scipy.linalg.solve`` (scipy: the ``calibrate`` extra)."""
+    from llmsim.workloads.extras import require
+
+    return require("scipy.linalg", "calibration").solve(a, b, **kw)
+
 
 DEFAULT_SALT = "llmsim-calib-v1"
 DEFAULT_HOLDOUT = 0.2
@@ -85,7 +92,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, f_scale: 
         A[0, 0] += 1e-9  # the floor's column vanishes where the floor is negligible
         improved = False
         while damping < 1e8:
-            step = solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
+            step = _solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
             new_cost, new_r = loss(p + step)
             if new_cost < cost:
                 p, cost, r = p + step, new_cost, new_r

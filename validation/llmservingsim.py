@@ -168,35 +168,30 @@ def load_run(path: str | Path) -> Run:
 
 
 def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = False):
-    """The simulated :class:`~llmsim.sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM version)."""
-    from llmsim.hwmodels.deployment import Deployment
-    from llmsim.sim.cluster import simulate
-    from llmsim.sim.replica import ReplicaConfig
-    from llmsim.sim.schedulers import SchedulerConfig
+    """The simulated :class:`~llmsim.sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM
+    version), built as ``simulate run`` builds a run: ``dp`` replicas (DP + EP groups of ``dp`` ranks
+    when the run enabled expert parallelism) behind vLLM's least-outstanding router, the run's
+    limits and KV blocks (else its ``gpu_memory_utilization``)."""
+    from llmsim.hwmodels.engines import get_engine
+    from llmsim.sim.config import config_from_dict
+    from llmsim.sim.runner import assemble, run_built
     from llmsim.workloads.traces import RequestTrace
 
-    eng = engine if engine is not None else f"vllm=={run.vllm_version}"
-    dep = Deployment(run.model, run.device, tp=run.tp, engine=eng, profile=profile, max_num_seqs=run.max_num_seqs,
-                     max_num_batched_tokens=run.max_num_batched_tokens, dp_ep=run.dp if run.ep else 1)
-    e = dep.engine
-    # a DP + EP group steps together: one scheduler over the group's requests and limits
-    group = dep.dp_ep
-    if run.num_gpu_blocks is not None:
-        kv = {"kv_blocks": run.num_gpu_blocks * group}
-    else:
-        kv = {"kv_capacity_tokens": int(dep.kv_capacity_tokens(run.gpu_memory_utilization)) * group}
-    rc = ReplicaConfig(**kv, block_size=run.block_size, watermark_fraction=e.watermark,
-                       scheduler=SchedulerConfig(policy=e.scheduler, max_num_seqs=run.max_num_seqs * group,
-                                                 max_num_batched_tokens=run.max_num_batched_tokens * group,
-                                                 admit_full_prompt=e.admit_full_prompt),
-                       idle_power_w=dep.device.power.idle_w * dep.num_devices * group)
-    caching = e.prefix_caching if run.prefix_caching is None else bool(run.prefix_caching)
+    eng = get_engine(engine if engine is not None else f"vllm=={run.vllm_version}")
+    group = run.dp if run.ep else 1
+    caching = eng.prefix_caching if run.prefix_caching is None else bool(run.prefix_caching)
+    cfg = config_from_dict({
+        "deployment": {"model": run.model, "device": run.device, "tp": run.tp, "dp": run.dp // group,
+                       "engine": eng, "profile": profile},
+        "serving": {"max_batch_size": run.max_num_seqs, "max_batched_tokens": run.max_num_batched_tokens,
+                    "block_size": run.block_size, "gpu_memory_utilization": run.gpu_memory_utilization,
+                    "prefix_caching": caching},
+        "cluster": {"router": "least-outstanding"}})
     prefix = private_prefixes(run.prompt_tokens, run.block_size) if caching else None
-    rc = dataclasses.replace(rc, prefix_caching=caching)
     trace = RequestTrace(run.arrival_s.copy(), run.prompt_tokens.copy(), run.output_tokens.copy(),
                          np.arange(len(run.arrival_s)), run.name, prefix=prefix)
-    return simulate(trace, rc, dep, num_replicas=run.dp // group, router="least-outstanding",
-                    keep_requests=keep_requests)
+    built = assemble(cfg, trace=trace, kv_blocks=run.num_gpu_blocks, dp_ep=group)
+    return run_built(built, keep_requests=keep_requests).result
 
 
 def private_prefixes(prompt_tokens: np.ndarray, block_size: int):

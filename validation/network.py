@@ -393,7 +393,9 @@ def fit_network(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     Each stage anneals a smooth minimum over the candidates (``softmin_k`` 6 -> 20 -> 60) before a
     final pass with the exact minimum.
     """
-    from scipy.optimize import least_squares
+    from llmsim.workloads.extras import require
+
+    least_squares = require("scipy.optimize", "fitting the network model").least_squares
 
     held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
         if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)

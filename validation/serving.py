@@ -158,43 +158,48 @@ def _one_batch_ratio(frame: pd.DataFrame) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- simulation
-def static_batch_times(dep, batch: int, prompt: int, output: int, *, block_size: int = 16,
-                       gpu_memory_utilization: float = 0.9) -> tuple[float, float, float]:
-    """(prefill s, per-token s, end-to-end s) of one static batch simulated on ``dep``.
+def _run_config(model, device, tp, pp=1, dp=1, *, engine, profile=None, serving=None, static_batch=None,
+                router=None):
+    """The run config of one measured setup (the schema of ``simulate run CONFIG.yaml``)."""
+    from llmsim.sim.config import config_from_dict
+
+    data = {"deployment": {"model": model, "device": device, "tp": int(tp), "pp": int(pp), "dp": int(dp),
+                           "engine": engine, "profile": profile},
+            "serving": dict(serving or {})}
+    if static_batch is not None:
+        data["static_batch"] = static_batch
+    if router is not None:
+        data["cluster"] = {"router": router}
+    return config_from_dict(data)
+
+
+def static_batch_times(model, device, tp: int, batch: int, prompt: int, output: int, *, engine, profile=None,
+                       block_size: int = 16, gpu_memory_utilization: float = 0.9) -> tuple[float, float, float]:
+    """(prefill s, per-token s, end-to-end s) of one static batch of ``model`` on ``tp`` ``device``s.
 
     The batch arrives at once, is prefilled in one iteration and decoded together to the end
-    (the ``static`` policy); per-token time = (end-to-end - prefill) / (output - 1).
+    (``simulate run``'s ``static_batch``); per-token time = (end-to-end - prefill) / (output - 1).
     """
-    from llmsim.sim.cluster import simulate
-    from llmsim.sim.replica import ReplicaConfig
-    from llmsim.sim.schedulers import SchedulerConfig
-    from llmsim.workloads.traces import RequestTrace
+    from llmsim.sim.runner import assemble, run_built
 
-    kv = dep.kv_capacity_tokens(gpu_memory_utilization)
-    rc = ReplicaConfig(kv_capacity_tokens=max(int(kv), block_size), block_size=block_size,
-                       scheduler=SchedulerConfig(policy="static", max_num_seqs=batch,
-                                                 max_num_batched_tokens=max(batch * prompt, 1)))
-    trace = RequestTrace(np.zeros(batch), np.full(batch, prompt, np.int64), np.full(batch, output, np.int64),
-                         np.arange(batch), "static-batch")
-    res = simulate(trace, rc, dep, keep_requests=True)
-    rec = res.records
-    ok = rec["status"] == "finished"
-    if not ok.any():
-        return math.nan, math.nan, math.nan
-    first = float(np.max(rec["first_token_s"][ok]))
-    end = float(np.max(rec["finish_s"][ok]))
-    return first, (end - first) / (output - 1) if output > 1 else math.nan, end
+    cfg = _run_config(model, device, tp, engine=engine, profile=profile,
+                      serving={"block_size": block_size, "gpu_memory_utilization": gpu_memory_utilization},
+                      static_batch={"batch_size": int(batch), "prompt_tokens": int(prompt),
+                                    "output_tokens": int(output)})
+    s = run_built(assemble(cfg)).summary
+    return s["prefill_time_s"], s["per_token_time_s"], s["e2e_time_s"]
 
 
 def _deployment_cache(engine, profile):
-    from llmsim.hwmodels.deployment import Deployment
+    """``(model, device, tp, pp) -> Deployment`` as ``simulate run`` builds it (each built once)."""
+    from llmsim.sim.runner import build_deployment
 
     cache: dict = {}
 
     def get(model, device, tp, pp=1):
         key = (model, device, int(tp), int(pp))
         if key not in cache:
-            cache[key] = Deployment(model, device, tp=int(tp), pp=int(pp), engine=engine, profile=profile)
+            cache[key] = build_deployment(_run_config(model, device, tp, pp, engine=engine, profile=profile))
         return cache[key]
 
     return get
@@ -202,13 +207,12 @@ def _deployment_cache(engine, profile):
 
 def predict_splitwise(frame: pd.DataFrame, *, engine, profile=None) -> pd.DataFrame:
     """Predicted prompt/token/e2e times (ms) for every row (rows sharing a configuration simulated once)."""
-    dep_of = _deployment_cache(engine, profile)
     cols = ["model", "hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
     configs = frame[cols].drop_duplicates()
     pred = {}
     for row in configs.itertuples(index=False):
-        dep = dep_of(row.model, row.hardware, row.tensor_parallel)
-        pred[tuple(row)] = static_batch_times(dep, row.batch_size, row.prompt_size, row.token_size,
+        pred[tuple(row)] = static_batch_times(row.model, row.hardware, row.tensor_parallel, row.batch_size,
+                                              row.prompt_size, row.token_size, engine=engine, profile=profile,
                                               **SPLITWISE_SERVING)
     keys = [tuple(r) for r in frame[cols].itertuples(index=False)]
     out = np.array([pred[k] for k in keys]) * 1e3
@@ -297,29 +301,28 @@ def splitwise_values(path: str | Path, *, engine: str | None = None, profile=Non
 
 
 def apex_predictions(path: str | Path, *, engine: str | None = None, profile=None) -> pd.DataFrame:
-    """Each APEX row with the simulated ``ttft_mean_s`` and token-weighted ``tpot_mean_s``."""
-    from llmsim.sim.cluster import simulate
-    from llmsim.sim.replica import ReplicaConfig
-    from llmsim.sim.schedulers import SchedulerConfig
+    """Each APEX row of the ``measured.csv`` at ``path`` with the simulated ``ttft_mean_s`` and
+    token-weighted ``tpot_mean_s``."""
+    p = Path(path)
+    return predict_apex_rows(load_apex_measured(p), p, engine=engine, profile=profile)
+
+
+def predict_apex_rows(frame: pd.DataFrame, path: str | Path, *, engine=None, profile=None) -> pd.DataFrame:
+    """``frame`` (rows of :func:`load_apex_measured`; traces named relative to the file ``path``)
+    with the simulated ``pred_ttft_mean_s`` and token-weighted ``pred_tpot_mean_s`` (seconds)."""
+    from llmsim.sim.runner import assemble, run_built
     from llmsim.workloads.traces import load_trace
 
     p = Path(path)
-    frame = load_apex_measured(p)
-    dep_of = _deployment_cache(engine or DEFAULT_ENGINE["apex-vllm"], profile)
-    s = APEX_SERVING
+    engine = engine or DEFAULT_ENGINE["apex-vllm"]
     ttft, tpot = [], []
     for row in frame.itertuples(index=False):
         trace_path = p.parent / str(row.trace).strip()
         if not trace_path.is_file():
             raise TraceError(f"{p}, line {row.line}, column 'trace': trace file {trace_path} does not exist")
-        trace = load_trace(trace_path)
-        dep = dep_of(row.model, row.device, row.tp, row.pp)
-        rc = ReplicaConfig(kv_capacity_tokens=int(dep.kv_capacity_tokens(s["gpu_memory_utilization"])),
-                           block_size=s["block_size"],
-                           scheduler=SchedulerConfig(policy=s["scheduler"], max_num_seqs=s["max_batch_size"],
-                                                     max_num_batched_tokens=s["max_batched_tokens"]),
-                           idle_power_w=dep.device.power.idle_w * dep.num_devices)
-        res = simulate(trace, rc, dep, num_replicas=int(row.dp), router="round-robin", keep_requests=False)
+        cfg = _run_config(row.model, row.device, row.tp, row.pp, row.dp, engine=engine, profile=profile,
+                          serving=APEX_SERVING, router="round-robin")
+        res = run_built(assemble(cfg, trace=load_trace(trace_path)), keep_requests=False)
         ttft.append(res.summary["ttft_mean_s"])
         tpot.append(res.summary["tpot_token_weighted_s"])
     out = frame.copy()
@@ -463,9 +466,11 @@ def fit_splitwise_overheads(path: str | Path, *, engine: str = "vllm-0.2", profi
     token_time (each configuration weighted by its repeats): a grid over the launch time and the
     all-reduce bandwidth with non-negative least squares for the rest, refined under a soft-L1 loss
     (the targets are mean absolute errors). Returns {device name: EngineOverhead fields}."""
-    from scipy.optimize import least_squares
-
     from llmsim.hwmodels.devices import get_device
+    from llmsim.workloads.extras import require
+
+    optimize = require("scipy.optimize", "fitting engine overheads")
+    least_squares, nnls = optimize.least_squares, optimize.nnls
 
     p = Path(path)
     frame = load_splitwise(p)
@@ -524,8 +529,6 @@ def fit_splitwise_overheads(path: str | Path, *, engine: str = "vllm-0.2", profi
             it, pre, pre_seq, seq, launch, inv_bw = x
             A, y = linear_system(launch, inv_bw)
             return A @ np.array([it, pre, pre_seq, seq]) - y
-
-        from scipy.optimize import nnls
 
         best_x, best_cost = None, np.inf
         for launch in np.linspace(0.0, 1e-3, 41):  # host seconds per layer
@@ -586,21 +589,18 @@ def fit_apex_overhead(path: str | Path, run: str, *, engine: str = "vllm-0.6", p
     if borrowed:
         per_seq_s = get_engine("vllm-0.2").overhead_for(device).per_seq_s
     base = _engine_without_host(engine)
-    one = p.parent / f".fit-{run}.csv"
-    sel.to_csv(one, index=False, columns=[c for c in sel.columns if c != "line"])
-    try:
-        def err(it, launch, metric):
-            eng = replace(base, hosts={"default": EngineOverhead(iteration_s=it, layer_launch_s=launch,
-                                                                 per_seq_s=per_seq_s)})
-            row = apex_predictions(one, engine=eng, profile=profile).iloc[0]
-            return float(row[f"pred_{metric}"] - row[metric])
+    sel = sel.iloc[:1]
 
-        it, launch = 3e-3, 3e-4
-        for _ in range(rounds):
-            it = _bisect(lambda x: err(x, launch, "tpot_mean_s"), 0.0, 0.05)
-            launch = _bisect(lambda x: err(it, x, "ttft_mean_s"), 0.0, 2e-3)
-    finally:
-        one.unlink(missing_ok=True)
+    def err(it, launch, metric):
+        eng = replace(base, hosts={"default": EngineOverhead(iteration_s=it, layer_launch_s=launch,
+                                                             per_seq_s=per_seq_s)})
+        row = predict_apex_rows(sel, p, engine=eng, profile=profile).iloc[0]
+        return float(row[f"pred_{metric}"] - row[metric])
+
+    it, launch = 3e-3, 3e-4
+    for _ in range(rounds):
+        it = _bisect(lambda x: err(x, launch, "tpot_mean_s"), 0.0, 0.05)
+        launch = _bisect(lambda x: err(it, x, "ttft_mean_s"), 0.0, 2e-3)
     note = (f"; per_seq_s taken from the vllm-0.2 {device.name.split('@')[0]} host (fitted on splitwise rows)"
             if borrowed else "")
     return {"iteration_s": it, "prefill_s": 0.0, "prefill_per_seq_s": 0.0, "per_seq_s": per_seq_s,

@@ -40,7 +40,13 @@ class MissingDataError(LLMSimError, LookupError):
 
 
 class PlanError(LLMSimError, ValueError):
-    """An impossible parallel plan (degrees that do not divide, device counts that do not match)."""
+    """An impossible parallel plan (degrees that do not divide, device counts that do not match);
+    ``needed_devices`` / ``available_devices`` when the plan needs more devices than there are."""
+
+    def __init__(self, message: str, *, needed_devices: int | None = None, available_devices: int | None = None):
+        self.needed_devices = needed_devices
+        self.available_devices = available_devices
+        super().__init__(message)
 
 
 class OutOfMemoryError(LLMSimError):

@@ -44,13 +44,11 @@ def test_the_hash_split_keeps_repeats_together_and_holds_out_about_half():
 
 
 def test_static_batch_times_are_consistent():
-    from llmsim.hwmodels.deployment import Deployment
-
-    dep = Deployment("llama-2-70b", "a100-80gb", tp=4, engine="vllm-0.2")
-    prefill, per_token, e2e = static_batch_times(dep, 4, 512, 32)
+    setup = ("llama-2-70b", "a100-80gb", 4)
+    prefill, per_token, e2e = static_batch_times(*setup, 4, 512, 32, engine="vllm-0.2")
     assert e2e == pytest.approx(prefill + 31 * per_token)
     assert prefill > 0.1 and per_token > 0.02  # Splitwise measured 0.53 s and 45 ms
-    b1 = static_batch_times(dep, 1, 512, 32)
+    b1 = static_batch_times(*setup, 1, 512, 32, engine="vllm-0.2")
     assert b1[0] < prefill and b1[1] <= per_token
 
 
@@ -153,3 +151,18 @@ def test_write_hosts_replaces_one_engine_block(tmp_path):
     assert set(engines["vllm-0.2"][0].hosts) == {"default"}
     assert engines["vllm-0.6"][0].hosts == parse_engines(yaml.safe_load(src.read_text()), "src")["vllm-0.6"][0].hosts
     assert np.isclose(engines["vllm-0.2"][0].hosts["default"].per_seq_s, 2e-4)
+
+
+def test_apex_rows_are_predicted_from_a_frame_without_a_file(tmp_path):
+    from llmsim.validation.serving import load_apex_measured, predict_apex_rows
+
+    src = Path(__file__).resolve().parents[2] / "validation" / "data" / "serving" / "apex_vllm_h100"
+    lines = (src / "measured.csv").read_text().splitlines()
+    trace_name = lines[1].rsplit(",", 1)[1]
+    trace = [ln for ln in (src / trace_name).read_text().splitlines()]
+    (tmp_path / trace_name).write_text("\n".join(trace[:41]) + "\n")
+    (tmp_path / "measured.csv").write_text("\n".join(lines[:2]) + "\n")
+    frame = load_apex_measured(tmp_path / "measured.csv")
+    pred = predict_apex_rows(frame, tmp_path / "measured.csv")
+    assert pred["pred_ttft_mean_s"].iloc[0] > 0 and pred["pred_tpot_mean_s"].iloc[0] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["measured.csv", trace_name])
