@@ -33,8 +33,9 @@ and, where the engine's NCCL all-reduce ran slower than the kernel data (``allre
 
 ``eager``: the iteration is not a replayed CUDA graph (any prefill, a batch above the largest
 captured size, or an engine without graphs), so the host must launch every layer's kernels and the
-GPU waits for it whenever that is slower than the kernels. The default engine ``kernels`` adds
-nothing: the pure kernel-calibrated model.
+GPU waits for it whenever that is slower than the kernels. The vLLM V1 profile (``vllm-v1``, the
+default) prices steps by its own mechanism (hwmodels/engines.py, docs/engines.md); the engine
+``kernels`` adds nothing: the pure kernel-calibrated model.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ from llmsim.hwmodels.calibration import Profile, default_profile
 from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from llmsim.hwmodels.collectives import collective_coefficients
 from llmsim.hwmodels.devices import DeviceSpec, get_device
-from llmsim.hwmodels.engines import EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
+from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
 from llmsim.workloads import jitcache
 from llmsim.workloads import operators as ops
@@ -305,8 +306,8 @@ class PlanNetwork:
 
 class Deployment:
     """A model served on ``tp x pp`` devices of one kind with given weight and KV formats, run by
-    the serving ``engine`` (an :class:`EngineProfile` or its name; default ``kernels``: no engine
-    overhead). ``overhead_s`` adds a fixed time to every iteration on top of the engine's.
+    the serving ``engine`` (an :class:`EngineProfile` or its name; default ``DEFAULT_ENGINE``, the
+    newest vLLM profile, as on the command line; ``kernels`` prices the kernels alone). ``overhead_s`` adds a fixed time to every iteration on top of the engine's.
 
     ``dp_ep``: a data-parallel group of that many ranks sharing the experts (vLLM's
     ``--data-parallel-size N --enable-expert-parallel``): each rank holds 1/dp_ep of the experts and
@@ -323,7 +324,7 @@ class Deployment:
     def __init__(self, model: ModelSpec | str, device: DeviceSpec | str, *, quant: QuantFormat | str = "bf16",
                  kv_dtype: KVCacheFormat | str = "auto", tp: int = 1, ep: int = 1, pp: int = 1,
                  profile: Profile | None = None, overhead_s: float = 0.0,
-                 engine: EngineProfile | str = "kernels", layer_split: tuple[int, ...] | None = None,
+                 engine: EngineProfile | str = DEFAULT_ENGINE, layer_split: tuple[int, ...] | None = None,
                  network: PlanNetwork | None = None, max_num_seqs: int | None = None,
                  max_num_batched_tokens: int | None = None, dp_ep: int = 1):
         self.model = get_model(model) if isinstance(model, str) else model
