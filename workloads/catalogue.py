@@ -91,8 +91,10 @@ class Catalogue(Generic[T]):
 
     @classmethod
     def from_folder(cls, kind: str, package: str, folder: str,
-                    parse: Callable[[Any, str], Iterable[Entry]], suffix: str = ".yaml") -> Catalogue:
-        """One entry per ``*suffix`` file in ``package``'s ``folder``; each file's stem must match its entry's name."""
+                    parse: Callable[[Any, str], Iterable[Entry]], suffix: str = ".yaml",
+                    exact_file_names: bool = False) -> Catalogue:
+        """One entry per ``*suffix`` file in ``package``'s ``folder``; each file's stem must match its
+        entry's name (loosely, as names resolve, or exactly with ``exact_file_names``)."""
 
         def load() -> list[Entry]:
             root = resources.files(package).joinpath(*folder.split("/"))
@@ -105,7 +107,8 @@ class Catalogue(Generic[T]):
                 data = read_data_text(item.read_text(encoding="utf-8"), where, suffix)
                 for name, value, aliases in parse(data, where):
                     aliases = tuple(aliases)
-                    if normalise(item.name[: -len(suffix)]) != normalise(name):
+                    stem = item.name[: -len(suffix)]
+                    if (stem != name) if exact_file_names else (normalise(stem) != normalise(name)):
                         raise ConfigError(f"{where}: file name does not match {kind} name {name!r}")
                     if any(name == seen for seen, _, _ in out):
                         raise ConfigError(f"{where}: {kind} {name!r} is defined twice")
