@@ -75,3 +75,13 @@ def test_register_and_unregister():
     assert "gamma" not in cat
     with pytest.raises(UnknownNameError):
         cat.unregister("gamma")
+
+
+def test_streams_are_per_subsystem_and_reproducible():
+    import numpy as np
+
+    from llmsim.workloads.rng import stream
+
+    a, b = stream(3, "arrivals").random(4), stream(3, "prompt").random(4)
+    assert np.array_equal(a, stream(3, "arrivals").random(4)) and not np.array_equal(a, b)
+    assert not np.array_equal(a, stream(4, "arrivals").random(4))
