@@ -25,7 +25,6 @@ import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,10 @@ import networkx as nx
 
 from llmsim.hwmodels.devices import DeviceSpec, Link, _check_int, _check_number, get_device
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass
+from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, MissingDataError, PlanError, UnknownNameError
 from llmsim.workloads.naming import NameIndex
-from llmsim.workloads.yamlio import check_fields, read_yaml
+from llmsim.workloads.yamlio import check_fields
 
 __all__ = [
     "NETWORK_KINDS", "FABRIC_KINDS", "TRANSPORT_OF_NETWORK",
@@ -745,34 +745,24 @@ def cluster_from_dict(data: Any, where: str) -> ClusterSpec:
                   description=top.get("description", "") or "", sources=tuple(sources))
 
 
+def _cluster_entries(data: Any, where: str) -> list[tuple[str, ClusterSpec, tuple[str, ...]]]:
+    spec = cluster_from_dict(data, where)
+    return [(spec.name, spec, ())]
+
+
+#: the built-in clusters, one YAML file each in ``hwmodels/data/clusters`` (file name = cluster name)
+CATALOGUE: Catalogue[ClusterSpec] = Catalogue.from_folder("cluster", "llmsim.hwmodels", "data/clusters",
+                                                          _cluster_entries, exact_file_names=True)
+
+
 def load_cluster_file(path: str | Path) -> ClusterSpec:
-    """A ClusterSpec from a user YAML file (not added to the built-ins)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read cluster file: {exc.strerror or exc}") from None
-    return cluster_from_dict(read_yaml(text, str(path)), str(path))
+    """A ClusterSpec from a user YAML (or JSON) file (not added to the built-ins)."""
+    return CATALOGUE.load_path(path)
 
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, ClusterSpec], NameIndex]:
-    root = resources.files("llmsim.hwmodels").joinpath("data", "clusters")
-    specs: dict[str, ClusterSpec] = {}
-    index = NameIndex("cluster")
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        where = f"hwmodels/data/clusters/{entry.name}"
-        spec = cluster_from_dict(read_yaml(entry.read_text(encoding="utf-8"), where), where)
-        if entry.name[: -len(".yaml")] != spec.name:
-            raise ConfigError(f"{where}: file name does not match cluster name {spec.name!r}")
-        try:
-            index.add(spec.name)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        specs[spec.name] = spec
-    return specs, index
+    return CATALOGUE.table(), CATALOGUE.index()
 
 
 def list_clusters() -> tuple[str, ...]:
@@ -781,7 +771,7 @@ def list_clusters() -> tuple[str, ...]:
 
 
 def get_cluster(name_or_path: str | ClusterSpec, *, num_nodes: int | None = None) -> ClusterSpec:
-    """A built-in cluster by (loose) name, or a YAML file by path (ending .yaml/.yml).
+    """A built-in cluster by (loose) name, or a file by path (ending .yaml/.yml/.json).
 
     ``num_nodes`` replicates a single-node-group cluster to that many servers (ConfigError for several
     node groups). Unknown names raise UnknownNameError with the closest built-ins.
@@ -790,7 +780,7 @@ def get_cluster(name_or_path: str | ClusterSpec, *, num_nodes: int | None = None
         spec = name_or_path
     elif isinstance(name_or_path, (str, Path)):
         text = str(name_or_path)
-        if text.lower().endswith((".yaml", ".yml")):
+        if is_path(text):
             spec = load_cluster_file(text)
         else:
             specs, index = _catalogue()

@@ -14,14 +14,14 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 
+from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, MissingDataError, UnknownNameError
 from llmsim.workloads.naming import NameIndex, normalise
-from llmsim.workloads.yamlio import check_fields, read_yaml
+from llmsim.workloads.yamlio import check_fields
 
 __all__ = [
     "DTYPES", "FP16_ACCUMULATE_DTYPES", "ACCUMULATE", "FAMILIES", "MEMORY_ROLES", "LINK_KINDS", "LINK_SCOPES",
@@ -510,60 +510,27 @@ def _parse_device(data: Any, where: str) -> DeviceSpec:
                   power=power, **kwargs)
 
 
+def _device_entries(data: Any, where: str) -> list[tuple[str, DeviceSpec, tuple[str, ...]]]:
+    spec = _parse_device(data, where)
+    return [(spec.name, spec, (*spec.aliases, *spec.profiler_names))]
+
+
+#: the shipped devices (one YAML file each in ``hwmodels/data/devices``) and the registered ones
+CATALOGUE: Catalogue[DeviceSpec] = Catalogue.from_folder("device", "llmsim.hwmodels", "data/devices", _device_entries)
+
+
 def load_device_file(path: str | Path) -> DeviceSpec:
-    """A DeviceSpec from a user YAML file in the catalogue schema (not added to the catalogue).
+    """A DeviceSpec from a user YAML (or JSON) file in the catalogue schema (not added to the catalogue).
 
     Errors are ConfigError naming the file and the offending key.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read device file: {exc.strerror or exc}") from None
-    return _parse_device(read_yaml(text, str(path)), str(path))
-
-
-_REGISTERED: dict[str, DeviceSpec] = {}
-
-
-@functools.cache
-def _file_catalogue() -> dict[str, DeviceSpec]:
-    root = resources.files("llmsim.hwmodels").joinpath("data", "devices")
-    specs: dict[str, DeviceSpec] = {}
-    index = NameIndex("device")
-    for entry in sorted(root.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        where = f"hwmodels/data/devices/{entry.name}"
-        spec = _parse_device(read_yaml(entry.read_text(encoding="utf-8"), where), where)
-        if normalise(entry.name[: -len(".yaml")]) != normalise(spec.name):
-            raise ConfigError(f"{where}: file name does not match device name {spec.name!r}")
-        if spec.name in specs:
-            raise ConfigError(f"{where}: device {spec.name!r} is defined twice")
-        try:
-            index.add(spec.name, (*spec.aliases, *spec.profiler_names))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        specs[spec.name] = spec
-    return specs
+    return CATALOGUE.load_path(path)
 
 
 @functools.cache
 def _catalogue() -> tuple[dict[str, DeviceSpec], NameIndex]:
     """The shipped devices and those added with :func:`register_device`, with their name index."""
-    specs = dict(_file_catalogue())
-    index = NameIndex("device")
-    for spec in specs.values():
-        index.add(spec.name, (*spec.aliases, *spec.profiler_names))
-    for spec in _REGISTERED.values():
-        if spec.name in specs:
-            raise ConfigError(f"registered device {spec.name!r} is already in the catalogue")
-        try:
-            index.add(spec.name, (*spec.aliases, *spec.profiler_names))
-        except ValueError as exc:
-            raise ConfigError(f"registered device {spec.name!r}: {exc}") from None
-        specs[spec.name] = spec
-    return specs, index
+    return CATALOGUE.table(), CATALOGUE.index()
 
 
 def register_device(spec: DeviceSpec) -> None:
@@ -571,23 +538,15 @@ def register_device(spec: DeviceSpec) -> None:
     tests); a name already taken raises ConfigError."""
     if not isinstance(spec, DeviceSpec):
         raise ConfigError(f"register_device takes a DeviceSpec, got {type(spec).__name__}")
-    if spec.name in _catalogue()[0]:
-        raise ConfigError(f"device {spec.name!r} is already in the catalogue")
-    _REGISTERED[spec.name] = spec
-    _reload()
     try:
-        _catalogue()
-    except ConfigError:
-        del _REGISTERED[spec.name]
+        CATALOGUE.register(spec.name, spec, (*spec.aliases, *spec.profiler_names))
+    finally:
         _reload()
-        raise
 
 
 def unregister_device(name: str) -> None:
     """Remove a device added with :func:`register_device`."""
-    if name not in _REGISTERED:
-        raise UnknownNameError("registered device", name, sorted(_REGISTERED))
-    del _REGISTERED[name]
+    CATALOGUE.unregister(name)
     _reload()
 
 
@@ -621,15 +580,18 @@ def _parse_cap(name: str) -> tuple[str, float | None]:
     return name, None
 
 
-def get_device(name: str | DeviceSpec) -> DeviceSpec:
-    """The DeviceSpec for a loose device name (a DeviceSpec is returned as is).
+def get_device(name: str | Path | DeviceSpec) -> DeviceSpec:
+    """The DeviceSpec for a loose device name (a DeviceSpec is returned as is) or a device file path.
 
     Accepts aliases ('h100', 'a100-80gb', 'h100_sxm'), profiler strings ('NVIDIA H100 80GB HBM3'),
     a '-pcap' suffix (70% power cap, splitwise-sim naming) and 'name@fraction' ('h100@0.7', 'h100@70%').
-    Unknown names raise UnknownNameError with suggestions.
+    Unknown names raise UnknownNameError with suggestions. A path ending in .yaml/.yml/.json is read
+    with :func:`load_device_file` (read again on every call, so edits to the file take effect).
     """
     if isinstance(name, DeviceSpec):
         return name
+    if is_path(name):
+        return load_device_file(name)
     if not isinstance(name, str):
         raise ConfigError(f"device name must be a string, got {name!r}")
     return _get_device(name)

@@ -26,11 +26,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
+from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, UnknownNameError
 from llmsim.workloads.naming import NameIndex
-from llmsim.workloads.yamlio import read_yaml
 
 GRAPH_MODES = ("decode", "piecewise")
 #: Device memory from which vLLM V1 uses its larger batching defaults (and never on an A100).
@@ -249,17 +249,24 @@ def parse_engines(data, where: str) -> dict[str, tuple[EngineProfile, tuple[str,
     return out
 
 
+def _engine_entries(data, where: str) -> list[tuple[str, EngineProfile, tuple[str, ...]]]:
+    return [(name, prof, aliases) for name, (prof, aliases) in parse_engines(data, where).items()]
+
+
+#: the engine profiles of ``hwmodels/data/engines.yaml``; a path names a file of that schema with one engine
+CATALOGUE: Catalogue[EngineProfile] = Catalogue.from_file("engine", "llmsim.hwmodels", "data/engines.yaml",
+                                                          _engine_entries)
+
+
 @lru_cache(maxsize=1)
 def _engine_catalogue() -> tuple[dict[str, EngineProfile], NameIndex]:
-    ref = resources.files("llmsim.hwmodels") / "data" / "engines.yaml"
-    where = "hwmodels/data/engines.yaml"
-    data = read_yaml(ref.read_text(), where)
-    index = NameIndex("engine")
-    table = {}
-    for name, (prof, aliases) in parse_engines(data, where).items():
-        index.add(name, aliases)
-        table[name] = prof
-    return table, index
+    CATALOGUE.reload()
+    return CATALOGUE.table(), CATALOGUE.index()
+
+
+def load_engine_file(path: str | Path) -> EngineProfile:
+    """The one engine profile of a user's YAML (or JSON) file in the ``engines.yaml`` schema (not catalogued)."""
+    return CATALOGUE.load_path(path)
 
 
 _VERSIONED = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*?)\s*(?:==|@|-|\s)\s*v?(\d+(?:\.\d+){0,3})\s*$")
@@ -299,9 +306,13 @@ DEFAULT_ENGINE = "vllm"
 def get_engine(name: str | EngineProfile) -> EngineProfile:
     """An engine profile by name or alias (``vllm-v1``, ``vllm-0.6``, ``vllm``, ``kernels``) or by
     ``family==version`` (``vllm==0.15.1``, ``vllm-0.19``): the nearest profile not newer, at that
-    version's defaults. A name alone gives the profile at its newest listed defaults."""
+    version's defaults. A name alone gives the profile at its newest listed defaults. A path ending in
+    .yaml/.yml/.json is read with :func:`load_engine_file` (at its newest listed defaults, like a name)."""
     if isinstance(name, EngineProfile):
         return name
+    if is_path(name):
+        prof = load_engine_file(name)
+        return at_version(prof, str(prof.versions[-1]["since"])) if prof.versions else prof
     if not isinstance(name, str):
         raise ConfigError(f"engine must be a name or an EngineProfile, got {name!r}")
     table, index = _engine_catalogue()

@@ -23,10 +23,11 @@ import numpy as np
 from llmsim.sim.costs import IterationCostModel
 from llmsim.sim.kernel import PRIORITY_ARRIVAL, Kernel
 from llmsim.sim.metrics import SLO, MetricsCollector, dumps, to_json_dict, write_records
-from llmsim.sim.registry import Registry, stream
+from llmsim.sim.registry import Registry
 from llmsim.sim.replica import Replica, ReplicaConfig
 from llmsim.sim.request import Request
 from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.rng import stream
 
 
 class ReplicaStatus:

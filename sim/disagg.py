@@ -25,10 +25,10 @@ from llmsim.sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, coll
 from llmsim.sim.costs import IterationCostModel
 from llmsim.sim.kernel import PRIORITY_ARRIVAL, PRIORITY_TRANSFER, Kernel
 from llmsim.sim.metrics import SLO, MetricsCollector
-from llmsim.sim.registry import stream
 from llmsim.sim.replica import Replica, ReplicaConfig
 from llmsim.sim.request import REJECTED, Request
 from llmsim.workloads.errors import ConfigError
+from llmsim.workloads.rng import stream
 
 
 class DisaggCluster:

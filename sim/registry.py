@@ -6,11 +6,8 @@ that defines the entries), raises on duplicates, and a miss lists the valid name
 """
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable
 from typing import Generic, TypeVar
-
-import numpy as np
 
 from llmsim.workloads.naming import NameIndex
 
@@ -44,7 +41,4 @@ class Registry(Generic[T]):
         return name in self._index
 
 
-def stream(seed: int, subsystem: str) -> np.random.Generator:
-    """The numpy Generator of one subsystem, derived from the master seed (never seed globally)."""
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(subsystem.encode()),)))
 

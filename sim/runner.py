@@ -272,9 +272,9 @@ def load_requests(cfg: RunConfig):
 def retime(trace, arrivals, seed: int):
     """``trace``'s lengths (and prefix identity) with arrivals drawn from ``arrivals`` (the
     ``arrivals`` stream of ``seed``)."""
-    from llmsim.workloads.traces import _stream
+    from llmsim.workloads.rng import stream
 
-    return trace.with_arrivals(arrivals.times(len(trace), _stream(seed, "arrivals")), arrivals.closed_loop)
+    return trace.with_arrivals(arrivals.times(len(trace), stream(seed, "arrivals")), arrivals.closed_loop)
 
 
 def _header(path) -> str:

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 
+from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError
 from llmsim.workloads.naming import NameIndex
 from llmsim.workloads.yamlio import check_fields, read_yaml
@@ -223,7 +224,11 @@ def _build(cls: type, where: str, data: dict) -> Any:
 
 def _parse_catalogue(text: str, where: str) -> tuple[dict[str, QuantFormat], NameIndex,
                                                       dict[str, KVCacheFormat], NameIndex]:
-    data = read_yaml(text, where)
+    return _parse_data(read_yaml(text, where), where)
+
+
+def _parse_data(data: Any, where: str) -> tuple[dict[str, QuantFormat], NameIndex,
+                                                 dict[str, KVCacheFormat], NameIndex]:
     top = check_fields(data, where, ("schema_version", "formats", "kv_formats"), ())
     if top["schema_version"] != 1:
         raise ConfigError(f"{where}: `schema_version` must be 1, got {top['schema_version']!r}")
@@ -257,15 +262,37 @@ def _register(index: NameIndex, table: dict, fmt: Any, where: str) -> None:
 
 
 @functools.cache
-def _catalogue() -> tuple[dict[str, QuantFormat], NameIndex, dict[str, KVCacheFormat], NameIndex]:
+def _shipped() -> tuple[dict[str, QuantFormat], NameIndex, dict[str, KVCacheFormat], NameIndex]:
     text = resources.files("llmsim.workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
     return _parse_catalogue(text, "workloads/data/quant_formats.yaml")
 
 
+def _entries(table: dict) -> list[tuple[str, Any, tuple[str, ...]]]:
+    return [(name, fmt, fmt.aliases) for name, fmt in table.items()]
+
+
+#: the quantization formats; a path names a file of the ``quant_formats.yaml`` schema with one format
+FORMATS: Catalogue[QuantFormat] = Catalogue("quantization format", lambda: _entries(_shipped()[0]),
+                                            lambda data, where: _entries(_parse_data(data, where)[0]))
+#: the KV-cache element formats, from the same file
+KV_FORMATS: Catalogue[KVCacheFormat] = Catalogue("KV-cache dtype", lambda: _entries(_shipped()[2]),
+                                                 lambda data, where: _entries(_parse_data(data, where)[2]))
+
+
+@functools.cache
+def _catalogue() -> tuple[dict[str, QuantFormat], NameIndex, dict[str, KVCacheFormat], NameIndex]:
+    return FORMATS.table(), FORMATS.index(), KV_FORMATS.table(), KV_FORMATS.index()
+
+
 def get_quant_format(name: str | QuantFormat) -> QuantFormat:
-    """The QuantFormat for a loose name ('awq', 'W4A16', 'fp8_e4m3'); UnknownNameError with suggestions."""
+    """The QuantFormat for a loose name ('awq', 'W4A16', 'fp8_e4m3'); UnknownNameError with suggestions.
+
+    A path ending in .yaml/.yml/.json names a file of the ``quant_formats.yaml`` schema holding one format.
+    """
     if isinstance(name, QuantFormat):
         return name
+    if is_path(name):
+        return FORMATS.load_path(name)
     quant, index, _, _ = _catalogue()
     return quant[index.resolve(str(name))]
 

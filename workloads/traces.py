@@ -20,14 +20,13 @@ seconds from the start of the trace), ``prompt_tokens`` and ``output_tokens`` (i
 
 A malformed file (missing column, non-numeric or non-integer value, length < 1, negative or
 non-finite time) raises :class:`~llmsim.workloads.errors.TraceError` naming the file, the 1-based line and the
-column. Random draws come from one numpy ``SeedSequence`` stream per subsystem (``arrivals``,
+column. Random draws come from one stream per subsystem (:func:`llmsim.workloads.rng.stream`: ``arrivals``,
 ``prompt``, ``output``, ``resample``): the same seed gives identical arrays.
 """
 from __future__ import annotations
 
 import json
 import math
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import numpy as np
 from llmsim.workloads.errors import ConfigError, TraceError
 from llmsim.workloads.naming import NameIndex
 from llmsim.workloads.prefix import PrefixIds, Sessions, name_key, stream_ids
+from llmsim.workloads.rng import stream
 
 #: Mooncake's hash_ids block (tokens per id).
 MOONCAKE_BLOCK_TOKENS = 512
@@ -47,10 +47,6 @@ SYNTHETIC_BLOCK_TOKENS = 16
 
 NS_PER_S = 1_000_000_000
 DATA_DIR = Path(__file__).resolve().parent / "data" / "workloads"
-
-
-def _stream(seed: int, subsystem: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(zlib.crc32(subsystem.encode()),)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -423,7 +419,7 @@ def load_lengths_csv(path: str | Path, arrivals: ArrivalProcess, *, seed: int = 
     prompt = _numeric(path, frame, "num_prefill_tokens", integer=True, minimum=1)
     output = _numeric(path, frame, "num_decode_tokens", integer=True, minimum=1)
     n = len(prompt)
-    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), prompt, output,
+    return RequestTrace(arrivals.times(n, stream(seed, "arrivals")), prompt, output,
                         np.arange(n, dtype=np.int64), path.stem, arrivals.closed_loop)
 
 
@@ -626,8 +622,8 @@ def synthesize(n: int, *, arrivals: ArrivalProcess, prompt: LengthDistribution, 
     if not (isinstance(n, (int, np.integer)) and n >= 0):
         raise ConfigError(f"n must be an int >= 0, got {n!r}")
     n = int(n)
-    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), prompt.sample(n, _stream(seed, "prompt")),
-                        output.sample(n, _stream(seed, "output")), np.arange(n, dtype=np.int64), name,
+    return RequestTrace(arrivals.times(n, stream(seed, "arrivals")), prompt.sample(n, stream(seed, "prompt")),
+                        output.sample(n, stream(seed, "output")), np.arange(n, dtype=np.int64), name,
                         arrivals.closed_loop)
 
 
@@ -637,8 +633,8 @@ def resample(trace: RequestTrace, n: int, *, arrivals: ArrivalProcess, seed: int
     would otherwise repeat a whole prompt, a prefix sharing the source never had."""
     if len(trace) == 0:
         raise ConfigError("cannot resample an empty trace")
-    rows = _stream(seed, "resample").integers(0, len(trace), size=n)
-    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens[rows].copy(),
+    rows = stream(seed, "resample").integers(0, len(trace), size=n)
+    return RequestTrace(arrivals.times(n, stream(seed, "arrivals")), trace.prompt_tokens[rows].copy(),
                         trace.output_tokens[rows].copy(), np.arange(n, dtype=np.int64), f"{trace.name}-resampled",
                         arrivals.closed_loop)
 
@@ -665,7 +661,7 @@ def shared_prefix(*, num_groups: int = 10, num_prompts_per_group: int = 10, syst
     O = _count("output_len", output_len)
     n = G * U if num_requests is None else _count("num_requests", num_requests, 0)
     arrivals = arrivals or PoissonArrivals(rate_per_s=1.0)
-    order = _stream(seed, "shared-prefix").permutation(G * U)
+    order = stream(seed, "shared-prefix").permutation(G * U)
     bt = SYNTHETIC_BLOCK_TOKENS
     prompts = [stream_ids(name_key("shared-prefix-question", g, u), S + Q, bt,
                           (name_key("shared-prefix-system", g), S)) for g in range(G) for u in range(U)]
@@ -674,7 +670,7 @@ def shared_prefix(*, num_groups: int = 10, num_prompts_per_group: int = 10, syst
     prompt = np.full(n, S + Q, dtype=np.int64)
     prefix = PrefixIds.from_lists(rows, prompt, bt)
     ids = np.array([f"g{j // U}-p{j % U}-{k}" for k, j in enumerate(pick.tolist())], dtype=object)
-    return RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), prompt, np.full(n, O, dtype=np.int64), ids,
+    return RequestTrace(arrivals.times(n, stream(seed, "arrivals")), prompt, np.full(n, O, dtype=np.int64), ids,
                         name, arrivals.closed_loop, prefix)
 
 
@@ -699,7 +695,7 @@ def multi_turn(*, num_sessions: int = 100, turns: int = 5, system_prompt_len: in
     arrivals = arrivals or PoissonArrivals(rate_per_s=1.0)
     if arrivals.closed_loop is not None:
         raise ConfigError("multi-turn sessions take open-loop session arrivals (a rate), not a closed loop")
-    start = arrivals.times(N, _stream(seed, "arrivals"))
+    start = arrivals.times(N, stream(seed, "arrivals"))
     bt = SYNTHETIC_BLOCK_TOKENS
     system = (name_key("multi-turn-system"), S)
     arrival, prompt, tokens, rows, ids, prev = [], [], [], [], [], []
@@ -781,14 +777,14 @@ def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: in
     if canonical.startswith("mooncake"):
         trace = load_mooncake_jsonl(path)
         if arrivals is not None:
-            trace = trace.with_arrivals(arrivals.times(len(trace), _stream(seed, "arrivals")), arrivals.closed_loop)
+            trace = trace.with_arrivals(arrivals.times(len(trace), stream(seed, "arrivals")), arrivals.closed_loop)
     elif canonical == "arxiv-summarization":
         trace = load_lengths_csv(path, arrivals or PoissonArrivals(rate_per_s=1.0), seed=seed)
     else:
         trace = load_azure_csv(path)
         if arrivals is not None:
             n = len(trace)
-            trace = RequestTrace(arrivals.times(n, _stream(seed, "arrivals")), trace.prompt_tokens.copy(),
+            trace = RequestTrace(arrivals.times(n, stream(seed, "arrivals")), trace.prompt_tokens.copy(),
                                  trace.output_tokens.copy(), trace.request_id.copy(), trace.name, arrivals.closed_loop)
     trace = RequestTrace(trace.arrival_s, trace.prompt_tokens, trace.output_tokens, trace.request_id, canonical,
                          trace.closed_loop, trace.prefix, trace.sessions)

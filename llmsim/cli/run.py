@@ -169,7 +169,7 @@ def add_parser(sub) -> None:
     r.add_argument("config", nargs="?", help="YAML run config (nested sections; unknown keys are errors)")
     g = r.add_argument_group("deployment")
     g.add_argument("--model")
-    g.add_argument("--device")
+    g.add_argument("--device", help="device name (simulate devices) or a device YAML/JSON file in the catalogue schema")
     g.add_argument("--num-devices", type=int, help="devices in all; num_devices / (tp x pp) replicas behind the router")
     g.add_argument("--cluster", help="built-in cluster (simulate clusters) or a cluster YAML; default: the natural "
                                      "cluster of --device")
@@ -183,7 +183,8 @@ def add_parser(sub) -> None:
     g.add_argument("--quant", help="weight format (bf16, fp8, w4a16, ...)")
     g.add_argument("--kv-dtype", help="KV-cache format (auto, bf16, fp8, ...)")
     g.add_argument("--engine", help="serving-engine profile: vllm (= vllm-v1, newest defaults; the default), "
-                                    "vllm==0.15.1 (a version's defaults), vllm-0.6, vllm-0.2, kernels")
+                                    "vllm==0.15.1 (a version's defaults), vllm-0.6, vllm-0.2, kernels, or an "
+                                    "engines.yaml-schema file holding one engine")
     g.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
     g = r.add_argument_group("serving engine")
     g.add_argument("--scheduler", help="vllm, sarathi (chunked prefill), static, decode-priority")

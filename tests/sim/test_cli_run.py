@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -223,3 +224,64 @@ def test_engines_listing_names_the_version_history(capsys):
     assert main(["engines"]) == 0
     out = capsys.readouterr().out
     assert "vllm-v1" in out and "since 0.14.0" in out and "vllm==X.Y.Z" in out
+
+
+# --------------------------------------------------------------------------- paths where names are
+
+def _device_file(tmp_path, name: str, bandwidth: str):
+    from llmsim.hwmodels.devices import get_device
+
+    src = (Path(__file__).resolve().parents[2] / "hwmodels" / "data" / "devices" / "h100_sxm.yaml").read_text()
+    assert "3.35e12" in src and get_device("h100").memory_bandwidth_bytes_per_s == 3.35e12
+    lines = []
+    for line in src.replace("3.35e12", bandwidth).splitlines():
+        key = line.split(":", 1)[0]
+        lines.append({"name": f"name: {name}", "aliases": "aliases: []",
+                      "profiler_names": "profiler_names: []"}.get(key, line))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_device_file_path_runs_that_device(capsys, tmp_path):
+    run = ["--model", "llama-3.1-8b", "--tp", "1", "--num-requests", "20"]
+    slow = run_json(capsys, "--device", str(_device_file(tmp_path, "h100-half-bw", "1.675e12")), *run)
+    same = run_json(capsys, "--device", str(_device_file(tmp_path, "h100-copy", "3.35e12")), *run)
+    base = run_json(capsys, "--device", "h100", *run)
+    assert slow["deployment"]["device"] == "h100-half-bw" and same["deployment"]["device"] == "h100-copy"
+    assert same["tpot_mean_s"] == base["tpot_mean_s"]
+    assert slow["tpot_mean_s"] > 1.5 * base["tpot_mean_s"]
+
+
+def test_a_device_file_path_works_in_a_scenario(tmp_path):
+    import llmsim
+
+    path = _device_file(tmp_path, "h100-half-bw", "1.675e12")
+    r = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device=str(path), tp=1, num_requests=20))
+    assert r.to_dict()["deployment"]["device"] == "h100-half-bw"
+
+
+def test_an_engine_file_path_runs_that_engine(capsys, tmp_path):
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "hwmodels" / "data" / "engines.yaml").read_text())
+    mine = dict(data["engines"]["vllm-v1"], aliases=[], versions=[], max_num_seqs=7)
+    path = tmp_path / "myengine.yaml"
+    path.write_text(yaml.safe_dump({"schema_version": 1, "engines": {"my-vllm": mine}}))
+    out = run_json(capsys, "--engine", str(path), "--model", "llama-3.1-8b", "--tp", "1", "--num-requests", "20")
+    assert out["deployment"]["engine"] == "my-vllm" and out["deployment"]["max_num_seqs"] == 7
+
+
+def test_a_bad_device_or_engine_path_is_one_line_naming_the_file(capsys, tmp_path):
+    run = ["--model", "llama-3.1-8b", "--tp", "1"]
+    missing = tmp_path / "missing.yaml"
+    assert f"{missing}: cannot read device file" in fails(capsys, "--device", str(missing), *run)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [\n")
+    assert f"{broken}: invalid YAML at line" in fails(capsys, "--device", str(broken), *run)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(_device_file(tmp_path, "x", "1e12").read_text().replace("num_sms:", "num_smz:"))
+    assert f"{typo}: unknown key 'num_smz'" in fails(capsys, "--device", str(typo), *run)
+    two = tmp_path / "two.yaml"
+    two.write_text((Path(__file__).resolve().parents[2] / "hwmodels" / "data" / "engines.yaml").read_text())
+    assert f"{two}: expected exactly one engine" in fails(capsys, "--engine", str(two), *run)
