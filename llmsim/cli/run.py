@@ -118,6 +118,8 @@ def cmd_run(args) -> int:
                  f"{cfg.deployment.device}")
         write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title)
     if o.json:
+        from llmsim.api import _json_safe  # one JSON conversion for the API and the command line
+
         print(json.dumps(_json_safe(summary), sort_keys=True, allow_nan=False))
     else:
         keys = (("prefill_time_s", "per_token_time_s", "e2e_time_s") if out.static else ()) + (
@@ -143,21 +145,6 @@ def cmd_run(args) -> int:
             if k in summary:
                 print(f"  {k:26s} {_fmt_value(to_json_dict({k: summary[k]})[k])}")
     return 0
-
-
-def _json_safe(obj):
-    import math
-
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return _json_safe(obj.item())
-    return obj
-
 
 
 def add_parser(sub) -> None:
