@@ -2,8 +2,9 @@
 
 A backend is a callable ``backend(model, device, **kw) -> ReplicaCost`` taking the runner's keywords
 (``quant``, ``kv_dtype``, ``tp``, ``ep``, ``pp``, ``engine``, ``overhead_s``, ``profile``,
-``layer_split``, ``network``, ``max_num_seqs``, ``max_num_batched_tokens``; a backend may reject the
-ones it cannot honour with ConfigError). The runner builds every replica through
+``layer_split``, ``network``, ``max_num_seqs``, ``max_num_batched_tokens``, ``dp_ep``; a backend may
+reject the ones it cannot honour with ConfigError). The runner builds every replica, and training
+(sim/training.py, engine ``megatron``) every stage's micro-batch model, through
 :func:`make_deployment`::
 
     dep = make_deployment("llama-3.1-8b", "h100", tp=1)   # -> hwmodels.deployment.Deployment

@@ -556,8 +556,13 @@ class Deployment:
         # once per iteration (first/last stage): embedding, final norm, LM head, sampling
         self._ew(rows, "embedding", "embedding", H, 1.0)
         self._ew(rows, "final_norm", "norm", H, 1.0 if m.final_norm else 0.0)
-        gemm("lm_head", m.vocab_size // tp, m.token_embed_dim, 1.0, kind=_GEMM_SEQS, group="bf16", a=2.0, w=2.0, dq=0.0)
-        self._ew(rows, "sampling", "sampling", m.vocab_size, 1.0, row_kind=_EW_SEQS)
+        every = self.engine.logits == "all"  # training: logits and loss over every token
+        gemm("lm_head", m.vocab_size // tp, m.token_embed_dim, 1.0, kind=_GEMM_TOKENS if every else _GEMM_SEQS,
+             group="bf16", a=2.0, w=2.0, dq=0.0)
+        if every:
+            self._ew(rows, "loss", "softmax", m.vocab_size // tp, 1.0)
+        else:
+            self._ew(rows, "sampling", "sampling", m.vocab_size, 1.0, row_kind=_EW_SEQS)
         # tensor-parallel all-reduces after attention and after the MLP of every layer
         net = self.network
         if tp > 1 and net is not None and net.tp is not None and net.tp.nodes > 1:

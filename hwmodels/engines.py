@@ -91,6 +91,8 @@ class EngineProfile:
     ``graph_capture_rule``: ``fixed`` (capture up to ``graph_max_batch`` tokens) or ``twice_seqs``
     (``min(2 x max_num_seqs, graph_max_batch, max_num_batched_tokens)``, vLLM >= 0.11).
     ``hosts`` maps a device name (power caps ignored) or ``default`` to an :class:`EngineOverhead`.
+    ``logits``: ``sampled`` (LM head on each sequence's last token, then the sampler: serving) or
+    ``all`` (LM head over every token, then the softmax cross-entropy: training).
     """
 
     name: str
@@ -114,6 +116,7 @@ class EngineProfile:
     watermark: float = 0.01
     admit_full_prompt: bool = False
     prefix_caching: bool = False
+    logits: str = "sampled"
     mixed_attention_gqa_exponent: Mapping[str, float] = field(default_factory=dict)
     versions: tuple = ()
     sources: tuple = ()
@@ -136,6 +139,8 @@ class EngineProfile:
                 raise ConfigError(f"`{key}` must be an int >= 1 or null, got {v!r}")
         if self.graph_mode not in GRAPH_MODES:
             raise ConfigError(f"`graph_mode` must be one of {', '.join(GRAPH_MODES)}, got {self.graph_mode!r}")
+        if self.logits not in ("sampled", "all"):
+            raise ConfigError(f"`logits` must be 'sampled' or 'all', got {self.logits!r}")
         if self.graph_capture_rule not in ("fixed", "twice_seqs"):
             raise ConfigError(f"`graph_capture_rule` must be fixed or twice_seqs, got {self.graph_capture_rule!r}")
         if not (isinstance(self.watermark, (int, float)) and 0.0 <= self.watermark < 0.5):

@@ -381,16 +381,16 @@ def assemble(cfg: RunConfig, *, trace=None, kv_blocks: int | None = None, kv_cap
 def _with_dp_ep(cfg: RunConfig, deployments: list, dp_ep: int) -> list:
     """The replicas as DP + EP groups of ``dp_ep`` ranks (each rank holding 1/dp_ep of the experts,
     the group on one server)."""
-    from llmsim.hwmodels.deployment import Deployment
+    from llmsim.hwmodels.backend import make_deployment
 
     made: dict[int, object] = {}
     for d in deployments:
         if id(d) not in made:
             b = batching(cfg, d.engine, d.device)
-            made[id(d)] = Deployment(d.model, d.device, quant=d.quant, kv_dtype=d.kv, tp=d.tp, ep=d.ep, pp=d.pp,
-                                     engine=d.engine, overhead_s=d.overhead_s, profile=d.profile,
-                                     max_num_seqs=b.max_num_seqs, max_num_batched_tokens=b.max_num_batched_tokens,
-                                     dp_ep=dp_ep)
+            made[id(d)] = make_deployment(d.model, d.device, quant=d.quant, kv_dtype=d.kv, tp=d.tp, ep=d.ep,
+                                          pp=d.pp, engine=d.engine, overhead_s=d.overhead_s, profile=d.profile,
+                                          max_num_seqs=b.max_num_seqs,
+                                          max_num_batched_tokens=b.max_num_batched_tokens, dp_ep=dp_ep)
     return [made[id(d)] for d in deployments]
 
 

@@ -14,8 +14,9 @@ parameter, Megatron's fp32 gradient buffers by default; not overlapped with comp
 reduce-scattered instead, each rank updates its ``1/dp`` shard (Adam state sharded too) and the
 updated 16-bit weights are all-gathered.
 
-Per micro-batch costs come from the calibrated kernel model (hwmodels.deployment, engine
-``megatron``): a forward is the stage's share of the layers' operators for ``micro_batch``
+Per micro-batch costs come from the device family's cost backend (hwmodels/backend.make_deployment,
+the same op table and cost query as serving) with engine ``megatron``, whose op table runs the LM
+head and the softmax cross-entropy over every token: a forward is the stage's share of the layers' operators for ``micro_batch``
 sequences of ``seq_len`` tokens, plus the embedding (first stage) and the LM head and loss over
 every token (last stage). Backward multipliers, per operator class: GEMMs 2 (data and weight
 gradients, each the forward's FLOPs), attention 2.5 (FlashAttention-2's backward does 2.5x the
@@ -34,16 +35,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from llmsim.hwmodels.collectives import collective_seconds
-from llmsim.hwmodels.costmodel import OperatorCostModel
-from llmsim.hwmodels.deployment import Deployment
+from llmsim.hwmodels.backend import make_deployment
 from llmsim.hwmodels.plans import ParallelPlan, Placement, place
 from llmsim.workloads.errors import ConfigError, OutOfMemoryError
 from llmsim.workloads.models import ModelSpec, get_model
 
 RECOMPUTE = ("none", "full")
+#: the engine profile micro-batches are priced with (hwmodels/data/engines.yaml: logits over every token)
+TRAINING_ENGINE = "megatron"
 BACKWARD_FACTOR = {"gemm": 2.0, "attention": 2.5, "elementwise": 2.0, "collective": 1.0}
 # Adam, mixed precision: read fp32 grad, master weight, m, v (16 B); write master, m, v (12 B) and the
 # 16-bit weight (2 B). [U] counted from the update rule (Megatron's fused Adam reads/writes these once).
@@ -142,7 +143,7 @@ def megatron_flops_per_step(model: ModelSpec, batch: int, seq: int, recompute: b
 
 
 _OP_CLASS = {"attn_prefill": "attention"}
-_ONCE = ("embedding", "final_norm", "lm_head", "sampling")
+_ONCE = ("embedding", "final_norm", "lm_head", "sampling", "loss")
 
 
 def _op_class(name: str) -> str:
@@ -155,23 +156,11 @@ def _op_class(name: str) -> str:
     return "gemm"
 
 
-def _price_rows(device, rows: list[dict]) -> np.ndarray:
-    cols = ("kind", "m", "n", "k", "dtype", "kv_dtype", "kernel", "variant", "device", "num_gpus", "tokens",
-            "hidden", "inter", "heads", "kv_heads", "head_dim")
-    table = pd.DataFrame([{c: r.get(c, np.nan if c not in ("kind", "dtype", "kv_dtype", "kernel", "variant",
-                                                             "device") else "") for c in cols} for r in rows])
-    table["device"] = device.name
-    priced = OperatorCostModel().price(table, device=device)
-    if not np.all(np.isfinite(priced.seconds)):
-        raise ConfigError(f"cannot price the LM head on {device.name}: {priced.reason}")
-    return priced.seconds
-
-
 class _StageModel:
     """Per-micro-batch forward cost of one layer and of the once-per-model parts on a device kind."""
 
     def __init__(self, model: ModelSpec, device, tp: int, ep: int, micro_batch: int, seq: int, tp_topology):
-        dep = Deployment(model, device, tp=tp, ep=ep, engine="megatron")
+        dep = make_deployment(model, device, tp=tp, ep=ep, engine=TRAINING_ENGINE)
         lens = np.full(micro_batch, seq, dtype=np.int64)
         cost = dep.cost(lens, np.zeros(micro_batch, np.int64), np.zeros(0, np.int64))
         L = model.num_layers
@@ -185,15 +174,10 @@ class _StageModel:
                 msg = micro_batch * seq * model.hidden_size * 2.0
                 t = 2 * L * collective_seconds("all_reduce", msg, tp_topology)
             self.per_layer[cls] = self.per_layer.get(cls, 0.0) + t / L
-        tokens = float(micro_batch * seq)
         self.embedding_s = cost.breakdown.get("embedding", 0.0)
-        # LM head over every token (the loss needs all logits) and the softmax cross-entropy
-        head, loss = _price_rows(device, [
-            dict(kind="gemm", m=tokens, n=float(model.vocab_size // tp), k=float(model.token_embed_dim),
-                 dtype="bf16"),
-            dict(kind="softmax", m=tokens, n=float(model.vocab_size // tp), dtype="bf16")])
-        self.head_s = float(head) + cost.breakdown.get("final_norm", 0.0)
-        self.loss_s = float(loss)
+        # the training engine's LM head runs over every token (the loss needs all logits), then the loss
+        self.head_s = cost.breakdown.get("lm_head", 0.0) + cost.breakdown.get("final_norm", 0.0)
+        self.loss_s = cost.breakdown.get("loss", 0.0)
 
     def forward(self, layers: int, first: bool, last: bool) -> dict[str, float]:
         out = {cls: t * layers for cls, t in self.per_layer.items()}

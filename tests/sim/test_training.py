@@ -101,3 +101,59 @@ def test_distributed_optimizer_shards_state_and_moves_as_many_bytes():
         assert b.weight_gather_s > 0 and a.weight_gather_s == 0
     # reduce-scatter (fp32 grads) + all-gather (bf16 weights) moves less than an fp32 all-reduce
     assert zero1.step_s < base.step_s
+
+
+def test_training_prices_micro_batches_through_the_device_familys_backend(tmp_path):
+    """A family whose backend doubles every operator of the GPU model doubles every stage's forward and
+    backward: training asks hwmodels.backend for its costs, not a pricing path of its own."""
+    import dataclasses
+
+    from llmsim.hwmodels.backend import register_backend, unregister_backend
+    from llmsim.hwmodels.cluster import natural_cluster
+    from llmsim.hwmodels.deployment import Deployment, IterationCost
+    from llmsim.hwmodels.devices import get_device, register_device, unregister_device
+
+    seen = []
+
+    class Doubled:
+        def __init__(self, model, device, **kw):
+            seen.append(kw.get("engine"))
+            self._dep = Deployment(model, device, **kw)
+
+        def cost(self, *batch):
+            c = self._dep.cost(*batch)
+            return IterationCost(2 * c.time_s, 2 * c.energy_j, {k: 2 * v for k, v in c.breakdown.items()})
+
+    register_backend("doubled-test", Doubled)
+    spec = dataclasses.replace(get_device("h100"), name="doubled-test-h100", aliases=(), profiler_names=(),
+                               family="doubled-test")
+    register_device(spec)
+    try:
+        plan = ParallelPlan(tp=2, pp=2, dp=1)
+        cfg = TrainConfig(model="gpt-7.5b", plan=plan, global_batch=8, micro_batch=2, seq_len=1024)
+        ref = simulate_training(cfg, place(plan, natural_cluster("h100", 4), "naive"))
+        got = simulate_training(cfg, place(plan, natural_cluster(spec, 4), "naive"))
+    finally:
+        unregister_device(spec.name)
+        unregister_backend("doubled-test")
+    assert seen and set(seen) == {"megatron"}
+    for a, b in zip(ref.stages, got.stages):
+        assert b.forward_s == pytest.approx(2 * a.forward_s, rel=1e-12)
+        assert b.backward_s == pytest.approx(2 * a.backward_s, rel=1e-12)
+        assert b.breakdown["forward_gemm"] == pytest.approx(2 * a.breakdown["forward_gemm"], rel=1e-12)
+    assert got.step_s > ref.step_s
+
+
+def test_training_lm_head_and_loss_come_from_the_op_table():
+    """The training engine's op table holds the LM head over every token and the softmax loss; serving
+    engines keep the per-sequence LM head and the sampler."""
+    from llmsim.hwmodels.deployment import Deployment
+
+    train = Deployment("gpt-7.5b", "a100", engine="megatron")
+    serve = Deployment("gpt-7.5b", "a100", engine="kernels")
+    assert "loss" in train.op_names and "sampling" not in train.op_names
+    assert "sampling" in serve.op_names and "loss" not in serve.op_names
+    lens, offs, none = np.full(2, 1024, np.int64), np.zeros(2, np.int64), np.zeros(0, np.int64)
+    t, s = train.cost(lens, offs, none).breakdown, serve.cost(lens, offs, none).breakdown
+    assert t["lm_head"] > 5 * s["lm_head"]  # 2048 rows of logits (compute-bound) against 2 (weight reads)
+    assert t["loss"] > 0
