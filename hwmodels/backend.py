@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from llmsim.hwmodels.devices import FAMILIES, DeviceSpec, get_device, register_family
+from llmsim.hwmodels.layout import DeploymentLayout
 from llmsim.workloads.errors import ConfigError
 
 __all__ = ["ReplicaCost", "CostBackend", "register_backend", "unregister_backend", "registered_backends",
@@ -31,10 +32,13 @@ __all__ = ["ReplicaCost", "CostBackend", "register_backend", "unregister_backend
 class ReplicaCost(Protocol):
     """What the simulator and the runner read from one replica's cost model.
 
-    ``iteration`` is the simulator's cost protocol (llmsim.sim.costs.IterationCostModel; seconds and
-    joules of one iteration on all the replica's devices); ``decode_run`` is optional. Memory in
-    bytes, per device unless named otherwise; ``model``/``device``/``quant``/``kv``/``engine`` are the
-    resolved catalogue objects (ModelSpec, DeviceSpec, QuantFormat, KVCacheFormat, EngineProfile).
+    ``layout`` is what the replica is (plan, formats, memory per tier: a
+    :class:`~llmsim.hwmodels.layout.DeploymentLayout`, computed once); the runner sizes KV cache,
+    swap space and swap speed from it alone. ``iteration``/``cost`` are how it is priced: the
+    simulator's cost protocol (llmsim.sim.costs.IterationCostModel; seconds and joules of one
+    iteration on all the replica's devices); ``decode_run`` is optional. ``model``/``device``/
+    ``quant``/``kv``/``engine`` are the resolved catalogue objects (ModelSpec, DeviceSpec,
+    QuantFormat, KVCacheFormat, EngineProfile).
     """
 
     model: Any
@@ -45,30 +49,7 @@ class ReplicaCost(Protocol):
     tp: int
     pp: int
     ep: int
-
-    @property
-    def num_devices(self) -> int: ...
-
-    @property
-    def stage_layers(self) -> tuple[int, ...]: ...
-
-    @property
-    def weight_bytes_per_device(self) -> float: ...
-
-    @property
-    def kv_bytes_per_token(self) -> float:
-        """KV bytes of one token summed over the replica's devices."""
-        ...
-
-    def kv_capacity_tokens(self, memory_utilization: float = 0.9) -> int:
-        """Tokens of KV cache that fit on each device at ``memory_utilization`` of its memory."""
-        ...
-
-    def host_swap_capacity_tokens(self, swap_space_bytes: float) -> int: ...
-
-    def swap_seconds_per_token(self) -> float:
-        """Seconds to move one token's KV between device and host memory."""
-        ...
+    layout: DeploymentLayout
 
     def iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray,
                   decode_ctx: np.ndarray) -> tuple[float, float]: ...

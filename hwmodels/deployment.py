@@ -51,10 +51,11 @@ from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
 from llmsim.hwmodels.collectives import collective_coefficients
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
+from llmsim.hwmodels.layout import DeploymentLayout
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
 from llmsim.workloads import jitcache
 from llmsim.workloads import operators as ops
-from llmsim.workloads.errors import ConfigError, OutOfMemoryError, PlanError
+from llmsim.workloads.errors import ConfigError, PlanError
 from llmsim.workloads.models import ModelSpec, get_model
 from llmsim.workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, get_quant_format
 
@@ -363,6 +364,8 @@ class Deployment:
             raise ConfigError(f"`network` must be a PlanNetwork, got {type(network).__name__}")
         self.network = network
         self._check_plan()
+        self.layout = DeploymentLayout.build(self.model, self.device, self.quant, self.kv, tp=self.tp, pp=self.pp,
+                                             ep=self.ep, dp_ep=self.dp_ep, layer_split=self.layer_split)
         self._build_ops()
         self._scratch = np.zeros(_MAX_FEATURES + _PAR_WIDTH)
         self._shape = np.zeros(_PAR_WIDTH)
@@ -414,58 +417,20 @@ class Deployment:
     @property
     def stage_layers(self) -> tuple[int, ...]:
         """Layers of each pipeline stage (``layer_split`` or an even split)."""
-        if self.layer_split is not None:
-            return self.layer_split
-        base, rest = divmod(self.model.num_layers, self.pp)
-        return tuple(base + (1 if s < rest else 0) for s in range(self.pp))
+        return self.layout.stage_layers
 
-    # -- memory -------------------------------------------------------------------------------
+    # -- memory: what the deployment is (hwmodels/layout.py)
     @property
     def weight_bytes_per_device(self) -> float:
-        """Weights on one device: layer weights split by TP (and EP for experts) and PP; embeddings
-        and LM head split by TP (vocab-parallel) and kept in 16-bit."""
-        br = self.model.param_breakdown()
-        layer_params = sum(br.values()) - br["embedding"] - br["lm_head"]
-        # experts: E/ep per rank, each sharded tp/ep ways -> a 1/tp share, like every other layer weight
-        layer_params -= br.get("moe_experts", 0) * (1.0 - 1.0 / self.dp_ep)  # experts sharded over DP ranks
-        per_dev = layer_params * self.quant.bytes_per_weight / self.tp * max(self.stage_layers) / self.model.num_layers
-        per_dev += (br["embedding"] + br["lm_head"]) * 2.0 / self.tp
-        return per_dev
+        return self.layout.weight_bytes_per_device
 
     @property
     def kv_bytes_per_token_per_device(self) -> float:
-        """KV-cache bytes one token occupies on one device (its layers, its share of KV heads)."""
-        m = self.model
-        layers = max(self.stage_layers)
-        if m.mla is not None:
-            per_layer = m.kv_cache_elements_per_token()  # the latent is replicated on every TP rank
-        else:
-            kv_heads_rank = max(1, m.num_kv_heads // self.tp)
-            per_layer = 2 * kv_heads_rank * m.head_dim
-        return layers * per_layer * self.kv.bytes_per_element
+        return self.layout.kv_bytes_per_token_per_device
 
     def kv_capacity_tokens(self, memory_utilization: float = 0.9, activation_bytes: float | None = None) -> int:
-        """Tokens of KV cache that fit on each device after weights and an activation reserve.
-
-        ``memory_utilization`` is vLLM's gpu_memory_utilization; the activation reserve defaults to
-        the peak of a 8192-token forward pass (hidden states and MLP intermediates in 16-bit).
-        """
-        cap = self.device.memory_capacity_bytes * memory_utilization
-        if activation_bytes is None:
-            m = self.model
-            inter = max(m.intermediate_size, m.moe.expert_intermediate_size * m.moe.top_k if m.moe else 0)
-            activation_bytes = 8192 * (4 * m.hidden_size + 2 * inter / self.tp) * 2.0 \
-                + 8192 * m.vocab_size / self.tp * 4.0 / 8  # logits of sampled rows, a fraction of tokens
-        free = cap - self.weight_bytes_per_device - activation_bytes
-        if free <= self.kv_bytes_per_token_per_device:
-            need = self.weight_bytes_per_device + activation_bytes
-            raise OutOfMemoryError(
-                f"{self.model.name} ({self.quant.name}) needs {need / 2**30:.1f} GiB per device for weights "
-                f"and activations with tp={self.tp}, pp={self.pp}, but {self.device.name} offers "
-                f"{cap / 2**30:.1f} GiB at memory utilisation {memory_utilization}; raise tp/pp, use a "
-                f"smaller format, or a device with more memory",
-                required_bytes=need, available_bytes=cap)
-        return int(free // self.kv_bytes_per_token_per_device)
+        """:meth:`DeploymentLayout.kv_capacity_tokens`."""
+        return self.layout.kv_capacity_tokens(memory_utilization, activation_bytes)
 
     # -- operator table -------------------------------------------------------------------------
     def _build_ops(self) -> None:
@@ -783,21 +748,17 @@ class Deployment:
             breakdown["engine_overhead"] = extra
         return IterationCost(t, e, breakdown)
 
-    # -- transfers ------------------------------------------------------------------------------
+    # -- transfers: what the deployment is (hwmodels/layout.py)
     @property
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes of one token summed over the replica's devices."""
-        return self.kv_bytes_per_token_per_device * self.tp * self.pp
+        return self.layout.kv_bytes_per_token
 
     def swap_seconds_per_token(self) -> float:
-        """Seconds to move one token's KV between device and host memory: every device moves its
-        share over its own host link at the same time."""
-        link = self.device.host_link
-        return self.kv_bytes_per_token_per_device / link.bandwidth_bytes_per_s
+        return self.layout.swap_seconds_per_token()
 
     def host_swap_capacity_tokens(self, swap_space_bytes: float) -> int:
-        """Tokens of KV that ``swap_space_bytes`` of pinned host memory per device can hold."""
-        return int(swap_space_bytes // self.kv_bytes_per_token_per_device)
+        return self.layout.host_swap_capacity_tokens(swap_space_bytes)
 
 
 def _divisors(n: int, limit: int) -> list[int]:

@@ -1,8 +1,9 @@
 """Turn a :class:`~llmsim.sim.config.RunConfig` into replicas, cost models and requests, and run it.
 
 The one place where ``sim/`` meets ``hwmodels/`` and ``workloads/`` for the command line: a
-:class:`~llmsim.hwmodels.deployment.Deployment` per pool gives each replica's cost model, its KV capacity
-(``kv_capacity_tokens(gpu_memory_utilization)``), its swap space and speed (the device's host link)
+cost backend per device family (hwmodels/backend.make_deployment) gives each pool's replica cost model
+and its :class:`~llmsim.hwmodels.layout.DeploymentLayout`, from which come the KV capacity
+(``kv_capacity_tokens(gpu_memory_utilization)``), the swap space and speed (the device's host link)
 and idle power; the workload section gives the request arrays.
 """
 from __future__ import annotations
@@ -199,17 +200,18 @@ def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
     limits, KV cache and idle power are the ranks' summed."""
     s = cfg.serving
     b = batching(cfg, dep.engine, dep.device)
-    group = int(getattr(dep, "dp_ep", 1))
+    lay = dep.layout
+    group = lay.dp_ep
     if kv_blocks is not None:
         kv = {"kv_blocks": int(kv_blocks) * group}
     else:
-        kv_tokens = (dep.kv_capacity_tokens(s.gpu_memory_utilization) // dep.pp if kv_capacity_tokens is None
+        kv_tokens = (lay.kv_capacity_tokens(s.gpu_memory_utilization) // lay.pp if kv_capacity_tokens is None
                      else kv_capacity_tokens)
         if kv_tokens < s.block_size:
             raise ConfigError(f"only {kv_tokens} tokens of KV cache fit beside the weights of {dep.model.name} on "
                               f"{dep.device.name} with tp={dep.tp}; raise tp or gpu_memory_utilization")
         kv = {"kv_capacity_tokens": int(kv_tokens) * group}
-    swap_tokens = dep.host_swap_capacity_tokens(s.swap_space_gib * GIB) if s.preemption == "swap" else 0
+    swap_tokens = lay.host_swap_capacity_tokens(s.swap_space_gib * GIB) if s.preemption == "swap" else 0
     return ReplicaConfig(
         **kv, block_size=s.block_size, watermark_fraction=b.watermark,
         scheduler=SchedulerConfig(policy=policy or b.policy, max_num_seqs=(max_num_seqs or b.max_num_seqs) * group,
@@ -217,7 +219,7 @@ def replica_config(cfg: RunConfig, dep, *, max_num_seqs: int | None = None,
                                   admit_full_prompt=b.admit_full_prompt),
         idle_power_w=dep.device.power.idle_w * dep.tp * group, preemption=s.preemption,
         swap_blocks=swap_tokens // s.block_size,
-        swap_s_per_block=s.block_size * dep.swap_seconds_per_token(),
+        swap_s_per_block=s.block_size * lay.swap_seconds_per_token(),
         prefix_caching=prefix_caching(cfg, dep))
 
 
@@ -292,13 +294,14 @@ def _slo(cfg: RunConfig) -> SLO | None:
 
 
 def _deployment_info(dep, rc: ReplicaConfig) -> dict:
-    return {"model": dep.model.name, "device": dep.device.name, "tp": dep.tp, "pp": dep.pp, "ep": dep.ep,
-            "layer_split": list(dep.stage_layers),
-            "quant": dep.quant.name, "kv_dtype": dep.kv.name, "engine": dep.engine.name,
+    lay = dep.layout
+    return {"model": lay.model.name, "device": lay.device.name, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep,
+            "layer_split": list(lay.stage_layers),
+            "quant": lay.quant.name, "kv_dtype": lay.kv.name, "engine": dep.engine.name,
             "engine_version": dep.engine.version, "scheduler": rc.scheduler.policy,
             "max_num_seqs": rc.scheduler.max_num_seqs, "max_num_batched_tokens": rc.scheduler.max_num_batched_tokens,
-            "weight_gib_per_device": dep.weight_bytes_per_device / GIB,
-            "kv_capacity_tokens": rc.num_blocks * rc.block_size * dep.pp, "kv_blocks": rc.num_blocks * dep.pp,
+            "weight_gib_per_device": lay.weight_bytes_per_device / GIB,
+            "kv_capacity_tokens": rc.num_blocks * rc.block_size * lay.pp, "kv_blocks": rc.num_blocks * lay.pp,
             "swap_blocks": rc.swap_blocks}
 
 
@@ -455,7 +458,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
         lay_p, lay_d = layouts
         alpha, beta = transfer_coefficients(lay_p.cluster, lay_p.placement.replica_devices(0),
                                             lay_d.placement.replica_devices(0))
-        return dep_p.kv_bytes_per_token * beta, alpha
+        return dep_p.layout.kv_bytes_per_token * beta, alpha
     dg = cfg.disagg
     if dg.link_bandwidth_gb_s is not None:
         bw = dg.link_bandwidth_gb_s * 1e9
@@ -466,7 +469,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
     else:
         bw = min(dep_p.device.host_link.bandwidth_bytes_per_s, dep_d.device.host_link.bandwidth_bytes_per_s)
     lanes = min(dep_p.num_devices, dep_d.num_devices)
-    return dep_p.kv_bytes_per_token / (lanes * bw), dg.latency_s
+    return dep_p.layout.kv_bytes_per_token / (lanes * bw), dg.latency_s
 
 
 def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:

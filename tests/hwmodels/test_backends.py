@@ -19,6 +19,7 @@ from llmsim.hwmodels.backend import ReplicaCost, make_deployment, register_backe
 from llmsim.hwmodels.deployment import Deployment, IterationCost
 from llmsim.hwmodels.devices import get_device, list_devices, load_device_file, register_device, unregister_device
 from llmsim.hwmodels.engines import get_engine
+from llmsim.hwmodels.layout import DeploymentLayout
 from llmsim.cli import main
 from llmsim.workloads.errors import ConfigError
 from llmsim.workloads.models import get_model
@@ -28,12 +29,10 @@ FAMILY = "const-test"
 DEVICE = "const-test-chip"
 STEP_S = 0.025          # seconds per iteration, whatever the batch
 POWER_W = 100.0         # per device
-KV_TOKENS = 50_000      # KV capacity per device
-KV_BYTES = 1024.0       # KV bytes per token per device
 
 
 class ConstCost:
-    """Every non-empty iteration takes STEP_S on every device at POWER_W; fixed KV capacity."""
+    """Every non-empty iteration takes STEP_S on every device at POWER_W; memory from its layout."""
 
     def __init__(self, model, device, *, quant="bf16", kv_dtype="auto", tp=1, ep=1, pp=1, engine="kernels", **_):
         self.model = get_model(model) if isinstance(model, str) else model
@@ -42,20 +41,10 @@ class ConstCost:
         self.kv = get_kv_format("bf16" if kv_dtype == "auto" else kv_dtype)
         self.engine = get_engine(engine)
         self.tp, self.pp, self.ep = int(tp), int(pp), int(ep)
+        self.layout = DeploymentLayout.build(self.model, device, self.quant, self.kv, tp=self.tp, pp=self.pp,
+                                             ep=self.ep)
 
     num_devices = property(lambda self: self.tp * self.pp)
-    stage_layers = property(lambda self: (self.model.num_layers,))
-    weight_bytes_per_device = 1e9
-    kv_bytes_per_token = property(lambda self: KV_BYTES * self.num_devices)
-
-    def kv_capacity_tokens(self, memory_utilization=0.9):
-        return KV_TOKENS
-
-    def host_swap_capacity_tokens(self, swap_space_bytes):
-        return int(swap_space_bytes // KV_BYTES)
-
-    def swap_seconds_per_token(self):
-        return 1e-6
 
     def iteration(self, prefill_lens, prefill_offsets, decode_ctx):
         if len(prefill_lens) + len(decode_ctx) == 0:
@@ -127,7 +116,9 @@ def test_const_family_through_simulate_run(const_device):
     assert rc in (0, None)
     s = json.loads(out.getvalue())
     assert s["deployment"]["device"] == DEVICE
-    assert s["deployment"]["kv_capacity_tokens"] == KV_TOKENS
+    # KV sized from the backend's layout (at gpu_memory_utilization 0.9), in whole 16-token blocks
+    kv = make_deployment("llama-3.1-8b", DEVICE).layout.kv_capacity_tokens(0.9)
+    assert kv - 16 < s["deployment"]["kv_capacity_tokens"] <= kv
     assert s["requests_completed"] == 30
     # every decode step is one constant-time iteration
     assert s["tpot_mean_s"] == pytest.approx(STEP_S, rel=1e-9)
@@ -137,7 +128,8 @@ def test_const_family_through_simulate_run(const_device):
 def test_const_family_through_the_api(const_device):
     r = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device=DEVICE, tp=1, num_requests=30))
     assert r.metrics.tpot_mean_s == pytest.approx(STEP_S, rel=1e-9)
-    assert r.to_dict()["deployment"]["kv_capacity_tokens"] == KV_TOKENS
+    kv = make_deployment("llama-3.1-8b", DEVICE).layout.kv_capacity_tokens(0.9)
+    assert kv - 16 < r.to_dict()["deployment"]["kv_capacity_tokens"] <= kv
 
 
 def _batches():
