@@ -299,41 +299,6 @@ def load_azure_csv(path: str | Path) -> RequestTrace:
     return _sorted_trace(arrival, prompt, output, np.arange(len(frame), dtype=np.int64), path.stem)
 
 
-def load_apex_jsonl(path: str | Path) -> RequestTrace:
-    """APEX-style JSONL: ``ContextTokens``, ``GeneratedTokens``, ``StartTimeOffset`` (ns) per line."""
-    path = Path(path)
-    if not path.is_file():
-        raise TraceError(f"{path}: no such trace file")
-    keys = ("ContextTokens", "GeneratedTokens", "StartTimeOffset")
-    rows: list[tuple[int, int, int]] = []
-    ids: list[object] = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TraceError(f"{path}, line {lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise TraceError(f"{path}, line {lineno}, column 1: expected a JSON object, got {type(obj).__name__}")
-            values = []
-            for key in keys:
-                if key not in obj:
-                    raise TraceError(f"{path}, line {lineno}, column {key!r}: missing key {key!r}")
-                v = obj[key]
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-                    raise TraceError(f"{path}, line {lineno}, column {key!r}: expected a whole number, got {v!r}")
-                low = 0 if key == "StartTimeOffset" else 1
-                if v < low:
-                    raise TraceError(f"{path}, line {lineno}, column {key!r}: must be >= {low}, got {v!r}")
-                values.append(int(v))
-            rows.append(tuple(values))
-            ids.append(obj.get("RequestId", obj.get("request_id", len(ids))))
-    data = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    return _sorted_trace(data[:, 2] / NS_PER_S, data[:, 0], data[:, 1], np.array(ids, dtype=object), path.stem)
-
-
 def _open_text(path: Path):
     if path.name.endswith(".gz"):
         import gzip
@@ -350,59 +315,86 @@ def _stem(path: Path) -> str:
     return name
 
 
+def _read_jsonl(path: Path, fields: tuple[tuple[str, str, int], ...], check=None) -> list[tuple[int, dict, list]]:
+    """``(line number, object, values)`` of every non-blank line of a JSONL trace (gzip when ``.gz``).
+
+    ``fields``: ``(key, kind, minimum)`` per required key; kind ``whole`` (a whole number), ``number``
+    (any finite number) or ``tokens`` (a number, then a whole number of tokens); ``check(lineno, obj,
+    values)``, when given, validates the rest of each line in turn. Any bad line is a TraceError
+    naming file, line and key."""
+    if not path.is_file():
+        raise TraceError(f"{path}: no such trace file")
+    out = []
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                at = f"{path}, line {lineno}, column"
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TraceError(f"{at} {exc.colno}: invalid JSON: {exc.msg}") from None
+                if not isinstance(obj, dict):
+                    raise TraceError(f"{at} 1: expected a JSON object, got {type(obj).__name__}")
+                values = []
+                for key, kind, low in fields:
+                    if key not in obj:
+                        raise TraceError(f"{at} {key!r}: missing key {key!r}")
+                    v = obj[key]
+                    bad = isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    if kind == "whole" and (bad or v != int(v)):
+                        raise TraceError(f"{at} {key!r}: expected a whole number, got {v!r}")
+                    if bad:
+                        raise TraceError(f"{at} {key!r}: expected a number, got {v!r}")
+                    if kind == "tokens" and v != int(v):
+                        raise TraceError(f"{at} {key!r}: expected a whole number of tokens, got {v!r}")
+                    if v < low:
+                        raise TraceError(f"{at} {key!r}: must be >= {low}, got {v!r}")
+                    values.append(v)
+                if check is not None:
+                    check(lineno, obj, values)
+                out.append((lineno, obj, values))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{path}: cannot read: {exc}") from None
+    return out
+
+
+def load_apex_jsonl(path: str | Path) -> RequestTrace:
+    """APEX-style JSONL: ``ContextTokens``, ``GeneratedTokens``, ``StartTimeOffset`` (ns) per line."""
+    path = Path(path)
+    lines = _read_jsonl(path, (("ContextTokens", "whole", 1), ("GeneratedTokens", "whole", 1),
+                               ("StartTimeOffset", "whole", 0)))
+    rows = [tuple(int(v) for v in values) for _, _, values in lines]
+    ids = [obj.get("RequestId", obj.get("request_id", i)) for i, (_, obj, _) in enumerate(lines)]
+    data = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    return _sorted_trace(data[:, 2] / NS_PER_S, data[:, 0], data[:, 1], np.array(ids, dtype=object), path.stem)
+
+
 def load_mooncake_jsonl(path: str | Path) -> RequestTrace:
     """Mooncake's trace format (kvcache-ai/Mooncake, FAST'25 release): one JSON object a line with
     ``timestamp`` (ms from the first request), ``input_length``, ``output_length`` and ``hash_ids``
     (one id per 512 prompt tokens; equal id prefixes = equal token prefixes). ``.gz`` is read as gzip."""
     path = Path(path)
-    if not path.is_file():
-        raise TraceError(f"{path}: no such trace file")
-    keys = ("timestamp", "input_length", "output_length")
     bt = MOONCAKE_BLOCK_TOKENS
-    rows: list[tuple[float, int, int]] = []
-    lists: list[list[int]] = []
-    try:
-        f = _open_text(path)
-        with f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TraceError(f"{path}, line {lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
-                if not isinstance(obj, dict):
-                    raise TraceError(f"{path}, line {lineno}, column 1: expected a JSON object, "
-                                     f"got {type(obj).__name__}")
-                values = []
-                for key in keys:
-                    if key not in obj:
-                        raise TraceError(f"{path}, line {lineno}, column {key!r}: missing key {key!r}")
-                    v = obj[key]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                        raise TraceError(f"{path}, line {lineno}, column {key!r}: expected a number, got {v!r}")
-                    if key != "timestamp" and v != int(v):
-                        raise TraceError(f"{path}, line {lineno}, column {key!r}: expected a whole number of "
-                                         f"tokens, got {v!r}")
-                    low = 0 if key == "timestamp" else 1
-                    if v < low:
-                        raise TraceError(f"{path}, line {lineno}, column {key!r}: must be >= {low}, got {v!r}")
-                    values.append(v)
-                ids = obj.get("hash_ids", [])
-                if not isinstance(ids, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in ids):
-                    raise TraceError(f"{path}, line {lineno}, column 'hash_ids': expected a list of integer ids, "
-                                     f"got {str(ids)[:60]!r}")
-                if ids:
-                    want = -(-int(values[1]) // bt)
-                    if len(ids) != want:
-                        raise TraceError(f"{path}, line {lineno}, column 'hash_ids': {len(ids)} ids, but "
-                                         f"input_length {int(values[1])} at {bt} tokens per id needs {want}")
-                    if any(abs(x) >= 1 << 63 for x in ids):
-                        raise TraceError(f"{path}, line {lineno}, column 'hash_ids': ids must fit in 64-bit integers")
-                rows.append((float(values[0]), int(values[1]), int(values[2])))
-                lists.append(ids)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{path}: cannot read: {exc}") from None
+
+    def hash_ids(lineno: int, obj: dict, values: list) -> None:
+        ids = obj.get("hash_ids", [])
+        if not isinstance(ids, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in ids):
+            raise TraceError(f"{path}, line {lineno}, column 'hash_ids': expected a list of integer ids, "
+                             f"got {str(ids)[:60]!r}")
+        if ids:
+            want = -(-int(values[1]) // bt)
+            if len(ids) != want:
+                raise TraceError(f"{path}, line {lineno}, column 'hash_ids': {len(ids)} ids, but "
+                                 f"input_length {int(values[1])} at {bt} tokens per id needs {want}")
+            if any(abs(x) >= 1 << 63 for x in ids):
+                raise TraceError(f"{path}, line {lineno}, column 'hash_ids': ids must fit in 64-bit integers")
+
+    lines = _read_jsonl(path, (("timestamp", "number", 0), ("input_length", "tokens", 1),
+                               ("output_length", "tokens", 1)), hash_ids)
+    rows = [(float(v[0]), int(v[1]), int(v[2])) for _, _, v in lines]
+    lists = [obj.get("hash_ids", []) for _, obj, _ in lines]
     n = len(rows)
     data = np.array(rows, dtype=np.float64).reshape(-1, 3)
     prompt = data[:, 1].astype(np.int64)

@@ -155,3 +155,27 @@ def test_round_trip_through_the_canonical_csv(tmp_path):
     back = load_canonical_csv(t.to_csv(tmp_path / "t.csv"))
     assert np.allclose(back.arrival_s, t.arrival_s, atol=1e-9) and np.array_equal(back.output_tokens, t.output_tokens)
     assert isinstance(back, RequestTrace)
+
+
+def test_jsonl_readers_share_one_line_reader(tmp_path):
+    """APEX and Mooncake JSONL go through one reader: the same error form, gzip for both."""
+    import gzip
+
+    from llmsim.workloads.traces import load_apex_jsonl, load_mooncake_jsonl
+
+    apex = tmp_path / "a.jsonl"
+    apex.write_text('{"ContextTokens": 10, "GeneratedTokens": 2, "StartTimeOffset": 0}\n'
+                    '{"ContextTokens": 5, "GeneratedTokens": 1}\n')
+    moon = tmp_path / "m.jsonl"
+    moon.write_text('{"timestamp": 0, "input_length": 10, "output_length": 2}\n'
+                    '{"timestamp": 5, "input_length": 5}\n')
+    with pytest.raises(TraceError, match=r"a\.jsonl, line 2, column 'StartTimeOffset': missing key"):
+        load_apex_jsonl(apex)
+    with pytest.raises(TraceError, match=r"m\.jsonl, line 2, column 'output_length': missing key"):
+        load_mooncake_jsonl(moon)
+    good = tmp_path / "g.jsonl.gz"
+    with gzip.open(good, "wt", encoding="utf-8") as f:
+        f.write('{"ContextTokens": 10, "GeneratedTokens": 2, "StartTimeOffset": 2000000000}\n\n'
+                '{"ContextTokens": 7, "GeneratedTokens": 3, "StartTimeOffset": 0}\n')
+    t = load_apex_jsonl(good)
+    assert t.prompt_tokens.tolist() == [7, 10] and t.arrival_s.tolist() == [0.0, 2.0]
