@@ -29,12 +29,13 @@ __all__ = ["Built", "Metrics", "Result", "Scenario", "build", "simulate"]
 
 def _frozen_mapping(name: str, value: Any) -> Mapping | None:
     from llmsim.workloads.errors import ConfigError
+    from llmsim.workloads.frozen import FrozenMap
 
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise ConfigError(f"`{name}` must be a mapping of {name} settings, got {value!r}")
-    return MappingProxyType(dict(value))
+    return FrozenMap(value)
 
 
 @dataclass(frozen=True, kw_only=True)
