@@ -117,3 +117,11 @@ def _gpu_backend(model, device: DeviceSpec, **kw) -> ReplicaCost:
 
 for _family in FAMILIES:
     _BACKENDS[_family] = _gpu_backend
+
+from llmsim.hwmodels import fpga as _fpga  # noqa: E402  (the FPGA engines' backend)
+
+register_backend("fpga-engine", _fpga.fpga_backend)
+
+from llmsim.hwmodels import rdu as _rdu  # noqa: E402  (the SN40L RDU's backend)
+
+register_backend("rdu-dataflow", _rdu.rdu_backend)

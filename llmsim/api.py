@@ -61,7 +61,8 @@ class Scenario:
     ``kv_capacity_tokens`` (tokens): each engine's KV cache instead of the one sized from
     ``serving.gpu_memory_utilization``; ``dp_ep``: ranks per data-parallel group sharing the experts
     (vLLM's ``--enable-expert-parallel``; the ``dp`` replicas are then groups); ``router``: the
-    cluster router (``round-robin``, ``least-outstanding``, ...)."""
+    cluster router (``round-robin``, ``least-outstanding``, ...). ``quant``, ``kv_dtype``: weight and
+    KV-cache formats (``--quant``, ``--kv-dtype``; an FPGA engine runs only its own, e.g. ``w2a8kv4``)."""
 
     model: str | None = None
     device: str | None = None
@@ -84,6 +85,8 @@ class Scenario:
     kv_capacity_tokens: int | None = None
     dp_ep: int = 1
     router: str | None = None
+    quant: str | None = None
+    kv_dtype: str | None = None
 
     def __post_init__(self) -> None:
         from llmsim.workloads.errors import ConfigError
@@ -119,7 +122,7 @@ class Scenario:
         """The nested run-config mapping (``simulate run CONFIG.yaml``'s schema) of this scenario
         (a ``trace`` given as an object is not part of it)."""
         deployment = {k: getattr(self, k) for k in ("model", "device", "num_devices", "tp", "pp", "dp", "engine",
-                                                    "profile")
+                                                    "profile", "quant", "kv_dtype")
                       if getattr(self, k) is not None}
         trace = self.trace if isinstance(self.trace, str) else None
         workload = {k: v for k, v in (("name", self.workload), ("trace", trace), ("rate", self.rate),

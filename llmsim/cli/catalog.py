@@ -29,11 +29,14 @@ def cmd_devices(args) -> int:
     from llmsim.hwmodels.devices import get_device, list_devices
 
     devices = {name: get_device(name) for name in list_devices()}
-    rows = [{"name": n, "arch_class": d.arch_class, "bf16_flops": d.peak_flops("bf16"),
+    def bf16(d):  # FPGA engines have no bf16 units: their widest peak is shown instead
+        return d.peak_flops("bf16") if d.supports("bf16") else d.peak_flops(d.dtypes[0])
+
+    rows = [{"name": n, "arch_class": d.arch_class, "bf16_flops": bf16(d),
              "memory_capacity_bytes": d.memory_capacity_bytes,
              "memory_bandwidth_bytes_per_s": d.memory_bandwidth_bytes_per_s} for n, d in devices.items()]
     return _emit(args, rows, lambda: (
-        f"{n:20s} {d.arch_class:10s} bf16 {d.peak_flops('bf16') / 1e12:7.1f} TFLOP/s  "
+        f"{n:20s} {d.arch_class:10s} {'bf16' if d.supports('bf16') else d.dtypes[0]:4s} {bf16(d) / 1e12:7.1f} TFLOP/s  "
         f"{d.memory_capacity_bytes / 1e9:6.0f} GB  {d.memory_bandwidth_bytes_per_s / 1e12:5.2f} TB/s"
         for n, d in devices.items()))
 

@@ -20,6 +20,7 @@ from llmsim.workloads.errors import ConfigError, MissingDataError, UnknownNameEr
 CANONICAL = {
     "a100-sxm-40gb", "a100-sxm-80gb", "a100-pcie-80gb", "a40", "l40s", "h100-sxm", "h100-pcie",
     "h200-sxm", "b200", "mi250x", "mi300x", "gaudi2", "rtx-4090", "rtx-pro-6000",
+    "u280-accllm", "u280-flightllm", "vhk158-flightllm", "sn40l",  # non-GPU families (hwmodels/fpga.py, rdu.py)
 }
 DATA_DIR = resources.files("llmsim.hwmodels").joinpath("data", "devices")
 
