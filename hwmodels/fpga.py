@@ -229,6 +229,15 @@ class FpgaDeployment:
         self._mv = d.mv_macs_per_cycle * d.clock_hz
 
     # -- ReplicaCost -----------------------------------------------------------------------------
+    dp_ep = 1
+
+    @property
+    def layout(self):
+        """The deployment itself: this family keeps its own memory accounting (its tiers and formats
+        are not the GPU layout's), and answers the layout's questions (plan, formats, weight and KV
+        bytes, KV capacity, swap) that the runner asks of ``Deployment.layout``."""
+        return self
+
     num_devices = property(lambda self: 1)
     stage_layers = property(lambda self: (self.model.num_layers,))
 

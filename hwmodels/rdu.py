@@ -121,6 +121,15 @@ class RduDeployment:
         self._link_bw, self._link_lat = link.bandwidth_bytes_per_s, link.latency_s
 
     # -- ReplicaCost -----------------------------------------------------------------------------
+    dp_ep = 1
+
+    @property
+    def layout(self):
+        """The deployment itself: this family keeps its own memory accounting (its tiers and formats
+        are not the GPU layout's), and answers the layout's questions (plan, formats, weight and KV
+        bytes, KV capacity, swap) that the runner asks of ``Deployment.layout``."""
+        return self
+
     num_devices = property(lambda self: self.tp)
     stage_layers = property(lambda self: (self.model.num_layers,))
 
