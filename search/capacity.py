@@ -53,12 +53,16 @@ def _clean(row) -> dict:
             v = v.item()
         if isinstance(v, float) and not math.isfinite(v):
             v = None
+        if k in ("replicas", "num_devices", "dp", "tp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens",
+                 "est_replicas", "max_replicas_tried") and isinstance(v, float):
+            v = int(v)
         out[k] = v
     return out
 
 
 def size_candidate(task) -> dict:
-    """Fewest replicas of one candidate carrying ``ctx``'s rate: a dict of result columns."""
+    """Fewest replicas of one candidate carrying ``ctx``'s rate: a dict of result columns
+    (``goodput_rps``: the offered rate times the fraction of requests meeting both SLOs)."""
     cand, ctx, n_est, max_replicas = task
     sims = 0
     cache: dict[int, dict | None] = {}
@@ -101,7 +105,8 @@ def size_candidate(task) -> dict:
     s = cache[hi]
     p = ctx.slo.percentile
     return {"carries": True, "replicas": hi, "simulations": sims, "sim_error": None, "miss": None,
-            "goodput_rps": s.get("goodput_requests_per_s"), "slo_attainment": s.get("slo_attainment"),
+            "goodput_rps": ctx.workload.rate * (s.get("slo_attainment") or 0.0),
+            "slo_attainment": s.get("slo_attainment"),
             "ttft_p_s": s.get(f"ttft_p{p}_s"), "tpot_p_s": s.get(f"tpot_p{p}_s"),
             "throughput_tok_s": s.get("throughput_output_tok_s"), "energy_per_token_j": s.get("energy_per_token_j")}
 
@@ -141,7 +146,7 @@ def run_sizing(space: SearchSpace, *, rate: float, slo: SLOTarget, workload: Wor
             continue
         seen.add(c)
         cands.append(c)
-        rows.append({**c.to_dict(), "label": c.label(), "devices_per_replica": c.num_devices})
+        rows.append({**c.to_dict(), "label": c.label(dp=False), "devices_per_replica": c.num_devices})
     quality = _quality_of([c.quant for c in cands])
     order = []
     for i, (c, row) in enumerate(zip(cands, rows)):

@@ -5,10 +5,12 @@ The search runs candidates through the composition root of ``simulate run``
 numbers are those ``simulate run`` prints for the same flags. Goodput is the largest Poisson
 request rate (requests/s) at which the run still meets the latency SLOs at the chosen percentile
 (TTFT and TPOT) with every request finished, found by a geometric bracket-and-bisect to a relative
-tolerance. Units: seconds, requests/s, tokens/s, joules, USD.
+tolerance. Every rate serves the same requests (the workload's first N) with Poisson arrivals at that
+rate (:func:`requests_at`). Units: seconds, requests/s, tokens/s, joules, USD.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -135,11 +137,36 @@ def run_config(cand: Candidate, ctx: Context, rate: float | None):
     return config_from_dict(data)
 
 
+@functools.lru_cache(maxsize=8)
+def base_trace(ws: WorkloadSpec):
+    """The workload's first ``num_requests`` requests with their own arrivals (lengths resampled at
+    1 request/s when the source holds fewer)."""
+    from llmsim.sim.config import config_from_dict
+    from llmsim.sim.runner import load_requests
+
+    try:
+        return load_requests(config_from_dict({"seed": ws.seed, "workload": ws.section(None)}))
+    except ConfigError:
+        return load_requests(config_from_dict({"seed": ws.seed, "workload": ws.section(1.0)}))
+
+
+@functools.lru_cache(maxsize=256)
+def requests_at(ws: WorkloadSpec, rate: float | None):
+    """The requests a candidate serves at ``rate``: :func:`base_trace`'s lengths with Poisson arrivals
+    at ``rate`` requests/s drawn from the seed's ``arrivals`` stream (``llmsim.sim.runner.retime``, as
+    ``simulate run --trace FILE --rate R`` retimes a trace); ``None``: the workload's own arrivals."""
+    from llmsim.sim.runner import retime
+    from llmsim.workloads.traces import PoissonArrivals
+
+    base = base_trace(ws)
+    return base if rate is None else retime(base, PoissonArrivals(rate_per_s=float(rate)), ws.seed)
+
+
 def simulate_at(cand: Candidate, ctx: Context, rate: float | None) -> dict:
-    """The run summary (``simulate run --json``'s keys) of ``cand`` at ``rate`` requests/s."""
+    """The run summary (``simulate run --json``'s keys) of ``cand`` serving :func:`requests_at` ``rate``."""
     from llmsim.sim.runner import assemble, run_built
 
-    return run_built(assemble(run_config(cand, ctx, rate))).summary
+    return run_built(assemble(run_config(cand, ctx, rate), trace=requests_at(ctx.workload, rate))).summary
 
 
 def goodput(cand: Candidate, ctx: Context, start_rate: float, *, max_steps: int = 24) -> tuple[float, int, dict | None]:
@@ -201,11 +228,7 @@ def trace_stats(ctx: Context) -> TraceStats:
     """Stats of the requests ``ctx``'s workload yields (at its rate; its own arrivals otherwise)."""
     import numpy as np
 
-    from llmsim.sim.config import config_from_dict
-    from llmsim.sim.runner import load_requests
-
-    cfg = config_from_dict({"seed": ctx.workload.seed, "workload": ctx.workload.section(ctx.workload.rate)})
-    t = load_requests(cfg)
+    t = requests_at(ctx.workload, ctx.workload.rate)
     p = np.asarray(t.prompt_tokens, dtype=np.float64)
     o = np.asarray(t.output_tokens, dtype=np.float64)
     a = np.asarray(t.arrival_s, dtype=np.float64)

@@ -133,11 +133,14 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
                max_quality_loss: float | None = None, top_k: int = 4, margin: float = 0.25,
                round_size: int = 4, use_screen: bool = True, pareto: bool = True, executor: str = "local",
                workers: int | None = None, ray_address: str | None = None, store: str | None = None,
-               resume: bool = False, progress=None, gpu_memory_utilization: float = 0.9) -> SearchResult:
+               resume: bool = False, progress=None, gpu_memory_utilization: float = 0.9,
+               goodput_tol: float = 0.05, pareto_margin: float = 0.1) -> SearchResult:
     """Search ``space`` (see the module docstring). ``objective``: one of :data:`OBJECTIVES`
     (goodput needs an SLO); ``store``: a SQLite path each result is written to as it completes;
     ``resume``: reuse what the store holds for the same question and code. ``progress``: a callable
-    ``(done, total)`` called after each simulated candidate."""
+    ``(done, total)`` called after each simulated candidate. ``goodput_tol``: relative precision of
+    each goodput search; ``pareto_margin``: the lead one estimate needs on all three Pareto axes to
+    spare the other a simulation."""
     import pandas as pd
 
     t0 = time.perf_counter()
@@ -155,7 +158,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
     if resume and store is None:
         raise ConfigError("--resume needs a results store (--store FILE.sqlite)")
     ctx = Context(model=space.model, workload=workload or WorkloadSpec(), slo=slo, engine=engine,
-                  price_basis=price_basis, gpu_memory_utilization=gpu_memory_utilization)
+                  price_basis=price_basis, gpu_memory_utilization=gpu_memory_utilization, goodput_tol=goodput_tol)
     stats = trace_stats(ctx)
     col, big = OBJECTIVES[objective]
     all_cands = space.candidates()
@@ -266,7 +269,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
             if pareto:
                 pk = _pareto_keys(slo.active, prefix="est_")
                 cand_rows = [rows[i] for i in possible]
-                front = [possible[j] for j in pareto_front(cand_rows, pk, margin)]
+                front = [possible[j] for j in pareto_front(cand_rows, pk, pareto_margin)]
                 simulate(sorted(front, key=lambda i: cands[i].key()))
     finally:
         if db is not None:
@@ -353,3 +356,27 @@ def explore(space: SearchSpace | dict | str, **kw):
     df.attrs.update({"candidates_evaluated": res.candidates_evaluated, "simulated": res.simulated,
                      "pareto": list(res.pareto), "objective": res.objective, "wall_s": res.wall_s})
     return df
+
+
+def closest_miss(df, slo: SLOTarget) -> tuple[str, str, str] | None:
+    """(label, binding constraint, reason) of the candidate that came closest when none qualified:
+    a simulated one missing the SLO by the smallest factor, else the screened one whose lone
+    iteration misses least, else one that does not fit in memory."""
+    best = None
+    for _, r in df.iterrows():
+        ratio, binding, reason = None, r.get("binding"), r.get("why") or r.get("reason")
+        if r.get("simulated") and not r.get("sim_error"):
+            ratios = [(r.get("ttft_p_s") or 0) / slo.ttft_s if slo.ttft_s else 0,
+                      (r.get("tpot_p_s") or 0) / slo.tpot_s if slo.tpot_s else 0]
+            ratio = max(ratios)
+            binding = "ttft" if ratios[0] >= ratios[1] else "tpot"
+            tier = 0
+        elif r.get("miss_ratio") is not None and not (isinstance(r.get("miss_ratio"), float)
+                                                      and math.isnan(r.get("miss_ratio"))):
+            ratio, tier = float(r["miss_ratio"]), 1
+        else:
+            ratio, tier = math.inf, 2 if r.get("binding") in ("memory", "kv") else 3
+        key = (tier, ratio)
+        if best is None or key < best[0]:
+            best = (key, (str(r["label"]), str(binding), str(reason)))
+    return None if best is None else best[1]

@@ -78,13 +78,14 @@ class Candidate:
     def digest(self) -> str:
         return hashlib.sha256(self.key().encode()).hexdigest()[:16]
 
-    def label(self) -> str:
-        """Short human label, e.g. ``h100-sxm tp4 pp1 dp2 fp8 vllm/256/8192``."""
+    def label(self, dp: bool = True) -> str:
+        """Short human label, e.g. ``h100-sxm tp4 pp1 dp2 fp8 vllm/256/8192`` (``dp=False``: one replica's)."""
         b = "/".join("-" if v is None else str(v) for v in (self.scheduler, self.max_num_seqs,
                                                              self.max_num_batched_tokens))
         kv = "" if self.kv_dtype == "auto" else f" kv:{self.kv_dtype}"
         ep = "" if self.ep == 1 else f" ep{self.ep}"
-        return f"{self.device} tp{self.tp} pp{self.pp} dp{self.dp}{ep} {self.quant}{kv} {b}"
+        d = f" dp{self.dp}" if dp else ""
+        return f"{self.device} tp{self.tp} pp{self.pp}{d}{ep} {self.quant}{kv} {b}"
 
     def with_dp(self, dp: int) -> Candidate:
         from dataclasses import replace
