@@ -134,16 +134,20 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
                round_size: int = 4, use_screen: bool = True, pareto: bool = True, executor: str = "local",
                workers: int | None = None, ray_address: str | None = None, store: str | None = None,
                resume: bool = False, progress=None, gpu_memory_utilization: float = 0.9,
-               goodput_tol: float = 0.05, pareto_margin: float = 0.1) -> SearchResult:
+               goodput_tol: float = 0.05, pareto_margin: float = 0.0,
+               pareto_max: int = 8) -> SearchResult:
     """Search ``space`` (see the module docstring). ``objective``: one of :data:`OBJECTIVES`
     (goodput needs an SLO); ``store``: a SQLite path each result is written to as it completes;
     ``resume``: reuse what the store holds for the same question and code. ``progress``: a callable
     ``(done, total)`` called after each simulated candidate. ``goodput_tol``: relative precision of
     each goodput search; ``pareto_margin``: the lead one estimate needs on all three Pareto axes to
-    spare the other a simulation."""
+    spare the other a simulation; ``pareto_max``: at most this many of the estimated front's members
+    (best objective estimate first) are simulated beyond the objective's rounds."""
     import pandas as pd
 
     t0 = time.perf_counter()
+    if isinstance(pareto_max, bool) or not isinstance(pareto_max, int) or pareto_max < 0:
+        raise ConfigError(f"`pareto_max` must be an integer >= 0, got {pareto_max!r}")
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     slo = slo or SLOTarget()
@@ -216,6 +220,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
         return (-math.inf if big else math.inf) if v is None else v
 
     order = sorted(possible, key=lambda i: ((-est_of(i) if big else est_of(i)), cands[i].key()))
+    screen_s = time.perf_counter() - t0
     db = ResultStore(store) if store is not None else None
     ctx_key = ctx.to_dict()
     done_sims = 0
@@ -269,8 +274,8 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
             if pareto:
                 pk = _pareto_keys(slo.active, prefix="est_")
                 cand_rows = [rows[i] for i in possible]
-                front = [possible[j] for j in pareto_front(cand_rows, pk, pareto_margin)]
-                simulate(sorted(front, key=lambda i: cands[i].key()))
+                front = {possible[j] for j in pareto_front(cand_rows, pk, pareto_margin)}
+                simulate([i for i in order if i in front][:pareto_max])
     finally:
         if db is not None:
             db.close()
@@ -285,7 +290,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
     df = df.drop(columns=["_i"])
     simulated = int(df["simulated"].sum())
     return SearchResult(df, objective, front_labels, len(all_cands), len(rows), simulated, total_sims,
-                        time.perf_counter() - t0, {"stats": stats})
+                        time.perf_counter() - t0, {"stats": stats, "screen_s": screen_s})
 
 
 def _quality_of(formats: list[str]) -> dict:
