@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Built", "Metrics", "Result", "Scenario", "build", "simulate"]
+__all__ = ["Built", "Metrics", "Result", "Scenario", "build", "explore", "simulate", "size"]
 
 
 def _frozen_mapping(name: str, value: Any) -> Mapping | None:
@@ -340,3 +340,17 @@ def simulate(scenario: Scenario | Built) -> Result:
     records = getattr(out.result, "records", None) if scenario.keep_requests else None
     return Result(scenario=scenario, config=cfg, metrics=Metrics.from_summary(out.summary, records),
                   summary=MappingProxyType(dict(out.summary)), _sim=out.result)
+
+
+def explore(space, **kw):
+    """The design-space search (:func:`llmsim.search.explore`): a ranked pandas DataFrame."""
+    from llmsim.search import explore as _explore
+
+    return _explore(space, **kw)
+
+
+def size(space, **kw):
+    """Capacity sizing (:func:`llmsim.search.size`): the cheapest carrying options, a pandas DataFrame."""
+    from llmsim.search import size as _size
+
+    return _size(space, **kw)

@@ -8,7 +8,7 @@ import pytest
 from llmsim.cli import build_parser, main
 
 SUBCOMMANDS = {"run", "train", "validate", "calibrate", "profile", "models", "devices", "clusters", "engines",
-               "fit-kernels", "fit-engine", "fit-network"}
+               "fit-kernels", "fit-engine", "fit-network", "search", "size"}
 
 
 def test_one_parser_has_every_subcommand():

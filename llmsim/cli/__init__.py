@@ -2,8 +2,8 @@
 
 ``run`` (run.py), ``train`` (train.py), ``validate`` and ``calibrate`` (validate.py), ``profile``
 (profile.py), ``models``, ``devices``, ``clusters`` and ``engines``
-(catalog.py), ``fit-engine`` and ``fit-network`` (fit.py). Subcommands import their machinery lazily
-so `simulate --help` stays instant. Every expected failure (an ``LLMSimError``: unknown name,
+(catalog.py), ``fit-engine`` and ``fit-network`` (fit.py), ``search`` (search.py), ``size`` (size.py).
+Subcommands import their machinery lazily so `simulate --help` stays instant. Every expected failure (an ``LLMSimError``: unknown name,
 malformed file, impossible plan) prints one line to stderr and exits with status 2; anything else is
 a bug and keeps its traceback.
 """
@@ -18,7 +18,7 @@ __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmsim.cli import catalog, fit, profile, run, train, validate
+    from llmsim.cli import catalog, fit, profile, run, search, size, train, validate
 
     p = argparse.ArgumentParser(prog="simulate", description="Simulate and validate LLM serving on heterogeneous hardware.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     profile.add_parser(sub)
     fit.add_parsers(sub)
+    search.add_parser(sub)
+    size.add_parser(sub)
     return p
 
 
