@@ -285,7 +285,8 @@ def _header(path) -> str:
         return ""
 
 
-def _slo(cfg: RunConfig) -> SLO | None:
+def slo_of(cfg: RunConfig) -> SLO | None:
+    """The SLO of the run config (None when neither target is set)."""
     if cfg.slo.ttft_s is None and cfg.slo.tpot_s is None:
         return None
     return SLO(ttft_s=cfg.slo.ttft_s, tpot_s=cfg.slo.tpot_s)
@@ -302,13 +303,16 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
             "swap_blocks": rc.swap_blocks}
 
 
-def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
-    """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router."""
+def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None) -> RunOutput:
+    """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
+    ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
+    output section asks for a Chrome trace or a report)."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
     want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
-    tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
+    if tracer is None:
+        tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
     if cfg.disagg is not None:
         return _run_disagg(cfg, tracer, want_records)
     return run_built(assemble(cfg), keep_requests=want_records, tracer=tracer)
@@ -402,18 +406,25 @@ def run_built(built: Built, *, keep_requests: bool = False, tracer=None) -> RunO
 
     cfg, layout, trace = built.config, built.layout, built.trace
     result = simulate(trace, built.replicas, built.cost_models, router=built.router, seed=cfg.seed,
-                      keep_requests=keep_requests, slo=_slo(cfg), tracer=tracer)
+                      keep_requests=keep_requests, slo=slo_of(cfg), tracer=tracer)
+    return RunOutput(serving_summary(built, result, len(trace)), result, tracer, False)
+
+
+def serving_summary(built: Built, result, requests: int) -> dict:
+    """The ``simulate run --json`` summary of a serving run of ``built`` that produced ``result``
+    (a :class:`~llmsim.sim.cluster.SimResult`) over ``requests`` requests."""
+    layout, trace = built.layout, built.trace
     dep = layout.deployments[0]
     summary = dict(result.summary)
     summary["mode"] = "serving"
     summary["workload"] = trace.name
-    summary["requests"] = len(trace)
+    summary["requests"] = requests
     summary["replicas"] = len(layout.deployments)
     summary["virtual_engines"] = len(built.replicas)
     summary["num_devices"] = layout.num_devices
     summary["deployment"] = _deployment_info(dep, built.replicas[0])
     summary["placement"] = layout.info()
-    return RunOutput(summary, result, tracer, False)
+    return summary
 
 
 def _run_static(built: Built, tracer) -> RunOutput:
@@ -489,7 +500,7 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,
                              decode_router=dg.decode_router, seed=cfg.seed, keep_requests=want_records,
-                             slo=_slo(cfg), tracer=tracer)
+                             slo=slo_of(cfg), tracer=tracer)
     summary = dict(result.summary)
     summary.update({
         "mode": "disaggregated", "workload": trace.name, "requests": len(trace),
