@@ -378,8 +378,41 @@ def assemble(cfg: RunConfig, *, trace=None, kv_blocks: int | None = None, kv_cap
         # a pipeline-parallel replica: pp virtual engines behind the router
         engines += [configs[id(dep)]] * dep.pp
         models += [dep] * dep.pp
-    return Built(cfg, layout, engines, models, load_requests(cfg) if trace is None else trace,
-                 router or cfg.cluster.router)
+    if trace is None:
+        trace = load_requests(cfg)
+        if cfg.workload.trace is not None:
+            check_requests(trace, layout.deployments[0].model, cfg.workload.trace)
+    return Built(cfg, layout, engines, models, trace, router or cfg.cluster.router)
+
+
+def check_requests(trace, model, where: str | None = None) -> None:
+    """Reject requests read from a trace file (``where``) that cannot be served as meant: none at all,
+    a prompt longer than ``model``'s context, or a request id given twice (``ConfigError``). The
+    bundled workloads are not checked (they are served as published)."""
+    n = len(trace.arrival_s)
+    name = where or getattr(trace, "name", "") or "the workload"
+    if n == 0:
+        raise ConfigError(f"{name} has no requests; give a trace with at least one row "
+                          "(request_id,arrival_s,prompt_tokens,output_tokens) or a workload name")
+    limit = getattr(model, "max_context", None)
+    if limit:
+        prompts = np.asarray(trace.prompt_tokens)
+        worst = int(np.argmax(prompts))
+        if int(prompts[worst]) > int(limit):
+            too_long = int(np.count_nonzero(prompts > limit))
+            ids = getattr(trace, "request_id", None)
+            which = f"request {np.asarray(ids)[worst]}" if ids is not None else f"request {worst}"
+            raise ConfigError(f"{name}: {too_long} prompt(s) exceed the {int(limit)}-token context of {model.name} "
+                              f"({which} has {int(prompts[worst])} tokens); shorten them or use a model with a "
+                              f"longer context")
+    ids = getattr(trace, "request_id", None)
+    if ids is not None and n > 1:
+        ids = np.asarray(ids)
+        uniq, counts = np.unique(ids, return_counts=True)
+        if len(uniq) < n:
+            dup = uniq[counts > 1]
+            raise ConfigError(f"{name}: request id {dup[0]} appears {int(counts[counts > 1][0])} times "
+                              f"({len(dup)} id(s) repeated); every request_id must be unique")
 
 
 def _with_dp_ep(cfg: RunConfig, deployments: list, dp_ep: int) -> list:
@@ -496,6 +529,8 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
     s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d,
                                                     (lay_p, lay_d) if cluster is not None else None)
     trace = load_requests(cfg)
+    if cfg.workload.trace is not None:
+        check_requests(trace, dep_p.model, cfg.workload.trace)
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,
