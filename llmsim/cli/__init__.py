@@ -62,7 +62,7 @@ def _interrupted(command: str) -> int:
 
 
 #: kind of an unknown name -> the `simulate list` kind naming the known ones
-_LIST_OF = {"model": "models", "device": "devices", "cluster": "clusters", "engine": "engines",
+_LIST_OF = {"model": "models", "device": "devices", "cluster": "clusters", "engine": "engines", "KV-cache dtype": "formats",
             "quant format": "formats", "quantization format": "formats", "workload": "workloads",
             "scheduler": "schedulers", "router": "routers"}
 
