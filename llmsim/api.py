@@ -62,7 +62,10 @@ class Scenario:
     ``serving.gpu_memory_utilization``; ``dp_ep``: ranks per data-parallel group sharing the experts
     (vLLM's ``--enable-expert-parallel``; the ``dp`` replicas are then groups); ``router``: the
     cluster router (``round-robin``, ``least-outstanding``, ...). ``keep_iterations``: record every
-    engine iteration for :meth:`Result.iterations_frame` (the numbers do not change)."""
+    engine iteration for :meth:`Result.iterations_frame` (the numbers do not change). ``cluster``
+    (``simulate list clusters`` or a file), ``num_nodes``, ``placement`` (``nic-aware``, ``naive``):
+    place the replicas on a cluster as ``simulate run --cluster`` does. ``quant``, ``kv_dtype``: the
+    weight and KV-cache formats (``simulate list formats``)."""
 
     model: str | None = None
     device: str | None = None
@@ -86,6 +89,11 @@ class Scenario:
     dp_ep: int = 1
     router: str | None = None
     keep_iterations: bool = False
+    cluster: str | None = None
+    num_nodes: int | None = None
+    placement: str | None = None
+    quant: str | None = None
+    kv_dtype: str | None = None
 
     def __post_init__(self) -> None:
         from llmsim.workloads.errors import ConfigError
@@ -122,7 +130,8 @@ class Scenario:
         """The nested run-config mapping (``simulate run CONFIG.yaml``'s schema) of this scenario
         (a ``trace`` given as an object is not part of it)."""
         deployment = {k: getattr(self, k) for k in ("model", "device", "num_devices", "tp", "pp", "dp", "engine",
-                                                    "profile")
+                                                    "profile", "cluster", "num_nodes", "placement", "quant",
+                                                    "kv_dtype")
                       if getattr(self, k) is not None}
         trace = self.trace if isinstance(self.trace, str) else None
         workload = {k: v for k, v in (("name", self.workload), ("trace", trace), ("rate", self.rate),
