@@ -126,7 +126,8 @@ def cmd_run(args) -> int:
 
         title = (f"{summary.get('mode')}: {cfg.deployment.model} on {summary.get('num_devices')} x "
                  f"{cfg.deployment.device}")
-        write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title)
+        write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title,
+                     config=summary["config"])
     if o.json:
         from llmsim.api import _json_safe  # one JSON conversion for the API and the command line
 
