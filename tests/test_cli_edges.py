@@ -103,3 +103,13 @@ def test_a_parquet_trace_reads_as_parquet_and_equals_its_csv(tmp_path):
     b = json.loads(_run(base + [str(tmp_path / "t.csv")])[1])
     a.pop("config"), b.pop("config")
     assert a == b and a["requests_completed"] == 3
+
+
+def test_every_subcommand_describes_every_flag_and_shows_examples():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        missing = [a.option_strings[0] if a.option_strings else a.dest for a in p._actions
+                   if a.dest != "help" and not a.help]
+        assert missing == [], (name, missing)
+        if name in ("run", "list", "validate", "calibrate", "train", "fit-kernels", "fit-engine", "fit-network"):
+            assert "examples:" in (p.epilog or ""), name

@@ -34,7 +34,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(sub)
     profile.add_parser(sub)
     fit.add_parsers(sub)
+    for name, text in EXAMPLES.items():
+        if name in sub.choices and not sub.choices[name].epilog:
+            sub.choices[name].epilog = "examples:\n" + text
+            sub.choices[name].formatter_class = argparse.RawDescriptionHelpFormatter
     return p
+
+
+#: examples shown under each subcommand's --help (run and list carry their own)
+EXAMPLES = {
+    "validate": "  simulate validate --split test                  # the shipped kernel data, held-out rows\n"
+                "  simulate validate validation/data/serving/apex_vllm_h100/measured.csv --json\n"
+                "  simulate validate --format llmservingsim validation/data/serving/llmservingsim_vllm019\n",
+    "calibrate": "  simulate calibrate my_measurements/ --holdout-fraction 0.2 --out mine.json\n"
+                 "  simulate run --profile mine.json ...\n",
+    "train": "  simulate train                                  # GPT-7.5B on holmes-ib-roce (tp 4, pp 2)\n"
+             "  simulate train --placement both --json\n"
+             "  simulate train --model llama-3.1-8b --cluster dgx-h100 --tp 2 --pp 1\n",
+    "profile": "  simulate profile --device-name my-gpu --out measured/ --quick\n",
+    "fit-kernels": "  simulate fit-kernels --default                  # refit the shipped profile (minutes)\n"
+                   "  simulate fit-kernels DATA... --out mine.json\n",
+    "fit-engine": "  simulate fit-engine llmservingsim validation/data/serving/llmservingsim_vllm019\n",
+    "fit-network": "  simulate fit-network                            # the fit and its held-out table\n",
+    "models": "  simulate models --json\n", "devices": "  simulate devices\n",
+    "clusters": "  simulate clusters\n", "engines": "  simulate engines --json\n",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
