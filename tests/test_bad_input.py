@@ -1,6 +1,6 @@
 """Bad input on the command line: one line on stderr naming the problem (and the fix), the exit
-status, never a traceback. The table (input | message | exit code) is the README's bad-input table;
-``python tests/test_bad_input.py`` prints it as markdown."""
+status, never a traceback. The table (input | message | exit code) is docs/bad_input.md;
+``python tests/test_bad_input.py > docs/bad_input.md`` rewrites it."""
 from __future__ import annotations
 
 import contextlib
@@ -141,8 +141,18 @@ def test_the_table_has_at_least_forty_cases():
     assert len(CASES) >= 40
 
 
+def test_docs_bad_input_md_is_this_table():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
+    assert doc.read_text() == table() + "\n", "regenerate: python tests/test_bad_input.py > docs/bad_input.md"
+
+
 def table() -> str:
-    rows = ["| input | message (fragment) | exit code |", "|---|---|---|"]
+    rows = ["# Bad input: the message and the exit status", "",
+            "Every case is a test (`tests/test_bad_input.py`); none prints a traceback. Exit 2: an error, one line",
+            "on stderr; exit 0: the run goes ahead with a one-line warning on stderr. `...` stands for",
+            "`--model llama-3.1-8b --tp 1 [--num-requests 3]`; Ctrl-C ends any command with "
+            "`simulate CMD: interrupted`, exit 130.", "",
+            "| input | message (fragment) | exit code |", "|---|---|---|"]
     for line, fragment, code in CASES:
         shown = line.replace(M, "...").replace(T, "...").replace("{D}/", "").replace("{D}", "DIR")
         rows.append(f"| `simulate {shown}` | {fragment.replace('|', '/')} | {code} |")
