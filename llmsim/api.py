@@ -440,35 +440,41 @@ def predict_iteration(deployment, batch: IterationBatch | Mapping | None = None,
     >>> llmsim.predict_iteration(dep, decode_context=[]).time_s
     0.0
     """
-    from llmsim.workloads.errors import ConfigError
-
     if batch is not None:
         if prefill_tokens is not None or prefill_cached is not None or decode_context is not None:
-            raise ConfigError("give the batch or its fields as keywords, not both")
-        if isinstance(batch, Mapping):
-            unknown = set(batch) - {"prefill_tokens", "prefill_cached", "decode_context"}
-            if unknown:
-                raise ConfigError(f"unknown batch keys {sorted(unknown)}; allowed: prefill_tokens, prefill_cached, "
-                                  "decode_context")
-            prefill_tokens, prefill_cached, decode_context = (batch.get("prefill_tokens"), batch.get("prefill_cached"),
-                                                              batch.get("decode_context"))
-        elif isinstance(batch, IterationBatch):
+            _bad("give the batch or its fields as keywords, not both")
+        if isinstance(batch, IterationBatch):
             prefill_tokens, prefill_cached, decode_context = (batch.prefill_tokens, batch.prefill_cached,
                                                               batch.decode_context)
+        elif isinstance(batch, Mapping):
+            unknown = set(batch) - {"prefill_tokens", "prefill_cached", "decode_context"}
+            if unknown:
+                _bad(f"unknown batch keys {sorted(unknown)}; allowed: prefill_tokens, prefill_cached, decode_context")
+            prefill_tokens, prefill_cached, decode_context = (batch.get("prefill_tokens"), batch.get("prefill_cached"),
+                                                              batch.get("decode_context"))
         else:
-            raise ConfigError(f"`batch` must be a llmsim.IterationBatch or a mapping, got {type(batch).__name__}")
+            _bad(f"`batch` must be a llmsim.IterationBatch or a mapping, got {type(batch).__name__}")
     p = _tokens("prefill_tokens", prefill_tokens, 1)
     d = _tokens("decode_context", decode_context, 0)
-    c = _zeros(p.size) if prefill_cached is None else _tokens("prefill_cached", prefill_cached, 0)
-    if c.size != p.size:
-        raise ConfigError(f"`prefill_cached` has {c.size} entries but `prefill_tokens` {p.size}")
+    if prefill_cached is None:
+        c = _zeros(p.size)
+    else:
+        c = _tokens("prefill_cached", prefill_cached, 0)
+        if c.size != p.size:
+            _bad(f"`prefill_cached` has {c.size} entries but `prefill_tokens` {p.size}")
     if breakdown and hasattr(deployment, "cost"):
         cost = deployment.cost(p, c, d)
         return IterationPrediction(float(cost.time_s), float(cost.energy_j), MappingProxyType(dict(cost.breakdown)))
     if not hasattr(deployment, "iteration"):
-        raise ConfigError(f"`deployment` must be a cost model (llmsim.deployment(...)), got {type(deployment).__name__}")
+        _bad(f"`deployment` must be a cost model (llmsim.deployment(...)), got {type(deployment).__name__}")
     t, e = deployment.iteration(p, c, d)
     return IterationPrediction(float(t), float(e), _NO_BREAKDOWN)
+
+
+def _bad(message: str):
+    from llmsim.workloads.errors import ConfigError
+
+    raise ConfigError(message)
 
 
 def _zeros(n: int):
@@ -478,23 +484,28 @@ def _zeros(n: int):
 
 
 def _tokens(name: str, value, minimum: int):
-    """``value`` as an int64 array, every entry >= ``minimum`` (``ConfigError`` otherwise)."""
+    """``value`` as a 1-D int64 array, every entry >= ``minimum`` (``ConfigError`` otherwise). Lists,
+    tuples and int64 arrays take the fast paths (the call sits in a scheduler's loop)."""
     import numpy as np
-
-    from llmsim.workloads.errors import ConfigError
 
     if value is None:
         return np.zeros(0, np.int64)
-    if isinstance(value, np.ndarray) and value.dtype == np.int64 and value.ndim == 1:
-        a = value
+    kind = type(value)
+    if kind is list or kind is tuple:
+        if not value:
+            return np.zeros(0, np.int64)
+        a = np.array(value)
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            _bad(f"`{name}` must be a flat list or array of integer token counts, got {value!r}")
+        low = min(value)
     else:
         try:
             a = np.asarray(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"`{name}` must be a list or array of token counts, got {value!r}") from None
+            _bad(f"`{name}` must be a list or array of token counts, got {value!r}")
         if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-            raise ConfigError(f"`{name}` must be a flat list or array of integer token counts, got {value!r}")
-        a = a.astype(np.int64)
-    if a.size and int(a.min()) < minimum:
-        raise ConfigError(f"`{name}` entries must be >= {minimum}, got {int(a.min())}")
-    return a
+            _bad(f"`{name}` must be a flat list or array of integer token counts, got {value!r}")
+        low = int(a.min()) if a.size else minimum
+    if low < minimum:
+        _bad(f"`{name}` entries must be >= {minimum}, got {int(low)}")
+    return a if a.dtype == np.int64 else a.astype(np.int64)
