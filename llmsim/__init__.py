@@ -22,10 +22,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-_API = ("Scenario", "Built", "Result", "Metrics", "build", "simulate")
+_API = ("Scenario", "Built", "Result", "Metrics", "build", "simulate", "deployment", "predict_iteration",
+        "IterationBatch", "IterationPrediction")
+_SIMULATION = ("Simulation", "Request", "SimState", "ReplicaState", "Snapshot")
 _ERRORS = ("LLMSimError", "ConfigError", "PlanError", "OutOfMemoryError", "UnknownNameError", "TraceError",
            "MissingDataError")
-__all__ = [*_API, *_ERRORS]
+__all__ = [*_API, *_SIMULATION, *_ERRORS]
 
 
 def __getattr__(name: str):
@@ -33,6 +35,10 @@ def __getattr__(name: str):
         from llmsim import api
 
         value = getattr(api, name)
+    elif name in _SIMULATION:
+        from llmsim import simulation
+
+        value = getattr(simulation, name)
     elif name in _ERRORS:
         from llmsim.workloads import errors
 

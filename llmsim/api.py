@@ -24,7 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Built", "Metrics", "Result", "Scenario", "build", "explore", "simulate", "size"]
+__all__ = ["Built", "IterationBatch", "IterationPrediction", "Metrics", "Result", "Scenario", "build", "deployment",
+           "explore", "predict_iteration", "simulate", "size"]
 
 
 def _frozen_mapping(name: str, value: Any) -> Mapping | None:
@@ -61,8 +62,11 @@ class Scenario:
     ``kv_capacity_tokens`` (tokens): each engine's KV cache instead of the one sized from
     ``serving.gpu_memory_utilization``; ``dp_ep``: ranks per data-parallel group sharing the experts
     (vLLM's ``--enable-expert-parallel``; the ``dp`` replicas are then groups); ``router``: the
-    cluster router (``round-robin``, ``least-outstanding``, ...). ``quant``, ``kv_dtype``: weight and
-    KV-cache formats (``--quant``, ``--kv-dtype``; an FPGA engine runs only its own, e.g. ``w2a8kv4``)."""
+    cluster router (``round-robin``, ``least-outstanding``, ...). ``keep_iterations``: record every
+    engine iteration for :meth:`Result.iterations_frame` (the numbers do not change). ``cluster``
+    (``simulate list clusters`` or a file), ``num_nodes``, ``placement`` (``nic-aware``, ``naive``):
+    place the replicas on a cluster as ``simulate run --cluster`` does. ``quant``, ``kv_dtype``: the
+    weight and KV-cache formats (``simulate list formats``)."""
 
     model: str | None = None
     device: str | None = None
@@ -85,6 +89,10 @@ class Scenario:
     kv_capacity_tokens: int | None = None
     dp_ep: int = 1
     router: str | None = None
+    keep_iterations: bool = False
+    cluster: str | None = None
+    num_nodes: int | None = None
+    placement: str | None = None
     quant: str | None = None
     kv_dtype: str | None = None
 
@@ -104,8 +112,9 @@ class Scenario:
                               f"prompt_tokens and output_tokens arrays, got {type(self.trace).__name__}")
         if isinstance(self.profile, Path):
             object.__setattr__(self, "profile", str(self.profile))
-        if not isinstance(self.keep_requests, bool):
-            raise ConfigError(f"`keep_requests` must be true or false, got {self.keep_requests!r}")
+        for name in ("keep_requests", "keep_iterations"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
         for name in ("kv_blocks", "kv_capacity_tokens", "dp_ep"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -122,7 +131,8 @@ class Scenario:
         """The nested run-config mapping (``simulate run CONFIG.yaml``'s schema) of this scenario
         (a ``trace`` given as an object is not part of it)."""
         deployment = {k: getattr(self, k) for k in ("model", "device", "num_devices", "tp", "pp", "dp", "engine",
-                                                    "profile", "quant", "kv_dtype")
+                                                    "profile", "cluster", "num_nodes", "placement", "quant",
+                                                    "kv_dtype")
                       if getattr(self, k) is not None}
         trace = self.trace if isinstance(self.trace, str) else None
         workload = {k: v for k, v in (("name", self.workload), ("trace", trace), ("rate", self.rate),
@@ -254,6 +264,7 @@ class Result:
     metrics: Metrics
     summary: Mapping[str, Any]
     _sim: Any = field(default=None, repr=False, compare=False)
+    _tracer: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """The JSON object ``simulate run --json`` prints for the same config (NaN -> ``None``)."""
@@ -267,6 +278,32 @@ class Result:
         if not self.scenario.keep_requests or self._sim is None:
             raise ConfigError("per-request records were not kept; simulate Scenario(..., keep_requests=True)")
         return self._sim.requests_frame()
+
+    def iterations_frame(self):
+        """Per-iteration rows (pandas DataFrame, one row per engine iteration in the order they
+        ended per engine): ``replica`` (engine index), ``start_s``, ``end_s``, ``duration_s`` (s),
+        ``prefill_tokens`` (prompt tokens computed), ``decodes`` (requests decoding one token);
+        needs ``Scenario(keep_iterations=True)``, else a ``ConfigError``.
+
+        >>> import llmsim
+        >>> r = llmsim.simulate(llmsim.Scenario(model="llama-3.1-8b", device="h100", workload="azure-code",
+        ...                                     num_requests=20, keep_iterations=True))
+        >>> f = r.iterations_frame()
+        >>> list(f.columns)
+        ['replica', 'start_s', 'end_s', 'duration_s', 'prefill_tokens', 'decodes']
+        >>> len(f) == r.summary["iterations"], int(f.prefill_tokens.sum()) == r.summary["prefill_tokens_computed"]
+        (True, True)
+        """
+        import pandas as pd
+
+        from llmsim.workloads.errors import ConfigError
+
+        if self._tracer is None:
+            raise ConfigError("iterations were not recorded; simulate Scenario(..., keep_iterations=True)")
+        cols = self._tracer.arrays()
+        frame = pd.DataFrame(cols)
+        frame.insert(3, "duration_s", cols["end_s"] - cols["start_s"])
+        return frame
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -323,23 +360,26 @@ def simulate(scenario: Scenario | Built) -> Result:
     :class:`~llmsim.workloads.errors.OutOfMemoryError` (the model does not fit; ``required_bytes``,
     ``available_bytes``)."""
     from llmsim.sim.runner import run, run_built
+    from llmsim.sim.trace import ChromeTracer
     from llmsim.workloads.errors import ConfigError
 
     if isinstance(scenario, Built):
         built = scenario
         scenario, cfg = built.scenario, built.config
-        out = run_built(built.run, keep_requests=scenario.keep_requests)
+        tracer = ChromeTracer() if scenario.keep_iterations else None
+        out = run_built(built.run, keep_requests=scenario.keep_requests, tracer=tracer)
     elif isinstance(scenario, Scenario):
         cfg = scenario.to_config()
         if cfg.disagg is not None:
-            out = run(cfg, keep_requests=scenario.keep_requests)
+            tracer = ChromeTracer() if scenario.keep_iterations else None
+            out = run(cfg, keep_requests=scenario.keep_requests, tracer=tracer)
         else:
             return simulate(build(scenario))
     else:
         raise ConfigError(f"simulate() takes a llmsim.Scenario or llmsim.Built, got {type(scenario).__name__}")
     records = getattr(out.result, "records", None) if scenario.keep_requests else None
     return Result(scenario=scenario, config=cfg, metrics=Metrics.from_summary(out.summary, records),
-                  summary=MappingProxyType(dict(out.summary)), _sim=out.result)
+                  summary=MappingProxyType(dict(out.summary)), _sim=out.result, _tracer=tracer)
 
 
 def explore(space, **kw):
@@ -354,3 +394,133 @@ def size(space, **kw):
     from llmsim.search import size as _size
 
     return _size(space, **kw)
+
+
+def deployment(model: str, device: str, **kw):
+    """The cost model of one replica of ``model`` on ``device`` (catalogue names or paths), built by
+    the device family's backend (:func:`llmsim.hwmodels.backend.make_deployment`); ``kw``: ``tp``,
+    ``pp``, ``ep``, ``quant``, ``kv_dtype``, ``engine`` (default the command line's), ``profile``, ...
+
+    >>> import llmsim
+    >>> dep = llmsim.deployment("llama-3.1-8b", "h100", tp=1)
+    >>> dep.device.name, dep.tp
+    ('h100-sxm', 1)
+    """
+    from llmsim.hwmodels.backend import make_deployment
+    from llmsim.workloads.models import get_model
+
+    return make_deployment(get_model(model) if isinstance(model, str) else model, device, **kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IterationBatch:
+    """One engine iteration's work: ``prefill_tokens[i]`` new prompt tokens of a request that
+    already has ``prefill_cached[i]`` tokens in the KV cache (default 0 each), and one decode token
+    for each request with ``decode_context[j]`` tokens in the cache. Lists or arrays of ints."""
+
+    prefill_tokens: Any = ()
+    prefill_cached: Any = None
+    decode_context: Any = ()
+
+
+@dataclass(frozen=True)
+class IterationPrediction:
+    """What one iteration costs: ``time_s`` (s) and ``energy_j`` (J, all the replica's devices) as
+    plain floats; ``breakdown``: seconds per operator (all layers; ``engine_overhead`` = host time
+    the devices wait for), read-only, empty when not asked for or for an empty batch."""
+
+    time_s: float
+    energy_j: float
+    breakdown: Mapping[str, float]
+
+
+_NO_BREAKDOWN: Mapping[str, float] = MappingProxyType({})
+
+
+def predict_iteration(deployment, batch: IterationBatch | Mapping | None = None, *, prefill_tokens=None,
+                      prefill_cached=None, decode_context=None, breakdown: bool = True) -> IterationPrediction:
+    """Time and energy of one engine iteration of ``batch`` on ``deployment`` (a cost model from
+    :func:`deployment`, or :attr:`Built.deployments`), the call a scheduler makes in its loop. The
+    batch is an :class:`IterationBatch`, a mapping of its fields, or its fields as keywords.
+    ``breakdown=False`` skips the per-operator seconds (cheaper). Deterministic.
+
+    >>> import llmsim
+    >>> dep = llmsim.deployment("llama-3.1-8b", "h100")
+    >>> p = llmsim.predict_iteration(dep, decode_context=[1024] * 32)
+    >>> type(p.time_s), p.time_s > 0, p.energy_j > 0
+    (<class 'float'>, True, True)
+    >>> q = llmsim.predict_iteration(dep, llmsim.IterationBatch(prefill_tokens=[512], decode_context=[1024] * 32))
+    >>> q.time_s > p.time_s, abs(sum(q.breakdown.values()) - q.time_s) < 1e-12
+    (True, True)
+    >>> llmsim.predict_iteration(dep, decode_context=[]).time_s
+    0.0
+    """
+    if batch is not None:
+        if prefill_tokens is not None or prefill_cached is not None or decode_context is not None:
+            _bad("give the batch or its fields as keywords, not both")
+        if isinstance(batch, IterationBatch):
+            prefill_tokens, prefill_cached, decode_context = (batch.prefill_tokens, batch.prefill_cached,
+                                                              batch.decode_context)
+        elif isinstance(batch, Mapping):
+            unknown = set(batch) - {"prefill_tokens", "prefill_cached", "decode_context"}
+            if unknown:
+                _bad(f"unknown batch keys {sorted(unknown)}; allowed: prefill_tokens, prefill_cached, decode_context")
+            prefill_tokens, prefill_cached, decode_context = (batch.get("prefill_tokens"), batch.get("prefill_cached"),
+                                                              batch.get("decode_context"))
+        else:
+            _bad(f"`batch` must be a llmsim.IterationBatch or a mapping, got {type(batch).__name__}")
+    p = _tokens("prefill_tokens", prefill_tokens, 1)
+    d = _tokens("decode_context", decode_context, 0)
+    if prefill_cached is None:
+        c = _zeros(p.size)
+    else:
+        c = _tokens("prefill_cached", prefill_cached, 0)
+        if c.size != p.size:
+            _bad(f"`prefill_cached` has {c.size} entries but `prefill_tokens` {p.size}")
+    if breakdown and hasattr(deployment, "cost"):
+        cost = deployment.cost(p, c, d)
+        return IterationPrediction(float(cost.time_s), float(cost.energy_j), MappingProxyType(dict(cost.breakdown)))
+    if not hasattr(deployment, "iteration"):
+        _bad(f"`deployment` must be a cost model (llmsim.deployment(...)), got {type(deployment).__name__}")
+    t, e = deployment.iteration(p, c, d)
+    return IterationPrediction(float(t), float(e), _NO_BREAKDOWN)
+
+
+def _bad(message: str):
+    from llmsim.workloads.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def _zeros(n: int):
+    import numpy as np
+
+    return np.zeros(n, np.int64)
+
+
+def _tokens(name: str, value, minimum: int):
+    """``value`` as a 1-D int64 array, every entry >= ``minimum`` (``ConfigError`` otherwise). Lists,
+    tuples and int64 arrays take the fast paths (the call sits in a scheduler's loop)."""
+    import numpy as np
+
+    if value is None:
+        return np.zeros(0, np.int64)
+    kind = type(value)
+    if kind is list or kind is tuple:
+        if not value:
+            return np.zeros(0, np.int64)
+        a = np.array(value)
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            _bad(f"`{name}` must be a flat list or array of integer token counts, got {value!r}")
+        low = min(value)
+    else:
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError):
+            _bad(f"`{name}` must be a list or array of token counts, got {value!r}")
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            _bad(f"`{name}` must be a flat list or array of integer token counts, got {value!r}")
+        low = int(a.min()) if a.size else minimum
+    if low < minimum:
+        _bad(f"`{name}` entries must be >= {minimum}, got {int(low)}")
+    return a if a.dtype == np.int64 else a.astype(np.int64)

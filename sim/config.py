@@ -406,7 +406,8 @@ def config_from_dict(data: dict, where: str = "") -> RunConfig:
 
 
 def load_yaml(path: str | Path) -> dict:
-    """The nested mapping of a YAML run config (duplicate keys are errors; empty file = {})."""
+    """The nested mapping of a YAML run config (duplicate keys are errors; an empty file, or one of
+    comments only, is an error: it would silently run the default scenario)."""
     from llmsim.workloads.yamlio import read_yaml
 
     p = Path(path)
@@ -416,7 +417,8 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{p}: cannot read config file: {e.strerror or e}") from None
     data = read_yaml(text, str(p))
     if data is None:
-        return {}
+        raise ConfigError(f"{p}: the config file is empty; give at least one section (e.g. `deployment: "
+                          "{model: llama-3.1-8b}`) or run without a file for the default scenario")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a run config must be a YAML mapping, got {type(data).__name__}")
     return data

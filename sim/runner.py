@@ -287,7 +287,8 @@ def _header(path) -> str:
         return ""
 
 
-def _slo(cfg: RunConfig) -> SLO | None:
+def slo_of(cfg: RunConfig) -> SLO | None:
+    """The SLO of the run config (None when neither target is set)."""
     if cfg.slo.ttft_s is None and cfg.slo.tpot_s is None:
         return None
     return SLO(ttft_s=cfg.slo.ttft_s, tpot_s=cfg.slo.tpot_s)
@@ -305,13 +306,16 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
             "swap_blocks": rc.swap_blocks}
 
 
-def run(cfg: RunConfig, *, keep_requests: bool | None = None) -> RunOutput:
-    """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router."""
+def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None) -> RunOutput:
+    """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
+    ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
+    output section asks for a Chrome trace or a report)."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
     want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
-    tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
+    if tracer is None:
+        tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
     if cfg.disagg is not None:
         return _run_disagg(cfg, tracer, want_records)
     return run_built(assemble(cfg), keep_requests=want_records, tracer=tracer)
@@ -377,8 +381,41 @@ def assemble(cfg: RunConfig, *, trace=None, kv_blocks: int | None = None, kv_cap
         # a pipeline-parallel replica: pp virtual engines behind the router
         engines += [configs[id(dep)]] * dep.pp
         models += [dep] * dep.pp
-    return Built(cfg, layout, engines, models, load_requests(cfg) if trace is None else trace,
-                 router or cfg.cluster.router)
+    if trace is None:
+        trace = load_requests(cfg)
+        if cfg.workload.trace is not None:
+            check_requests(trace, layout.deployments[0].model, cfg.workload.trace)
+    return Built(cfg, layout, engines, models, trace, router or cfg.cluster.router)
+
+
+def check_requests(trace, model, where: str | None = None) -> None:
+    """Reject requests read from a trace file (``where``) that cannot be served as meant: none at all,
+    a prompt longer than ``model``'s context, or a request id given twice (``ConfigError``). The
+    bundled workloads are not checked (they are served as published)."""
+    n = len(trace.arrival_s)
+    name = where or getattr(trace, "name", "") or "the workload"
+    if n == 0:
+        raise ConfigError(f"{name} has no requests; give a trace with at least one row "
+                          "(request_id,arrival_s,prompt_tokens,output_tokens) or a workload name")
+    limit = getattr(model, "max_context", None)
+    if limit:
+        prompts = np.asarray(trace.prompt_tokens)
+        worst = int(np.argmax(prompts))
+        if int(prompts[worst]) > int(limit):
+            too_long = int(np.count_nonzero(prompts > limit))
+            ids = getattr(trace, "request_id", None)
+            which = f"request {np.asarray(ids)[worst]}" if ids is not None else f"request {worst}"
+            raise ConfigError(f"{name}: {too_long} prompt(s) exceed the {int(limit)}-token context of {model.name} "
+                              f"({which} has {int(prompts[worst])} tokens); shorten them or use a model with a "
+                              f"longer context")
+    ids = getattr(trace, "request_id", None)
+    if ids is not None and n > 1:
+        ids = np.asarray(ids)
+        uniq, counts = np.unique(ids, return_counts=True)
+        if len(uniq) < n:
+            dup = uniq[counts > 1]
+            raise ConfigError(f"{name}: request id {dup[0]} appears {int(counts[counts > 1][0])} times "
+                              f"({len(dup)} id(s) repeated); every request_id must be unique")
 
 
 def _with_dp_ep(cfg: RunConfig, deployments: list, dp_ep: int) -> list:
@@ -405,18 +442,25 @@ def run_built(built: Built, *, keep_requests: bool = False, tracer=None) -> RunO
 
     cfg, layout, trace = built.config, built.layout, built.trace
     result = simulate(trace, built.replicas, built.cost_models, router=built.router, seed=cfg.seed,
-                      keep_requests=keep_requests, slo=_slo(cfg), tracer=tracer)
+                      keep_requests=keep_requests, slo=slo_of(cfg), tracer=tracer)
+    return RunOutput(serving_summary(built, result, len(trace)), result, tracer, False)
+
+
+def serving_summary(built: Built, result, requests: int) -> dict:
+    """The ``simulate run --json`` summary of a serving run of ``built`` that produced ``result``
+    (a :class:`~llmsim.sim.cluster.SimResult`) over ``requests`` requests."""
+    layout, trace = built.layout, built.trace
     dep = layout.deployments[0]
     summary = dict(result.summary)
     summary["mode"] = "serving"
     summary["workload"] = trace.name
-    summary["requests"] = len(trace)
+    summary["requests"] = requests
     summary["replicas"] = len(layout.deployments)
     summary["virtual_engines"] = len(built.replicas)
     summary["num_devices"] = layout.num_devices
     summary["deployment"] = _deployment_info(dep, built.replicas[0])
     summary["placement"] = layout.info()
-    return RunOutput(summary, result, tracer, False)
+    return summary
 
 
 def _run_static(built: Built, tracer) -> RunOutput:
@@ -488,11 +532,13 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
     s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d,
                                                     (lay_p, lay_d) if cluster is not None else None)
     trace = load_requests(cfg)
+    if cfg.workload.trace is not None:
+        check_requests(trace, dep_p.model, cfg.workload.trace)
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,
                              decode_router=dg.decode_router, seed=cfg.seed, keep_requests=want_records,
-                             slo=_slo(cfg), tracer=tracer)
+                             slo=slo_of(cfg), tracer=tracer)
     summary = dict(result.summary)
     summary.update({
         "mode": "disaggregated", "workload": trace.name, "requests": len(trace),

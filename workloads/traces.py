@@ -214,6 +214,29 @@ def load_canonical_csv(path: str | Path, *, block_tokens: int | None = None) -> 
     return _sorted_trace(arrival, prompt, output, ids, path.stem, prefix=prefix)
 
 
+def load_canonical_parquet(path: str | Path) -> RequestTrace:
+    """A Parquet file with the canonical columns ``request_id, arrival_s, prompt_tokens,
+    output_tokens`` (arrival in seconds; line numbers in errors count data rows from 1)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
+        raise TraceError(f"{path}: cannot read as Parquet: {exc}") from None
+    need = ("request_id", "arrival_s", "prompt_tokens", "output_tokens")
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise TraceError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (has "
+                         f"{', '.join(map(repr, frame.columns))}); expected {', '.join(need)}")
+    frame = frame[list(need)].astype(str)
+    frame.attrs["line0"] = 1
+    arrival = _numeric(path, frame, "arrival_s", integer=False, minimum=0.0)
+    prompt = _numeric(path, frame, "prompt_tokens", integer=True, minimum=1)
+    output = _numeric(path, frame, "output_tokens", integer=True, minimum=1)
+    return _sorted_trace(arrival, prompt, output, frame["request_id"].to_numpy(dtype=object), path.stem)
+
+
 def _csv_prefix(path: Path, frame, arrival, prompt, output, block_tokens) -> PrefixIds | None:
     """The :class:`PrefixIds` of a canonical CSV's ``hash_ids`` and ``session_id`` columns."""
     n = len(frame)
@@ -443,6 +466,8 @@ def load_trace(path: str | Path, *, arrivals: ArrivalProcess | None = None, seed
         return load_apex_jsonl(path)
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
+    if name.endswith((".parquet", ".pq")):
+        return load_canonical_parquet(path)
     _, skip = _directives(path)
     with path.open() as f:
         for _ in range(skip):
@@ -456,8 +481,9 @@ def load_trace(path: str | Path, *, arrivals: ArrivalProcess | None = None, seed
         if arrivals is None:
             raise ConfigError(f"{path} has lengths only; give arrivals=PoissonArrivals(rate_per_s=...) or another process")
         return load_lengths_csv(path, arrivals, seed=seed)
-    raise TraceError(f"{path}, line 1: unknown trace header {sorted(header)}; expected the canonical, Azure, "
-                     "APEX JSONL or length-only format")
+    raise TraceError(f"{path}, line 1: unknown trace header {sorted(header)}; expected the canonical columns "
+                     "request_id,arrival_s,prompt_tokens,output_tokens (Azure: TIMESTAMP,ContextTokens,"
+                     "GeneratedTokens; length-only: num_prefill_tokens,num_decode_tokens; or APEX/Mooncake JSONL)")
 
 
 # ---------------------------------------------------------------------------------------------- arrivals

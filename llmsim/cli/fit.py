@@ -117,7 +117,7 @@ def add_parsers(sub) -> None:
                         "(fallback coefficients adjusted on their rows; fit_small_classes)")
     k.set_defaults(func=cmd_fit_kernels)
     e = sub.add_parser("fit-engine", help="fit an engine profile's host overheads on serving measurements")
-    src = e.add_subparsers(dest="source", required=True)
+    src = e.add_subparsers(dest="source", required=True, help="whose measurements: splitwise, apex, llmservingsim")
     a = src.add_parser("splitwise", help="fit vllm-0.2 host overheads on the train half of a perf_model.csv")
     a.add_argument("path")
     a.add_argument("--subset", default="train", choices=["train", "all"])

@@ -102,8 +102,18 @@ def cmd_run(args) -> int:
     from llmsim.sim.metrics import to_json_dict
     from llmsim.sim.runner import run
 
+    from llmsim.cli.checks import check_outputs, run_warnings, warn
+
     cfg = run_config(args)
+    check_outputs(cfg)
+    for message in run_warnings(cfg):
+        warn("run", message)
     out = run(cfg)
+    if out.static and not out.summary.get("fits_in_one_batch", True):
+        dep = out.summary["deployment"]
+        warn("run", f"the static batch ({cfg.static_batch.batch_size} x {cfg.static_batch.prompt_tokens} + "
+                    f"{cfg.static_batch.output_tokens} tokens) does not fit the {dep['kv_capacity_tokens']}-token KV "
+                    f"cache at once; it ran in waves (lower --batch-size or raise --tp)")
     summary = dict(out.summary)
     summary["config"] = cfg.to_dict()
     o = cfg.output
@@ -116,7 +126,8 @@ def cmd_run(args) -> int:
 
         title = (f"{summary.get('mode')}: {cfg.deployment.model} on {summary.get('num_devices')} x "
                  f"{cfg.deployment.device}")
-        write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title)
+        write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title,
+                     config=summary["config"])
     if o.json:
         from llmsim.api import _json_safe  # one JSON conversion for the API and the command line
 
@@ -147,78 +158,147 @@ def cmd_run(args) -> int:
     return 0
 
 
+TRACE_FORMAT = """\
+trace files (--trace FILE; the format is chosen from the header or the suffix):
+  canonical CSV   request_id,arrival_s,prompt_tokens,output_tokens[,hash_ids,session_id]
+                  one request per row; arrival_s in seconds from the start, token counts >= 1,
+                  request_id unique; e.g.
+                      request_id,arrival_s,prompt_tokens,output_tokens
+                      r0,0.00,512,128
+                      r1,0.25,2048,64
+  Parquet         .parquet / .pq with the same columns (read as Parquet)
+  Azure CSV       TIMESTAMP,ContextTokens,GeneratedTokens (Azure LLM inference traces 2023)
+  length-only CSV num_prefill_tokens,num_decode_tokens (needs --rate for the arrivals)
+  Mooncake JSONL  timestamp (ms), input_length, output_length, hash_ids (.jsonl or .jsonl.gz)
+  APEX JSONL      one object per request with its lengths and arrival"""
+
+RUN_EXAMPLES = """\
+examples:
+  simulate run                                   # the default scenario (Llama-2-70B, 8 x H100, TP8)
+  simulate run --model llama-3.1-8b --device h100 --tp 1 --workload azure-code --rate 4 --num-requests 500
+  simulate run --model llama-3.1-8b --tp 1 --trace my.csv --ttft-slo 0.5 --tpot-slo 0.05 --report r.html
+  simulate run --model llama-3.1-8b --tp 1 --batch-size 32 --prompt-tokens 1024 --output-tokens 128
+  simulate run docs/examples/serving.yaml --json
+"""
+
+
+def _defaults() -> dict:
+    """Each run flag's default: the default run config's value of the field it sets (None: unset)."""
+    from llmsim.sim.config import config_from_dict
+
+    cfg = config_from_dict({})
+    out = {}
+    for dest, dotted in RUN_FLAGS.items():
+        value = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part, None)
+        out[dest] = value
+    return out
+
+
 def add_parser(sub) -> None:
+    d = _defaults()
+
+    def h(text: str, dest: str | None = None, unset: str | None = None) -> str:
+        """``text`` with its default: the config default of ``dest``, else ``unset``."""
+        value = d.get(dest) if dest else None
+        if value is not None and value is not False:
+            return f"{text} (default: {value})"
+        return f"{text} (default: {unset})" if unset else text
+
     r = sub.add_parser("run", help="simulate serving (or one static batch) and report latency metrics",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Simulate LLM serving. With no arguments: Llama-2-70B on 8 H100s (TP8, "
-                                   "vLLM 0.6 engine) serving the first 1000 requests of the Azure conversation "
-                                   "trace. A YAML config gives any of the settings (see sim/config.py); flags "
-                                   "override it.")
+                                   "the vLLM V1 engine profile) serving the first 1000 requests of the Azure "
+                                   "conversation trace. A YAML config gives any of the settings (nested sections, "
+                                   "see docs/examples/*.yaml); flags override it. Output paths are checked before "
+                                   "the simulation starts; every user error is one line on stderr and exit 2.",
+                       epilog=RUN_EXAMPLES + "\n" + TRACE_FORMAT)
     r.add_argument("config", nargs="?", help="YAML run config (nested sections; unknown keys are errors)")
     g = r.add_argument_group("deployment")
-    g.add_argument("--model")
-    g.add_argument("--device", help="device name (simulate devices) or a device YAML/JSON file in the catalogue schema")
-    g.add_argument("--num-devices", type=int, help="devices in all; num_devices / (tp x pp) replicas behind the router")
-    g.add_argument("--cluster", help="built-in cluster (simulate clusters) or a cluster YAML; default: the natural "
-                                     "cluster of --device")
-    g.add_argument("--num-nodes", type=int, help="servers of a one-group --cluster")
-    g.add_argument("--placement", choices=["nic-aware", "naive"], help="how ranks are placed on the cluster")
-    g.add_argument("--layer-split", type=int_list, help="layers per pipeline stage, e.g. 40,40")
-    g.add_argument("--tp", type=int)
-    g.add_argument("--pp", type=int)
-    g.add_argument("--dp", type=int, help="data-parallel replicas (instead of --num-devices)")
-    g.add_argument("--ep", type=int)
-    g.add_argument("--quant", help="weight format (bf16, fp8, w4a16, ...)")
-    g.add_argument("--kv-dtype", help="KV-cache format (auto, bf16, fp8, ...)")
-    g.add_argument("--engine", help="serving-engine profile: vllm (= vllm-v1, newest defaults; the default), "
-                                    "vllm==0.15.1 (a version's defaults), vllm-0.6, vllm-0.2, kernels, or an "
-                                    "engines.yaml-schema file holding one engine")
-    g.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
+    g.add_argument("--model", help=h("model name, HF id or config.json path (simulate list models)", "model"))
+    g.add_argument("--device", help=h("device name (simulate list devices) or a device YAML/JSON file in the "
+                                      "catalogue schema", unset="h100, or the cluster's devices"))
+    g.add_argument("--num-devices", type=int, help=h("devices in all; num_devices / (tp x pp) replicas behind the "
+                                                     "router", unset="tp x pp x dp"))
+    g.add_argument("--cluster", help=h("built-in cluster (simulate list clusters) or a cluster YAML/JSON",
+                                       unset="the natural cluster of --device"))
+    g.add_argument("--num-nodes", type=int, help=h("servers of a one-group --cluster", unset="the cluster's"))
+    g.add_argument("--placement", choices=["nic-aware", "naive"], help=h("how ranks are placed on the cluster",
+                                                                          "placement"))
+    g.add_argument("--layer-split", type=int_list, metavar="N,N,...",
+                   help=h("layers per pipeline stage, e.g. 40,40", unset="even split"))
+    g.add_argument("--tp", type=int, help=h("tensor-parallel degree", "tp"))
+    g.add_argument("--pp", type=int, help=h("pipeline-parallel degree", "pp"))
+    g.add_argument("--dp", type=int, help=h("data-parallel replicas (instead of --num-devices)", unset="1"))
+    g.add_argument("--ep", type=int, help=h("expert-parallel degree of a MoE model", "ep"))
+    g.add_argument("--quant", help=h("weight format (simulate list formats: bf16, fp8, w4a16, ...)", "quant"))
+    g.add_argument("--kv-dtype", help=h("KV-cache format (auto = the weight format's, bf16, fp8, ...)", "kv_dtype"))
+    g.add_argument("--engine", help=h("serving-engine profile (simulate list engines): vllm (= vllm-v1, newest "
+                                      "defaults), vllm==0.15.1 (a version's defaults), vllm-0.6, vllm-0.2, kernels, "
+                                      "or an engines.yaml-schema file holding one engine", "engine"))
+    g.add_argument("--profile", help=h("calibration profile JSON", unset="the shipped one"))
     g = r.add_argument_group("serving engine")
-    g.add_argument("--scheduler", help="vllm, sarathi (chunked prefill), static, decode-priority")
-    g.add_argument("--max-batch-size", type=int)
-    g.add_argument("--max-batched-tokens", type=int)
-    g.add_argument("--block-size", type=int)
-    g.add_argument("--gpu-memory-utilization", type=float)
-    g.add_argument("--watermark", type=float)
-    g.add_argument("--preemption", choices=["recompute", "swap"])
-    g.add_argument("--swap-space-gib", type=float, help="host memory per device for swapped KV (GiB)")
-    g.add_argument("--overhead-s", type=float, help="extra fixed seconds per iteration")
+    g.add_argument("--scheduler", help=h("batching policy (simulate list schedulers): vllm, sarathi (chunked "
+                                         "prefill), static, decode-priority", unset="the engine profile's"))
+    g.add_argument("--max-batch-size", type=int, help=h("most requests in one iteration (max_num_seqs)",
+                                                        unset="the engine profile's for the device"))
+    g.add_argument("--max-batched-tokens", type=int, help=h("token budget of one iteration (max_num_batched_tokens)",
+                                                            unset="the engine profile's for the device"))
+    g.add_argument("--block-size", type=int, help=h("tokens per KV-cache block (vLLM: 8, 16 or 32; others warn)",
+                                                    "block_size"))
+    g.add_argument("--gpu-memory-utilization", type=float,
+                   help=h("fraction of device memory for weights, activations and KV cache", "gpu_memory_utilization"))
+    g.add_argument("--watermark", type=float, help=h("fraction of KV blocks kept free when admitting",
+                                                     unset="the engine profile's"))
+    g.add_argument("--preemption", choices=["recompute", "swap"], help=h("what a preempted request loses",
+                                                                          "preemption"))
+    g.add_argument("--swap-space-gib", type=float, help=h("host memory per device for swapped KV (GiB)",
+                                                          "swap_space_gib"))
+    g.add_argument("--overhead-s", type=float, help=h("extra fixed seconds per iteration", "overhead_s"))
     g.add_argument("--prefix-caching", action=argparse.BooleanOptionalAction, default=None,
                    help="share KV blocks of equal prompt prefixes between requests (vLLM's automatic prefix "
-                        "caching; default: the engine profile's)")
+                        "caching) (default: the engine profile's)")
     g = r.add_argument_group("workload")
-    g.add_argument("--workload", help="bundled workload: azure-conv, azure-code, arxiv-summarization, "
-                                      "mooncake-conversation, mooncake-synthetic, shared-prefix, multi-turn")
+    g.add_argument("--workload", help=h("bundled workload (simulate list workloads): azure-conv, azure-code, "
+                                        "arxiv-summarization, mooncake-conversation, mooncake-synthetic, "
+                                        "shared-prefix, multi-turn", unset="azure-conv, first 1000 requests"))
     g.add_argument("--workload-param", dest="workload_params", action="append", type=param, metavar="KEY=VALUE",
                    help="a setting of a generated workload, e.g. num_groups=8 (repeatable; see sim/config.py)")
-    g.add_argument("--trace", help="trace file (canonical CSV with optional hash_ids/session_id, Azure CSV, "
-                                   "APEX or Mooncake JSONL (.gz too), length-only CSV)")
-    g.add_argument("--trace-block-tokens", type=int, help="tokens per hash_ids id of a canonical CSV trace")
-    g.add_argument("--rate", type=float, help="requests/s: replace the arrivals with this rate")
-    g.add_argument("--arrival", choices=["poisson", "gamma", "fixed"])
-    g.add_argument("--cv", type=float, help="coefficient of variation of gamma arrivals")
-    g.add_argument("--num-requests", type=int)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--router", help="round-robin, least-outstanding, least-kv, power-of-two")
+    g.add_argument("--trace", metavar="FILE", help="trace file instead of a workload (formats below)")
+    g.add_argument("--trace-block-tokens", type=int, help=h("tokens per hash_ids id of a canonical CSV trace",
+                                                            unset="the file's # block_tokens line"))
+    g.add_argument("--rate", type=float, help=h("requests/s: replace the arrivals with this rate",
+                                                unset="the trace's arrival times"))
+    g.add_argument("--arrival", choices=["poisson", "gamma", "fixed"], help=h("arrival process of --rate",
+                                                                               "arrival"))
+    g.add_argument("--cv", type=float, help=h("coefficient of variation of gamma arrivals", "cv"))
+    g.add_argument("--num-requests", type=int, help=h("serve the first N requests (resampled with --rate when the "
+                                                      "trace is shorter)", unset="all"))
+    g.add_argument("--seed", type=int, help=h("seed of every random stream", "seed"))
+    g.add_argument("--router", help=h("replica router: round-robin, least-outstanding, least-kv, power-of-two",
+                                      "router"))
     g = r.add_argument_group("static batch (instead of a workload)")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--prompt-tokens", type=int)
-    g.add_argument("--output-tokens", type=int)
+    g.add_argument("--batch-size", type=int, help="identical requests arriving together")
+    g.add_argument("--prompt-tokens", type=int, help="prompt tokens of each")
+    g.add_argument("--output-tokens", type=int, help="output tokens of each")
     g = r.add_argument_group("prefill/decode disaggregation")
     g.add_argument("--disagg", action="store_true", help="separate prefill and decode pools")
-    g.add_argument("--prefill-device")
-    g.add_argument("--prefill-tp", type=int)
-    g.add_argument("--prefill-replicas", type=int)
-    g.add_argument("--decode-device")
-    g.add_argument("--decode-tp", type=int)
-    g.add_argument("--decode-replicas", type=int)
-    g.add_argument("--kv-link", choices=["ib", "nvlink", "pcie"], help="link carrying the KV cache between pools")
-    g.add_argument("--kv-link-gb-s", type=float, help="per-device KV link bandwidth (GB/s)")
+    g.add_argument("--prefill-device", help=h("device of the prefill pool", unset="--device"))
+    g.add_argument("--prefill-tp", type=int, help=h("tensor-parallel degree of a prefill replica", unset="--tp"))
+    g.add_argument("--prefill-replicas", type=int, help=h("prefill replicas", unset="1"))
+    g.add_argument("--decode-device", help=h("device of the decode pool", unset="--device"))
+    g.add_argument("--decode-tp", type=int, help=h("tensor-parallel degree of a decode replica", unset="--tp"))
+    g.add_argument("--decode-replicas", type=int, help=h("decode replicas", unset="1"))
+    g.add_argument("--kv-link", choices=["ib", "nvlink", "pcie"], help=h("link carrying the KV cache between pools",
+                                                                          unset="ib"))
+    g.add_argument("--kv-link-gb-s", type=float, help=h("per-device KV link bandwidth (GB/s)", unset="the link's"))
     g = r.add_argument_group("output")
-    g.add_argument("--ttft-slo", type=float, help="seconds; goodput counts requests meeting both SLOs")
-    g.add_argument("--tpot-slo", type=float)
-    g.add_argument("--json", action="store_true", default=None, help="print one JSON object")
-    g.add_argument("--out", help="per-request records (.csv or .parquet)")
-    g.add_argument("--chrome-trace", help="Perfetto/Chrome trace of iterations per replica (JSON)")
-    g.add_argument("--report", help="self-contained HTML report (plotly.js embedded)")
+    g.add_argument("--ttft-slo", type=float, help="time-to-first-token target (s); goodput and SLO attainment "
+                                                  "count requests meeting every target given (default: none)")
+    g.add_argument("--tpot-slo", type=float, help="time-per-output-token target (s) (default: none)")
+    g.add_argument("--json", action="store_true", default=None, help="print one JSON object instead of the table")
+    g.add_argument("--out", metavar="FILE", help="per-request records (.csv or .parquet)")
+    g.add_argument("--chrome-trace", metavar="FILE", help="Perfetto/Chrome trace of iterations per replica (JSON)")
+    g.add_argument("--report", metavar="FILE", help="self-contained HTML report (plotly.js embedded)")
     r.set_defaults(func=cmd_run)

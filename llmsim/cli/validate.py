@@ -72,6 +72,12 @@ def cmd_calibrate(args) -> int:
     profile.save(args.out)
     n = sum(len(g) for c in profile.params.values() for g in c.values())
     fitted = sum(s["rows_in_fit"] for s in profile.sources)
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"out": str(args.out), "parameter_sets": n, "rows_fitted": fitted,
+                          "holdout_fraction": args.holdout_fraction}, sort_keys=True))
+        return 0
     print(f"wrote {args.out}: {n} parameter sets fitted on {fitted} rows "
           f"({args.holdout_fraction:.0%} of shapes held out)")
     return 0
@@ -96,10 +102,12 @@ def add_parsers(sub) -> None:
     v.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("calibrate", help="fit a calibration profile from measurements")
-    c.add_argument("paths", nargs="+")
-    c.add_argument("--out", required=True)
-    c.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS])
-    c.add_argument("--device")
+    c.add_argument("paths", nargs="+", help="kernel measurement files or folders (validation/data/measured/README.md)")
+    c.add_argument("--out", required=True, help="profile JSON to write; use it with --profile FILE")
+    c.add_argument("--format", default="auto", choices=["auto", *KERNEL_FORMATS],
+                   help="measurement format (default: auto-detected)")
+    c.add_argument("--device", help="device of every row (default: what the file says)")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of the line")
     c.add_argument("--holdout-fraction", type=float, default=0.0,
                    help="fraction of shapes held out of the fit for later scoring (default 0: fit on all)")
     c.add_argument("--exclude-device", action="append", default=[], help="leave this device's rows out")
