@@ -25,7 +25,7 @@ from llmsim.hwmodels.layout import DeploymentLayout
 from llmsim.workloads.errors import ConfigError
 
 __all__ = ["ReplicaCost", "CostBackend", "register_backend", "unregister_backend", "registered_backends",
-           "get_backend", "make_deployment"]
+           "get_backend", "kernel_calibrated", "make_deployment"]
 
 
 @runtime_checkable
@@ -90,6 +90,12 @@ def unregister_backend(family: str) -> None:
 def registered_backends() -> tuple[str, ...]:
     """Device families that have a cost backend."""
     return tuple(_BACKENDS)
+
+
+def kernel_calibrated(family: str) -> bool:
+    """Whether ``family`` is priced by the kernel-calibrated GPU model (so a device of it without its
+    own calibration class is extrapolated); False for a family with its own backend."""
+    return _BACKENDS.get(family) is _gpu_backend
 
 
 def get_backend(family: str) -> CostBackend:

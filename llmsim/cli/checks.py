@@ -44,6 +44,7 @@ def warn(command: str, message: str) -> None:
 
 def run_warnings(cfg) -> list[str]:
     """Warnings about a run config that runs but may not mean what was meant."""
+    from llmsim.hwmodels.backend import kernel_calibrated
     from llmsim.hwmodels.calibration import default_profile, load_profile
     from llmsim.hwmodels.devices import get_device
     from llmsim.sim.config import DEFAULT_DEVICE
@@ -61,7 +62,7 @@ def run_warnings(cfg) -> list[str]:
         devices |= {p.device for p in (cfg.disagg.prefill, cfg.disagg.decode) if p.device}
     for name in sorted(devices):
         spec = get_device(name)
-        if spec.arch_class not in profile.params:
+        if kernel_calibrated(spec.family) and spec.arch_class not in profile.params:
             out.append(f"{spec.name} ({spec.arch_class}) has no kernel calibration of its own; its costs are "
                        f"extrapolated from the generic fit over the measured GPUs (see docs/concepts.md)")
     return out

@@ -221,3 +221,11 @@ def test_deployment_and_operator_cost_model_price_the_same_shapes(quant, kv_dtyp
             assert got / layers != want and got / layers == pytest.approx(want, rel=1e-2)
         else:
             assert got / layers == pytest.approx(want, rel=1e-9)
+
+
+def test_only_gpu_priced_families_count_as_kernel_calibrated():
+    from llmsim.hwmodels.backend import kernel_calibrated
+
+    assert kernel_calibrated("gpu")
+    assert not kernel_calibrated("fpga-engine")
+    assert not kernel_calibrated("rdu-dataflow")
