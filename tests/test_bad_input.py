@@ -146,6 +146,13 @@ def test_docs_bad_input_md_is_this_table():
     assert doc.read_text() == table() + "\n", "regenerate: python tests/test_bad_input.py > docs/bad_input.md"
 
 
+def test_the_readme_carries_the_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = table().split("\n")
+    body = "\n".join(rows[rows.index("| input | message (fragment) | exit code |"):])
+    assert body in readme, "paste the table of docs/bad_input.md into the README's 'Bad input' section"
+
+
 def table() -> str:
     rows = ["# Bad input: the message and the exit status", "",
             "Every case is a test (`tests/test_bad_input.py`); none prints a traceback. Exit 2: an error, one line",
