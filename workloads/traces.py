@@ -286,32 +286,31 @@ def _azure_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     timestamps to the same nanoseconds); None for anything else (directives, blank lines, odd cells),
     which the pandas reader handles and reports."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    if not lines or lines[0].strip().lstrip("\ufeff") != "TIMESTAMP,ContextTokens,GeneratedTokens" or len(lines) < 2:
+    header, _, body = text.partition("\n")
+    if header.strip().lstrip("\ufeff") != "TIMESTAMP,ContextTokens,GeneratedTokens" or "\r" in body:
         return None
-    n = len(lines) - 1
-    stamps = [""] * n
-    prompt = np.empty(n, dtype=np.int64)
-    output = np.empty(n, dtype=np.int64)
-    for i, line in enumerate(lines[1:]):
-        parts = line.split(",")
-        if len(parts) != 3:
-            return None
-        t, p, o = parts
-        if not (p.isdigit() and o.isdigit() and p.isascii() and o.isascii() and len(t) >= 19 and t[10] == " "):
-            return None
-        stamps[i] = t
-        prompt[i] = int(p)
-        output[i] = int(o)
-    if prompt.min() < 1 or output.min() < 1:
+    body = body[:-1] if body.endswith("\n") else body
+    n = body.count("\n") + 1
+    cells = body.replace("\n", ",").split(",")
+    if not body or len(cells) != 3 * n:
+        return None
+    stamps, prompt, output = cells[0::3], cells[1::3], cells[2::3]
+    digits = "".join(prompt) + "".join(output)
+    if not (digits.isascii() and digits.isdigit()) or min(map(len, prompt)) == 0 or min(map(len, output)) == 0 \
+            or min(map(len, stamps)) < 19:
+        return None
+    p = np.array(list(map(int, prompt)), dtype=np.int64)
+    o = np.array(list(map(int, output)), dtype=np.int64)
+    if p.min() < 1 or o.min() < 1:
         return None
     try:
         ns = np.array(stamps, dtype="datetime64[ns]").astype(np.int64)
     except ValueError:
         return None
-    return (ns - ns.min()) / NS_PER_S, prompt, output
+    return (ns - ns.min()) / NS_PER_S, p, o
 
 
 def load_azure_csv(path: str | Path) -> RequestTrace:
