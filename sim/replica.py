@@ -387,16 +387,19 @@ class Replica:
             p_lens = np.array(lens, dtype=np.int64)
             p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
-        nd = len(decode)
         grow = 0
-        for r in decode:
-            need = (r.cached + bs) // bs - r.blocks
-            if need > 0:
-                grow += need
-                r.blocks += need
+        if decode:
+            cached = [r.cached for r in decode]
+            for r, c in zip(decode, cached):
+                need = (c + bs) // bs - r.blocks
+                if need > 0:
+                    grow += need
+                    r.blocks += need
+            ctx = np.array(cached, dtype=np.int64)
+        else:
+            ctx = _EMPTY
         if grow:
             kv.allocate(grow)
-        ctx = np.fromiter([r.cached for r in decode], dtype=np.int64, count=nd) if nd else _EMPTY
         self._batch = batch
         self._busy = True
         self._run_start = now
@@ -406,10 +409,9 @@ class Replica:
             self._pending_s = 0.0
         if not prefill and self._fuse and self._steady and not preempt and not extra:
             k = self._max_steps
-            for r in decode:
-                left = r.output_tokens - r.generated
-                if left < k:
-                    k = left
+            left = min([r.output_tokens - r.generated for r in decode]) if decode else k
+            if left < k:
+                k = left
             if k > 1:
                 self._plan_run(ctx, k, now)
                 return
