@@ -8,10 +8,15 @@ numba recompiles. The module's import name is part of the digest: a cached kerne
 environment names its module, so a cache written under another name (``workloads.operators`` before
 the package became ``llmsim.workloads``) fails to load. Call it at import, before any kernel of the
 module runs.
+
+:func:`kernel` (imported as ``njit`` by the kernel modules) compiles on demand: see below.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+import threading
 from pathlib import Path
 
 
@@ -43,16 +48,12 @@ def guard(module_file: str, *dependencies: str, module_name: str | None = None) 
 # A kernel is written once, as numba-compatible Python. ``kernel`` (used as ``njit``) registers it and
 # leaves it a plain Python function behind a counting wrapper, so a process that prices a handful
 # of iterations never imports numba nor loads its cache. Past ``_PY_CALL_BUDGET`` kernel calls in
-# Python (or when Python raises where compiled code would not: ``math.log(0)``, float overflow),
+# Python (or when Python raises, where compiled code may not: ``math.log(0)``, float overflow),
 # every registered kernel is swapped for its ``numba.njit`` dispatcher (cached on disk as before) in
 # its module's namespace, so callers and kernels calling kernels all switch at once. Both paths
 # run the same IEEE double operations in the same order (no fastmath, no contraction), so results
-# are bit-identical; ``tests/sim/test_jit_modes.py`` checks that on real deployments.
+# are bit-identical; ``tests/hwmodels/test_jit_modes.py`` checks that on real deployments.
 # ``LLMSIM_JIT``: ``auto`` (default), ``always`` (compile on the first call), ``never`` (stay Python).
-import os  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-
 _MODE = os.environ.get("LLMSIM_JIT", "auto").strip().lower()
 #: kernel calls run in Python before a process compiles (a 10-request run stays below; a search,
 #: a long trace or the test suite passes it within its first second)
@@ -88,10 +89,10 @@ class _Kernel:
             return self.dispatcher(*args, **kwargs)
         try:
             return self.py_func(*args, **kwargs)
-        except (ArithmeticError, ValueError):
+        except (ArithmeticError, ValueError, LookupError, TypeError):
             if _MODE == "never":
                 raise
-            compile_all()  # compiled code returns inf / nan where Python raises
+            compile_all()  # what compiled code does where Python raises (inf / nan, coercions): as before
             return self.dispatcher(*args, **kwargs)
 
     def __repr__(self) -> str:
