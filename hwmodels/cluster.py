@@ -26,9 +26,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from llmsim.hwmodels.devices import DeviceSpec, Link, _check_int, _check_number, get_device
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass
@@ -36,6 +34,9 @@ from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, MissingDataError, PlanError, UnknownNameError
 from llmsim.workloads.naming import NameIndex
 from llmsim.workloads.yamlio import check_fields
+
+if TYPE_CHECKING:  # networkx is imported where the graph is built, not on every run
+    import networkx as nx
 
 __all__ = [
     "NETWORK_KINDS", "FABRIC_KINDS", "TRANSPORT_OF_NETWORK",
@@ -360,6 +361,8 @@ class ClusterSpec:
         return g
 
     def _build_graph(self) -> nx.Graph:
+        import networkx as nx
+
         g = nx.Graph(name=self.name)
         for net in self.networks:
             g.add_node(f"net:{net.name}", role="network", kind=net.kind, oversubscription=net.oversubscription)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import Profile, default_profile
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.workloads import operators as ops
 from llmsim.workloads.errors import LLMSimError
+
+if TYPE_CHECKING:  # annotations only: a serving run never loads pandas
+    import pandas as pd
 from llmsim.workloads.quant import get_kv_format, get_quant_format
 
 #: Kind of a measured attention call that mixes prefill chunks and decode tokens (priced as the sum).

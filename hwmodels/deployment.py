@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
+from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import Profile, default_profile

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 
 from llmsim.workloads import jitcache
 from llmsim.workloads import operators as ops

@@ -62,6 +62,19 @@ class Kernel:
         self._seq += 1
         heapq.heappush(self._heap, (time_s, priority, self._seq, callback, arg))
 
+    def reserve(self) -> int:
+        """A sequence number for an entry whose time is not known yet: scheduled later with
+        :meth:`schedule_reserved`, it orders among same-time entries as if scheduled now."""
+        self._seq += 1
+        return self._seq
+
+    def schedule_reserved(self, time_s: float, priority: int, seq: int, callback: Callable[[Any], None],
+                          arg: Any = None) -> None:
+        """:meth:`schedule` with a sequence number from :meth:`reserve` (use each one once)."""
+        if time_s < self.now:
+            raise ValueError(f"cannot schedule at {time_s!r} s, before now = {self.now!r} s")
+        heapq.heappush(self._heap, (time_s, priority, seq, callback, arg))
+
     def schedule_in(self, delay_s: float, priority: int, callback: Callable[[Any], None], arg: Any = None) -> None:
         """Fire ``callback(arg)`` ``delay_s`` seconds from now."""
         if not delay_s >= 0.0:

@@ -53,6 +53,9 @@ from llmsim.workloads.errors import ConfigError
 _EMPTY = np.zeros(0, dtype=np.int64)
 #: Per-iteration cost calls planned at once for a decode run when the cost model has no ``decode_run``.
 _FALLBACK_RUN = 16
+#: Decode-run steps priced when a run is planned; the rest are priced in growing chunks as the run
+#: reaches them (an arrival usually cuts a run long before it ends).
+_FIRST_CHUNK = 48
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +132,7 @@ class Replica:
     __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "kv", "_kv_view",
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
-                 "_steady", "_max_steps", "outstanding", "iterations", "preemptions", "energy_j",
+                 "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
                  "prompt_tokens_admitted", "hit_tokens")
@@ -161,6 +164,7 @@ class Replica:
         self._run_energy: np.ndarray | None = None
         self._run_start = 0.0
         self._run_ctx: np.ndarray | None = None
+        self._run_seq = 0
         self._fuse = config.fuse_decode
         self._steady = bool(getattr(self.scheduler, "steady_decode", False))
         self._max_steps = config.max_fused_steps
@@ -387,16 +391,19 @@ class Replica:
             p_lens = np.array(lens, dtype=np.int64)
             p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
-        nd = len(decode)
         grow = 0
-        for r in decode:
-            need = (r.cached + bs) // bs - r.blocks
-            if need > 0:
-                grow += need
-                r.blocks += need
+        if decode:
+            cached = [r.cached for r in decode]
+            for r, c in zip(decode, cached):
+                need = (c + bs) // bs - r.blocks
+                if need > 0:
+                    grow += need
+                    r.blocks += need
+            ctx = np.array(cached, dtype=np.int64)
+        else:
+            ctx = _EMPTY
         if grow:
             kv.allocate(grow)
-        ctx = np.fromiter([r.cached for r in decode], dtype=np.int64, count=nd) if nd else _EMPTY
         self._batch = batch
         self._busy = True
         self._run_start = now
@@ -406,10 +413,9 @@ class Replica:
             self._pending_s = 0.0
         if not prefill and self._fuse and self._steady and not preempt and not extra:
             k = self._max_steps
-            for r in decode:
-                left = r.output_tokens - r.generated
-                if left < k:
-                    k = left
+            left = min([r.output_tokens - r.generated for r in decode]) if decode else k
+            if left < k:
+                k = left
             if k > 1:
                 self._plan_run(ctx, k, now)
                 return
@@ -444,14 +450,15 @@ class Replica:
             k = lo
         if k > 1:
             if self._decode_run is not None:
-                times, energies = self._decode_run(ctx, k)
+                have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
+                times, energies = self._decode_run(ctx, have)
             else:
-                k = min(k, _FALLBACK_RUN)
+                k = have = min(k, _FALLBACK_RUN)
                 iteration = self.cost.iteration
                 pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
                 times = np.array([p[0] for p in pairs])
                 energies = np.array([p[1] for p in pairs])
-            ends = np.empty(k + 1)
+            ends = np.empty(have + 1)
             ends[0] = now
             ends[1:] = times
             np.add.accumulate(ends, out=ends)
@@ -459,13 +466,46 @@ class Replica:
             self._run_energy = energies
             self._run_ctx = ctx
             self._run_k = k
-            self.kernel.schedule(float(ends[k]), PRIORITY_ITERATION, self._on_end, self._token)
+            if have == k:
+                self.kernel.schedule(float(ends[k]), PRIORITY_ITERATION, self._on_end, self._token)
+            else:
+                # the run's end keeps the place among same-time events it has when priced at once
+                self._run_seq = self.kernel.reserve()
+                self.kernel.schedule(float(ends[have]), PRIORITY_ITERATION, self._on_chunk, self._token)
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
             self._run_k = 1
             self._run_ends = None
             self._run_energy = e
             self.kernel.schedule(now + t, PRIORITY_ITERATION, self._on_end, self._token)
+
+    def _on_chunk(self, token: int) -> None:
+        """The end of a decode run's priced steps while more are planned: price the next ones.
+
+        Step ``j`` of a run costs ``decode_run(ctx + j, .)[0]`` exactly (the cost contract), and end
+        times and energies continue the same running sums, so pricing a run in chunks gives the
+        same bits as pricing it at once; steps after an arrival cut the run short are never priced."""
+        if token != self._token:
+            return
+        ends = self._run_ends
+        have = len(ends)
+        more = self._run_k - have
+        if more > 3 * have:
+            more = 3 * have  # chunks grow fourfold: few events for long runs, little waste for cut ones
+        times, energies = self._decode_run(self._run_ctx + have, more)
+        grown = np.empty(have + more)
+        grown[:have] = ends
+        tail = grown[have - 1:]
+        tail[1:] = times
+        np.add.accumulate(tail, out=tail)
+        self._run_ends = grown
+        self._run_energy = np.concatenate((self._run_energy, energies))
+        have += more
+        if have == self._run_k:
+            self.kernel.schedule_reserved(float(grown[have - 1]), PRIORITY_ITERATION, self._run_seq, self._on_end,
+                                          token)
+        else:
+            self.kernel.schedule(float(grown[have - 1]), PRIORITY_ITERATION, self._on_chunk, token)
 
     def _on_end(self, token: int) -> None:
         if token != self._token:

@@ -8,10 +8,15 @@ numba recompiles. The module's import name is part of the digest: a cached kerne
 environment names its module, so a cache written under another name (``workloads.operators`` before
 the package became ``llmsim.workloads``) fails to load. Call it at import, before any kernel of the
 module runs.
+
+:func:`kernel` (imported as ``njit`` by the kernel modules) compiles on demand: see below.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+import threading
 from pathlib import Path
 
 
@@ -37,3 +42,96 @@ def guard(module_file: str, *dependencies: str, module_name: str | None = None) 
         stamp.write_text(digest.hexdigest() + "\n")
     except OSError:
         return
+
+
+# --------------------------------------------------------------------------- compile on demand
+# A kernel is written once, as numba-compatible Python. ``kernel`` (used as ``njit``) registers it and
+# leaves it a plain Python function behind a counting wrapper, so a process that prices a handful
+# of iterations never imports numba nor loads its cache. Past ``_PY_CALL_BUDGET`` kernel calls in
+# Python (or when Python raises, where compiled code may not: ``math.log(0)``, float overflow),
+# every registered kernel is swapped for its ``numba.njit`` dispatcher (cached on disk as before) in
+# its module's namespace, so callers and kernels calling kernels all switch at once. Both paths
+# run the same IEEE double operations in the same order (no fastmath, no contraction), so results
+# are bit-identical; ``tests/hwmodels/test_jit_modes.py`` checks that on real deployments.
+# ``LLMSIM_JIT``: ``auto`` (default), ``always`` (compile on the first call), ``never`` (stay Python).
+_MODE = os.environ.get("LLMSIM_JIT", "auto").strip().lower()
+#: kernel calls run in Python before a process compiles (a 10-request run stays below; a search,
+#: a long trace or the test suite passes it within its first second)
+_PY_CALL_BUDGET = 20_000
+_calls = 0
+_compiled = False
+_lock = threading.Lock()
+_registry: list["_Kernel"] = []
+
+
+class _Kernel:
+    """A registered kernel while the process runs kernels in Python; forwards to the compiled
+    dispatcher once :func:`compile_all` ran."""
+
+    __slots__ = ("py_func", "options", "dispatcher", "name", "module", "__wrapped__")
+
+    def __init__(self, func, options: dict):
+        self.py_func = func
+        self.options = options
+        self.dispatcher = None
+        self.name = func.__name__
+        self.module = func.__module__
+        self.__wrapped__ = func
+
+    def __call__(self, *args, **kwargs):
+        global _calls
+        d = self.dispatcher
+        if d is not None:
+            return d(*args, **kwargs)
+        _calls += 1
+        if _calls > _PY_CALL_BUDGET and _MODE != "never":
+            compile_all()
+            return self.dispatcher(*args, **kwargs)
+        try:
+            return self.py_func(*args, **kwargs)
+        except (ArithmeticError, ValueError, LookupError, TypeError):
+            if _MODE == "never":
+                raise
+            compile_all()  # what compiled code does where Python raises (inf / nan, coercions): as before
+            return self.dispatcher(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<kernel {self.module}.{self.name} ({'compiled' if self.dispatcher else 'Python'})>"
+
+
+def kernel(func=None, **options):
+    """``numba.njit`` on demand (same options); use as ``@kernel(cache=True)`` or ``@kernel``."""
+    if func is None:
+        return lambda f: kernel(f, **options)
+    k = _Kernel(func, options)
+    with _lock:
+        _registry.append(k)
+        done = _compiled
+    if done or _MODE == "always":
+        compile_all()
+        return k.dispatcher  # the module name binds the dispatcher: compiled callers can call it
+    return k
+
+
+def compile_all() -> None:
+    """Swap every registered kernel for its numba dispatcher (idempotent, thread-safe)."""
+    global _compiled
+    with _lock:
+        pending = [k for k in _registry if k.dispatcher is None]
+        if not pending:
+            _compiled = True
+            return
+        from numba import njit
+
+        for k in pending:
+            k.dispatcher = njit(**k.options)(k.py_func)
+        for k in pending:  # module names refer to the dispatchers, so compiled callers inline them
+            ns = vars(sys.modules[k.module])
+            if ns.get(k.name) is k:
+                ns[k.name] = k.dispatcher
+        _compiled = True
+
+
+def compiled() -> bool:
+    """Whether this process runs its kernels compiled."""
+    return _compiled

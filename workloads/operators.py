@@ -15,7 +15,7 @@ Operator classes (each with its own calibrated efficiency model in hwmodels/):
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 
 from llmsim.workloads import jitcache
 

@@ -304,11 +304,47 @@ def _csv_prefix(path: Path, frame, arrival, prompt, output, block_tokens) -> Pre
     return PrefixIds.from_lists(rows, tokens, bt)
 
 
+def _azure_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(arrival_s, prompt, output) of a plain, well-formed Azure CSV without pandas (numpy parses the
+    timestamps to the same nanoseconds); None for anything else (directives, blank lines, odd cells),
+    which the pandas reader handles and reports."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    header, _, body = text.partition("\n")
+    if header.strip().lstrip("\ufeff") != "TIMESTAMP,ContextTokens,GeneratedTokens" or "\r" in body:
+        return None
+    body = body[:-1] if body.endswith("\n") else body
+    n = body.count("\n") + 1
+    cells = body.replace("\n", ",").split(",")
+    if not body or len(cells) != 3 * n:
+        return None
+    stamps, prompt, output = cells[0::3], cells[1::3], cells[2::3]
+    digits = "".join(prompt) + "".join(output)
+    if not (digits.isascii() and digits.isdigit()) or min(map(len, prompt)) == 0 or min(map(len, output)) == 0 \
+            or min(map(len, stamps)) < 19:
+        return None
+    p = np.array(list(map(int, prompt)), dtype=np.int64)
+    o = np.array(list(map(int, output)), dtype=np.int64)
+    if p.min() < 1 or o.min() < 1:
+        return None
+    try:
+        ns = np.array(stamps, dtype="datetime64[ns]").astype(np.int64)
+    except ValueError:
+        return None
+    return (ns - ns.min()) / NS_PER_S, p, o
+
+
 def load_azure_csv(path: str | Path) -> RequestTrace:
     """Azure LLM inference trace 2023: ``TIMESTAMP, ContextTokens, GeneratedTokens``."""
+    path = Path(path)
+    fast = _azure_fast(path)
+    if fast is not None:
+        arrival, prompt, output = fast
+        return _sorted_trace(arrival, prompt, output, np.arange(len(prompt), dtype=np.int64), path.stem)
     import pandas as pd
 
-    path = Path(path)
     frame = _read_csv(path, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"))
     stamps = pd.to_datetime(frame["TIMESTAMP"].str.strip(), format="ISO8601", errors="coerce")
     bad = stamps.isna().to_numpy()

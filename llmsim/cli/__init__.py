@@ -19,8 +19,10 @@ from llmsim.cli.run import RUN_FLAGS, run_config
 __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from llmsim.cli import catalog, fit, profile, run, search, size, train, validate
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``simulate`` parser; with ``command="run"`` only that subcommand (a run's start-up does
+    not import the other commands' modules)."""
+    from llmsim.cli import run
 
     from llmsim import __version__
 
@@ -29,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
                                        "with examples.")
     p.add_argument("--version", action="version", version=f"simulate (llmsim) {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    if command == "run":
+        run.add_parser(sub)
+        return p
+    from llmsim.cli import catalog, fit, profile, search, size, train, validate
+
     validate.add_parsers(sub)
     run.add_parser(sub)
     catalog.add_parsers(sub)
@@ -67,7 +74,8 @@ EXAMPLES = {
 def main(argv: list[str] | None = None) -> int:
     from llmsim.workloads.errors import LLMSimError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except LLMSimError as e:
