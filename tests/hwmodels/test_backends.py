@@ -229,3 +229,52 @@ def test_only_gpu_priced_families_count_as_kernel_calibrated():
     assert kernel_calibrated("gpu")
     assert not kernel_calibrated("fpga-engine")
     assert not kernel_calibrated("rdu-dataflow")
+
+
+def test_published_validation_prices_through_the_family_backend():
+    """Re-registering the GPU family with a backend that doubles every cost reaches the published-figure
+    validation with no change there: the Holmes training rows' TFLOPS/GPU drop, every GPU row is built
+    by the registered backend."""
+    from llmsim.validation import published
+    from llmsim.validation.published import validate_published
+
+    def forget():  # the validation caches simulated steps per process
+        published.holmes_training.cache_clear()
+        published.coe_results.cache_clear()
+
+    forget()
+    path = resources.files("llmsim.validation").joinpath("data", "published", "paper_figures.csv")
+    before = {g["name"]: g["predicted"] for g in validate_published(path)["groups"]}
+    built = []
+
+    class Doubled:
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def iteration(self, *a):
+            t, e = self._inner.iteration(*a)
+            return 2.0 * t, 2.0 * e
+
+        def cost(self, *a):
+            c = self._inner.cost(*a)
+            return IterationCost(2.0 * c.time_s, 2.0 * c.energy_j, {k: 2.0 * v for k, v in c.breakdown.items()})
+
+    gpu = backends.get_backend("gpu")
+
+    def doubled(model, device, **kw):
+        built.append(device.name)
+        return Doubled(gpu(model, device, **kw))
+
+    register_backend("gpu", doubled, replace=True)
+    try:
+        forget()
+        after = {g["name"]: g["predicted"] for g in validate_published(path)["groups"]}
+    finally:
+        unregister_backend("gpu")
+        forget()
+    assert built, "no GPU deployment went through the registered backend"
+    holmes = [n for n in before if "GPT-7.5B" in n or "Holmes" in n]
+    assert holmes and all(after[n] < 0.9 * before[n] for n in holmes if before[n] > 0), (before, after)
