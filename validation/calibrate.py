@@ -108,13 +108,15 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, f_scale: 
 
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
-                arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None) -> Profile:
+                arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
+                generic_only: bool = False) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
     ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split);
     ``arch_classes`` fits only those architecture classes (and no generic class).
     Every fitted class records the range of its rows' shapes (efficiency.RANGE_COLUMNS).
+    ``generic_only`` fits the generic class alone (leave-one-architecture-out: benchmarks/bench_loao.py).
     ``coefficients_from``: fit nothing; keep that profile's coefficients (bit for bit) and sources,
     recording the shape range of the rows each of its classes was fitted on.
     """
@@ -158,7 +160,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         else:  # only the row count and shapes are needed
             X, base = np.zeros((len(grp.positions), eff.NUM_FEATURES[grp.op_class])), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
-        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
+        if not generic_only:
+            buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
         g = in_generic[grp.positions]
         if generic and g.any():
             buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
