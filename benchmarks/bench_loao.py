@@ -40,23 +40,30 @@ def arch_of(devices: pd.Series) -> np.ndarray:
     return devices.map(names).to_numpy(dtype=object)
 
 
-def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile) -> Profile:
+def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
+                 latency_classes: tuple[str, ...] = ()) -> Profile:
     """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows."""
     devices = tuple(sorted(set(table.loc[arch == left_out, "device"])))
     refit = cal.fit_profile(table, salt=shipped.split.get("salt", cal.DEFAULT_SALT),
                             holdout_fraction=float(shipped.split.get("holdout_fraction", cal.DEFAULT_HOLDOUT)),
-                            exclude_devices=devices, generic_only=True)
+                            exclude_devices=devices, generic_only=True,
+                            latency_classes=latency_classes)
     params = {a: c for a, c in shipped.params.items() if a not in (left_out, GENERIC)}
     params[GENERIC] = refit.params.get(GENERIC, {})
     return Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>")
 
 
-def score(table: pd.DataFrame, profile: Profile) -> list[dict]:
+def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) -> list[dict]:
+    """Error rows per operator class and source; ``residuals`` collects log(measured / predicted) per class."""
     priced = OperatorCostModel(profile).price(table)
     meas = table["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
     ape = np.abs(priced.seconds - meas) / np.where(ok, meas, 1.0)
     fmt = table["source"].map({s: detect_format(s) for s in table["source"].unique()}).to_numpy(dtype=object)
+    if residuals is not None:
+        for cls in sorted(set(priced.op_class[ok])):
+            sel = ok & (priced.op_class == cls)
+            residuals.setdefault(str(cls), []).append(np.log(meas[sel] / priced.seconds[sel]))
     rows = []
     for cls in sorted(set(priced.op_class[ok])):
         for src in ("all", *sorted(set(fmt[ok & (priced.op_class == cls)]))):
@@ -75,6 +82,11 @@ def main() -> None:
     ap.add_argument("--arch", action="append", default=[], help="only this left-out class (repeatable)")
     ap.add_argument("--profile", help="profile whose fitted classes are kept (default: the shipped one)")
     ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
+                    help="refit this operator class with the device-independent latency term (repeatable)")
+    ap.add_argument("--write-uncertainty", action="store_true",
+                    help="write the pooled residual bands per operator class into the `extrapolated` part of "
+                         "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
     args = ap.parse_args()
     from llmsim.hwmodels.calibration import load_profile
 
@@ -85,10 +97,11 @@ def main() -> None:
     classes = args.arch or sorted(set(arch))
     out = {}
     missed = []
+    residuals: dict = {}
     for left_out in classes:
         t1 = time.perf_counter()
-        prof = loao_profile(table, arch, left_out, shipped)
-        rows = score(table[arch == left_out].reset_index(drop=True), prof)
+        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency))
+        rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "
               f"refit + score {time.perf_counter() - t1:.0f}s")
@@ -105,6 +118,23 @@ def main() -> None:
           f"{', '.join(missed) or 'none'}; total {time.perf_counter() - t0:.0f}s")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    if args.write_uncertainty:
+        from llmsim.hwmodels import uncertainty as unc
+
+        if args.arch:
+            raise SystemExit("--write-uncertainty needs every class left out (no --arch)")
+        # each left-out class weighs the same: resample every class's residuals to the smallest count
+        pooled = {}
+        for cls, parts in residuals.items():
+            n = min(len(p) for p in parts)
+            pooled[cls] = np.concatenate([np.quantile(p, (np.arange(n) + 0.5) / n) for p in parts])
+        bands = unc.class_bands(np.concatenate(list(pooled.values())),
+                                np.concatenate([[c] * len(v) for c, v in pooled.items()]))
+        dest = Path(cal.SHIPPED_PROFILE).parent / unc.FILE_NAME
+        data = json.loads(dest.read_text()) if dest.is_file() else unc.ErrorModel({}, {}).to_json()
+        data["extrapolated"] = {k: [v[0], v[1], v[2]] for k, v in sorted(bands.items())}
+        dest.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"wrote the leave-one-architecture-out bands into {dest}")
 
 
 if __name__ == "__main__":
