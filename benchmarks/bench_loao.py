@@ -60,14 +60,21 @@ def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) 
     ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
     ape = np.abs(priced.seconds - meas) / np.where(ok, meas, 1.0)
     fmt = table["source"].map({s: detect_format(s) for s in table["source"].unique()}).to_numpy(dtype=object)
+    dtype = np.where(np.isin(priced.op_class, ["attn_prefill", "attn_decode", "attn_mixed"]),
+                     "kv " + table["kv_dtype"].fillna("").astype(str), table["dtype"].fillna("").astype(str)).astype(object)
     if residuals is not None:
         for cls in sorted(set(priced.op_class[ok])):
             sel = ok & (priced.op_class == cls)
             residuals.setdefault(str(cls), []).append(np.log(meas[sel] / priced.seconds[sel]))
     rows = []
     for cls in sorted(set(priced.op_class[ok])):
-        for src in ("all", *sorted(set(fmt[ok & (priced.op_class == cls)]))):
-            sel = ok & (priced.op_class == cls) & ((fmt == src) if src != "all" else True)
+        in_cls = ok & (priced.op_class == cls)
+        dtypes = sorted(set(dtype[in_cls]))
+        for src in ("all", *sorted(set(fmt[in_cls])), *(["dtype " + d for d in dtypes] if len(dtypes) > 1 else [])):
+            if src.startswith("dtype "):
+                sel = in_cls & (dtype == src[6:])
+            else:
+                sel = in_cls & ((fmt == src) if src != "all" else True)
             if not sel.any():
                 continue
             ratio = priced.seconds[sel] / meas[sel]
@@ -105,14 +112,14 @@ def main() -> None:
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "
               f"refit + score {time.perf_counter() - t1:.0f}s")
-        print(f"  {'operator class':14s} {'source':15s} {'rows':>7s} {'MAPE':>7s} {'median':>7s} {'pred/meas':>9s}")
+        print(f"  {'operator class':14s} {'source / dtype':15s} {'rows':>7s} {'MAPE':>7s} {'median':>7s} {'pred/meas':>9s}")
         for r in rows:
             flag = ""
             if r["source"] == "all" and r["op_class"] in TARGET_CLASSES:
                 flag = "  ok" if r["mape"] <= TARGET_MAPE else "  MISSED (target <= 15%)"
                 if r["mape"] > TARGET_MAPE:
                     missed.append(f"{left_out}/{r['op_class']}")
-            print(f"  {r['op_class']:14s} {r['source']:15s} {r['rows']:7d} {100 * r['mape']:6.1f}% "
+            print(f"  {r['op_class']:14s} {r['source'][:15]:15s} {r['rows']:7d} {100 * r['mape']:6.1f}% "
                   f"{100 * r['median_ape']:6.1f}% {r['median_ratio']:9.3f}{flag}")
     print(f"target: MAPE <= {100 * TARGET_MAPE:.0f}% for {', '.join(TARGET_CLASSES)}; missed: "
           f"{', '.join(missed) or 'none'}; total {time.perf_counter() - t0:.0f}s")
