@@ -650,20 +650,27 @@ class Deployment:
     def calibration_info(self) -> dict:
         """Which calibration entry priced each operator (``arch/class/group``, or 'network' for the
         alpha-beta path), the operators priced by another architecture class's or kernel family's
-        coefficients, and whether the device's own architecture class is calibrated at all."""
+        coefficients, whether the device's own architecture class is calibrated at all and whether the
+        device itself had kernel measurements (hwmodels/data/calibration/uncertainty.json)."""
+        from llmsim.hwmodels.uncertainty import default_error_model
+
         own = self.device.arch_class in self.profile.params
+        measured = default_error_model().device_measured(self.device.name)
         fallback = {n: f for n, f in self._op_fallback.items() if f}
         return {"priced_by": dict(zip(self.op_names, self.op_param_keys)), "fallback_ops": fallback,
-                "device_class_calibrated": bool(own), "extrapolated": bool(fallback) or not own}
+                "device_class_calibrated": bool(own), "device_measured": bool(measured),
+                "extrapolated": bool(fallback) or not own or not measured}
 
     def time_band(self, error_model=None) -> tuple[float, float]:
         """(lo, hi) factors of the 80% interval of an iteration's time (hwmodels/uncertainty.py): every
         operator's band weighted by its share of a nominal prefill (one 512-token prompt) and a nominal
-        decode step (32 requests at 1024 cached tokens), the wider of the two. Operator errors are taken
-        as fully correlated within a run [U]."""
+        decode step (32 requests at 1024 cached tokens), the wider of the two; on a device without kernel
+        measurements of its own every operator takes its class's leave-one-architecture-out band.
+        Operator errors are taken as fully correlated within a run [U]."""
         from llmsim.hwmodels.uncertainty import default_error_model
 
         em = error_model if error_model is not None else default_error_model()
+        measured = em.device_measured(self.device.name) or not em.measured_devices
         e = np.zeros(0, np.int64)
         lo_f, hi_f = math.inf, -math.inf
         for p, o, d in ((np.array([512], np.int64), np.zeros(1, np.int64), e), (e, e, np.full(32, 1024, np.int64))):
@@ -677,7 +684,8 @@ class Deployment:
                     continue
                 per_call = t[i] / self._mult[i] if self._mult[i] > 0 else t[i]
                 cls = next(c for c, k in eff.CLASS_INDEX.items() if k == self._cls[i])
-                a, b, _ = em.band(self.op_param_keys[i], cls, per_call, self._op_fallback.get(name, ""))
+                fb = self._op_fallback.get(name, "") if measured else "class"
+                a, b, _ = em.band(self.op_param_keys[i], cls, per_call, fb)
                 lo += t[i] * math.exp(a)
                 hi += t[i] * math.exp(b)
             lo_f, hi_f = min(lo_f, lo / t.sum()), max(hi_f, hi / t.sum())

@@ -6,7 +6,8 @@ calibration entry (``arch/class/group``, hwmodels/calibration.py ``Profile.looku
 ``[t * exp(lo), t * exp(hi)]``. A bare dtype entry (``hopper/gemm/bf16``) takes the band of the kernel
 family it names (``aliases``), not of the rows from other software stacks it priced. Entries with too few rows use their operator class's band; a row
 priced by another architecture class's coefficients (a device class never measured) uses the
-leave-one-architecture-out band of its operator class (benchmarks/bench_loao.py), which is wider.
+leave-one-architecture-out band of its operator class (benchmarks/bench_loao.py), which is wider; so
+does every operator of a run on a device with no kernel measurements of its own (``measured_devices``).
 
 File (hwmodels/data/calibration/uncertainty.json, written by ``simulate fit-kernels --uncertainty``):
   split        how the held-out rows were divided: half fits the bands, the other half scores them
@@ -45,6 +46,12 @@ class ErrorModel:
     extrapolated: dict = field(repr=False)
     split: dict = field(default_factory=dict)
     aliases: dict = field(default_factory=dict, repr=False)  # bare dtype entry -> its principal kernel family's
+    measured_devices: tuple = ()  # device names with kernel rows in the data the bands were fitted on
+
+    def device_measured(self, name: str) -> bool:
+        """True when ``name`` had kernel measurements; a device only its class was measured on is an
+        extrapolation (its runs take the leave-one-architecture-out bands)."""
+        return name in self.measured_devices
 
     def band(self, param_key: str, op_class: str, seconds: float, fallback: str = "") -> tuple[float, float, str]:
         """(lo, hi, source) in log units for a row priced by ``param_key`` at ``seconds``; ``fallback``
@@ -82,6 +89,7 @@ class ErrorModel:
 
     def to_json(self) -> dict:
         return {"schema": 1, "quantiles": list(QUANTILES), "split": self.split, "aliases": dict(sorted(self.aliases.items())),
+                "measured_devices": sorted(self.measured_devices),
                 "bands": {k: [float(v[0]), float(v[1]), int(v[2])] for k, v in sorted(self.bands.items())},
                 "extrapolated": {k: [float(v[0]), float(v[1]), int(v[2])] for k, v in sorted(self.extrapolated.items())}}
 
@@ -122,7 +130,8 @@ def error_model_from_json(data: dict, where: str = "<uncertainty>") -> ErrorMode
             raise ConfigError(f"{where}: `{key}` entries must be [lo, hi, rows]") from None
 
     return ErrorModel(bands=rows(data, "bands"), extrapolated=rows(data, "extrapolated"), split=dict(data.get("split", {})),
-                      aliases={str(k): str(v) for k, v in data.get("aliases", {}).items()})
+                      aliases={str(k): str(v) for k, v in data.get("aliases", {}).items()},
+                      measured_devices=tuple(str(d) for d in data.get("measured_devices", ())))
 
 
 @lru_cache(maxsize=1)

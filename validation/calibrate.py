@@ -451,4 +451,6 @@ def fit_uncertainty(table: pd.DataFrame, profile: Profile, extrapolated: dict | 
                     fam = [f for f, q in groups.items() if f.startswith(g + ":") and np.array_equal(q.theta, p.theta) and q.log_floor == p.log_floor]
                     if fam:
                         aliases[f"{arch}/{cls}/{g}"] = f"{arch}/{cls}/{sorted(fam)[0]}"
-    return ErrorModel(bands=bands, extrapolated=dict(extrapolated or {}), split=split, aliases=aliases)
+    measured = tuple(sorted({_device_name(d) for d in table["device"].unique()}))
+    return ErrorModel(bands=bands, extrapolated=dict(extrapolated or {}), split=split, aliases=aliases,
+                      measured_devices=measured)

@@ -114,3 +114,12 @@ def test_validate_reports_priced_by_fallbacks_and_interval_coverage():
     assert rep["fallback"] == g["rows"] and "fallback:" in format_table(rep)
     assert g["interval_rel"][0] < 1.0 < g["interval_rel"][1]
     assert "interval_coverage" in rep
+
+
+def test_a_device_never_measured_in_a_calibrated_class_is_flagged_and_gets_the_wider_band():
+    l40s, rtx = Deployment("llama-3.1-8b", "l40s", tp=1, engine="vllm"), Deployment("llama-3.1-8b", "rtx_4090", tp=1, engine="vllm")
+    info = l40s.calibration_info()
+    assert info["device_class_calibrated"] and not info["device_measured"] and info["extrapolated"]
+    assert rtx.calibration_info()["device_measured"]
+    (a, b), (c, d) = l40s.time_band(), rtx.time_band()
+    assert b - a > d - c
