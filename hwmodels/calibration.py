@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim.hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, RANGE_COLUMNS, no_range
+from llmsim.hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, NUM_LATENCY, RANGE_COLUMNS, no_range
 from llmsim.workloads.errors import ConfigError, MissingDataError
 
 SCHEMA_VERSION = 1
@@ -132,9 +132,11 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                 raise ConfigError(f"{where}: unknown operator class {cls!r} under params.{arch}")
             for group, p in groups.items():
                 theta = np.asarray(p["theta"], dtype=np.float64)
-                if theta.shape != (NUM_FEATURES[cls],):
+                sizes = sorted({NUM_FEATURES[cls], NUM_FEATURES[cls] + NUM_LATENCY[cls]})
+                if theta.ndim != 1 or theta.size not in sizes:
                     raise ConfigError(f"{where}: params.{arch}.{cls}.{group}.theta must have "
-                                      f"{NUM_FEATURES[cls]} values, got {theta.size}")
+                                      f"{' or '.join(map(str, sizes))} values (efficiency features, then the "
+                                      f"latency features), got {theta.size}")
                 lo, hi = _range_from_json(f"{where}: params.{arch}.{cls}.{group}", cls, p)
                 params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),

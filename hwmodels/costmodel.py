@@ -99,6 +99,8 @@ class PricedRows:
     param_key: np.ndarray     # which calibration entry priced the row
     op_class: np.ndarray
     extrapolated: np.ndarray | None = None  # True where the shape lies outside its class's fitted range
+    fallback: np.ndarray | None = None      # '' where the device's own class and kernel family priced the row,
+                                            # else 'class' (another architecture class) or 'family' (another kernel family)
 
 
 class OperatorCostModel:
@@ -173,9 +175,10 @@ class OperatorCostModel:
         key = np.full(n, "", dtype=object)
         op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
         extra = np.zeros(n, dtype=bool)
+        fallback = np.full(n, "", dtype=object)
         mixed = (table["kind"] == MIXED_ATTENTION).to_numpy()
         if mixed.any():
-            self._price_mixed(table, mixed, device, seconds, reason, key, extra)
+            self._price_mixed(table, mixed, device, seconds, reason, key, extra, fallback)
             op_class[mixed] = MIXED_ATTENTION
             table = table[~mixed]
         rest = np.flatnonzero(~mixed)
@@ -194,9 +197,10 @@ class OperatorCostModel:
                                                              grp.device_vector, p.log_floor, p.theta, lo, hi)
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
-        return PricedRows(seconds, reason, key, op_class, extra)
+            fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)
+        return PricedRows(seconds, reason, key, op_class, extra, fallback)
 
-    def _price_mixed(self, table, mixed, device, seconds, reason, key, extra) -> None:
+    def _price_mixed(self, table, mixed, device, seconds, reason, key, extra, fallback) -> None:
         """A mixed prefill+decode attention row is priced as its prefill part plus its decode part."""
         rows = table[mixed]
         pre = rows.assign(kind="attn_prefill")
@@ -207,6 +211,17 @@ class OperatorCostModel:
         reason[pos] = [ra or rb for ra, rb in zip(a.reason, b.reason)]
         key[pos] = [f"{ka} + {kb}" if ka and kb else "" for ka, kb in zip(a.param_key, b.param_key)]
         extra[pos] = a.extrapolated | b.extrapolated
+        fallback[pos] = [fa or fb for fa, fb in zip(a.fallback, b.fallback)]
+
+
+def fallback_kind(param_key: str, arch: str, op_class: str, group: str) -> str:
+    """'' when ``param_key`` (``arch/class/group`` from Profile.lookup) is the operator's own entry (or
+    its dtype's principal kernel family when the operator names none), 'class' when another
+    architecture class's coefficients priced it, 'family' when another kernel family's did."""
+    k_arch, _, k_group = param_key.split("/", 2)
+    if k_arch != arch:
+        return "class"
+    return "" if k_group == group else "family"
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import Profile, default_profile
-from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype
+from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype, fallback_kind
 from llmsim.hwmodels.collectives import collective_coefficients
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
@@ -66,7 +66,7 @@ jitcache.guard(__file__, eff.__file__, ops.__file__, module_name=__name__)
 _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
 # Most (alpha, beta) candidates of one network-priced op (llmsim.hwmodels.collectives.collective_coefficients).
 _MAX_NET = 16
-_MAX_FEATURES = max(eff.NUM_FEATURES.values())
+_MAX_FEATURES = max(eff.NUM_FEATURES[c] + eff.NUM_LATENCY[c] for c in eff.NUM_FEATURES)
 _MAX_RANGE = max(eff.NUM_RANGE.values())
 # per class index: how many range columns it has and how long its shape row is
 _NUM_RANGE = np.array([eff.NUM_RANGE[c] for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
@@ -572,6 +572,7 @@ class Deployment:
         self._nnet = np.zeros(n, np.int64)
         self.op_names = tuple(r[0] for r in rows)
         self.op_param_keys = []
+        self._op_fallback: dict[str, str] = {}
         self._cls = np.zeros(n, np.int64)
         self._kind = np.zeros(n, np.int64)
         self._par = np.zeros((n, _PAR_WIDTH))
@@ -600,11 +601,12 @@ class Deployment:
                 continue
             p, key = self.profile.lookup(d.arch_class, cls, group)
             self.op_param_keys.append(key)
+            self._op_fallback[name] = fallback_kind(key, d.arch_class, cls, group)
             self._cls[i] = eff.CLASS_INDEX[cls]
             self._kind[i] = kind
             self._par[i, :len(par)] = par
             self._mult[i] = mult
-            nf = eff.NUM_FEATURES[cls]
+            nf = p.theta.size  # efficiency features, then the latency features where fitted
             self._theta[i, :nf] = p.theta
             self._nfeat[i] = nf
             self._floor[i] = p.log_floor
@@ -614,6 +616,50 @@ class Deployment:
             self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])
+
+    def calibration_info(self) -> dict:
+        """Which calibration entry priced each operator (``arch/class/group``, or 'network' for the
+        alpha-beta path), the operators priced by another architecture class's or kernel family's
+        coefficients, whether the device's own architecture class is calibrated at all and whether the
+        device itself had kernel measurements (hwmodels/data/calibration/uncertainty.json)."""
+        from llmsim.hwmodels.uncertainty import default_error_model
+
+        own = self.device.arch_class in self.profile.params
+        measured = default_error_model().device_measured(self.device.name)
+        fallback = {n: f for n, f in self._op_fallback.items() if f}
+        return {"priced_by": dict(zip(self.op_names, self.op_param_keys)), "fallback_ops": fallback,
+                "device_class_calibrated": bool(own), "device_measured": bool(measured),
+                "extrapolated": bool(fallback) or not own or not measured}
+
+    def time_band(self, error_model=None) -> tuple[float, float]:
+        """(lo, hi) factors of the 80% interval of an iteration's time (hwmodels/uncertainty.py): every
+        operator's band weighted by its share of a nominal prefill (one 512-token prompt) and a nominal
+        decode step (32 requests at 1024 cached tokens), the wider of the two; on a device without kernel
+        measurements of its own every operator takes its class's leave-one-architecture-out band.
+        Operator errors are taken as fully correlated within a run [U]."""
+        from llmsim.hwmodels.uncertainty import default_error_model
+
+        em = error_model if error_model is not None else default_error_model()
+        measured = em.device_measured(self.device.name) or not em.measured_devices
+        e = np.zeros(0, np.int64)
+        lo_f, hi_f = math.inf, -math.inf
+        for p, o, d in ((np.array([512], np.int64), np.zeros(1, np.int64), e), (e, e, np.full(32, 1024, np.int64))):
+            total, _ = self.iteration(p, o, d)
+            if not total > 0:
+                continue
+            t = self._op_time.copy()
+            lo = hi = 0.0
+            for i, name in enumerate(self.op_names):
+                if t[i] <= 0:
+                    continue
+                per_call = t[i] / self._mult[i] if self._mult[i] > 0 else t[i]
+                cls = next(c for c, k in eff.CLASS_INDEX.items() if k == self._cls[i])
+                fb = self._op_fallback.get(name, "") if measured else "class"
+                a, b, _ = em.band(self.op_param_keys[i], cls, per_call, fb)
+                lo += t[i] * math.exp(a)
+                hi += t[i] * math.exp(b)
+            lo_f, hi_f = min(lo_f, lo / t.sum()), max(hi_f, hi / t.sum())
+        return (lo_f, hi_f) if lo_f <= hi_f else (1.0, 1.0)
 
     # -- the query ----------------------------------------------------------------------------
     def iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray, decode_ctx: np.ndarray) -> tuple[float, float]:

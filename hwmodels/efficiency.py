@@ -44,6 +44,10 @@ SHAPE_COLUMNS = {
     "elementwise": ("kind_code", "flops", "bytes"),
     "collective": ("kind_code", "ranks", "message_bytes", "traffic_factor"),
 }
+#: Device-independent latency features per class (hwmodels/efficiency.py ``_fill_latency``); a class whose
+#: theta carries NUM_FEATURES + NUM_LATENCY values prices ``floor + latency(shape) + roofline x 1/efficiency``.
+NUM_LATENCY = {"gemm": 4, "attn_prefill": 6, "attn_decode": 6, "moe": 5, "elementwise": 2, "collective": 0}
+_NF = np.array([NUM_FEATURES[c] for c in sorted(CLASS_INDEX, key=CLASS_INDEX.get)], dtype=np.int64)
 FEATURE_SET_VERSION = "v4"
 _GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
 # The polynomial and correction terms see sizes clamped to the range every calibrated GPU was measured on, so the
@@ -180,7 +184,63 @@ def _hat2(u, u0, nu, v, v0, nv, x, j):
 
 @njit(cache=True)
 def _fill(cls, s, dev, x):
-    """Write the feature row of shape ``s`` (class ``cls``) into ``x``; return the log roofline time."""
+    """Write the feature row of shape ``s`` (class ``cls``) into ``x`` (efficiency features, then the
+    latency features when ``x`` is longer than NUM_FEATURES); return the log roofline time."""
+    base = _fill_efficiency(cls, s, dev, x)
+    if x.size > _NF[cls]:
+        _fill_latency(cls, s, x, _NF[cls])
+    return base
+
+
+@njit(cache=True)
+def _fill_latency(cls, s, x, j):
+    """Device-independent latency features (launch, synchronisation, tail): a constant and the log
+    sizes of the shape (clamped like the efficiency features), written from x[j]."""
+    x[j] = 1.0
+    if cls == 0:
+        x[j + 1] = _l(min(s[0], _MAX_GEMM_M))
+        x[j + 2] = _l(s[1])
+        x[j + 3] = _l(s[2])
+    elif cls == 1:
+        x[j + 1] = _l(min(s[0], _MAX_PREFILL_BATCH))
+        x[j + 2] = _l(min(s[1], _MAX_PREFILL_SEQ))
+        x[j + 3] = _l(s[3])
+        x[j + 4] = _l(s[5]) - 0.7
+        x[j + 5] = _l(1.0 + s[2])
+    elif cls == 2:
+        x[j + 1] = _l(min(s[0], _MAX_DECODE_BATCH))
+        x[j + 2] = _l(min(s[1], _MAX_DECODE_CTX))
+        x[j + 3] = _l(s[3])
+        x[j + 4] = _l(s[4]) - 0.7
+        x[j + 5] = _l(s[2] / max(s[3], 1.0))
+    elif cls == 3:
+        x[j + 1] = _l(s[0] * s[3] / max(s[4], 1.0))
+        x[j + 2] = _l(s[1]) - 1.2
+        x[j + 3] = _l(s[2]) - 1.1
+        x[j + 4] = _l(s[3])
+    elif cls == 4:
+        x[j + 1] = _l(max(s[2], 1.0)) - 2.0
+
+
+@njit(cache=True, inline="always")
+def _combine(cls, base, x, log_floor, theta):
+    """floor + roofline x exp(x . theta_eff) [+ exp(z . theta_lat) when theta carries latency terms]."""
+    nf = min(_NF[cls], theta.shape[0])
+    acc = base
+    for j in range(nf):
+        acc += x[j] * theta[j]
+    t = math.exp(log_floor) + math.exp(acc)
+    if theta.shape[0] > nf:
+        lat = 0.0
+        for j in range(nf, theta.shape[0]):
+            lat += x[j] * theta[j]
+        t += math.exp(lat)
+    return t
+
+
+@njit(cache=True)
+def _fill_efficiency(cls, s, dev, x):
+    """Write the efficiency features of shape ``s`` (class ``cls``) into ``x``; return the log roofline time."""
     x[:] = 0.0
     if cls == 0:  # gemm
         m, n, k = s[0], s[1], s[2]
@@ -306,23 +366,17 @@ def predict_rows(cls, shapes, dev, log_floor, theta):
     n = shapes.shape[0]
     out = np.empty(n)
     x = np.zeros(theta.shape[0])
-    floor = math.exp(log_floor)
     for i in range(n):
         base = _fill(cls, shapes[i], dev, x)
-        acc = base
-        for j in range(theta.shape[0]):
-            acc += x[j] * theta[j]
-        out[i] = floor + math.exp(acc)
+        out[i] = _combine(cls, base, x, log_floor, theta)
     return out
 
 
 @njit(cache=True)
 def predict_one(cls, shape, dev, log_floor, theta, scratch):
     """Predicted seconds of one shape row; ``scratch`` is a reusable feature buffer."""
-    acc = _fill(cls, shape, dev, scratch)
-    for j in range(theta.shape[0]):
-        acc += scratch[j] * theta[j]
-    return math.exp(log_floor) + math.exp(acc)
+    base = _fill(cls, shape, dev, scratch)
+    return _combine(cls, base, scratch, log_floor, theta)
 
 
 # --------------------------------------------------------------------------- measured shape range
@@ -403,14 +457,12 @@ def _true_base(s, dev):
 @njit(cache=True, inline="always")
 def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
     if lo.size == 0 or not _outside(cls, s, lo, hi):
-        acc = _fill(cls, s, dev, x)
+        base = _fill(cls, s, dev, x)
     else:
         _clamp_row(cls, s, lo, hi, sc[:s.size])
         _fill(cls, sc[:s.size], dev, x)
-        acc = _true_base(s, dev)
-    for j in range(theta.shape[0]):
-        acc += x[j] * theta[j]
-    return math.exp(log_floor) + math.exp(acc)
+        base = _true_base(s, dev)
+    return _combine(cls, base, x, log_floor, theta)
 
 
 @njit(cache=True)

@@ -303,7 +303,18 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
             "max_num_seqs": rc.scheduler.max_num_seqs, "max_num_batched_tokens": rc.scheduler.max_num_batched_tokens,
             "weight_gib_per_device": lay.weight_bytes_per_device / GIB,
             "kv_capacity_tokens": rc.num_blocks * rc.block_size * lay.pp, "kv_blocks": rc.num_blocks * lay.pp,
-            "swap_blocks": rc.swap_blocks}
+            "swap_blocks": rc.swap_blocks,
+            **({"calibration": dep.calibration_info()} if hasattr(dep, "calibration_info") else {})}
+
+
+def _with_intervals(summary: dict, *deps) -> dict:
+    """``summary`` plus ``<metric>_interval: [lo, hi]`` (hwmodels/uncertainty.py) from its deployments' bands."""
+    from llmsim.hwmodels.uncertainty import run_intervals
+
+    bands = [d.time_band() for d in deps if hasattr(d, "time_band")]
+    if bands:
+        summary.update(run_intervals(summary, (min(b[0] for b in bands), max(b[1] for b in bands))))
+    return summary
 
 
 def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None) -> RunOutput:
@@ -460,7 +471,7 @@ def serving_summary(built: Built, result, requests: int) -> dict:
     summary["num_devices"] = layout.num_devices
     summary["deployment"] = _deployment_info(dep, built.replicas[0])
     summary["placement"] = layout.info()
-    return summary
+    return _with_intervals(summary, dep)
 
 
 def _run_static(built: Built, tracer) -> RunOutput:
@@ -486,7 +497,7 @@ def _run_static(built: Built, tracer) -> RunOutput:
         "fits_in_one_batch": bool(need <= rc.num_blocks - rc.watermark_blocks),
         "replicas": 1, "num_devices": dep.num_devices, "deployment": _deployment_info(dep, rc),
     })
-    return RunOutput(summary, result, tracer, True)
+    return RunOutput(_with_intervals(summary, dep), result, tracer, True)
 
 
 def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tuple[float, float]:
@@ -548,4 +559,4 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
         "prefill_pool": {**_deployment_info(dep_p, rc_p), "replicas": dg.prefill.replicas},
         "decode_pool": {**_deployment_info(dep_d, rc_d), "replicas": dg.decode.replicas},
     })
-    return RunOutput(summary, result, tracer, False)
+    return RunOutput(_with_intervals(summary, dep_p, dep_d), result, tracer, False)

@@ -56,65 +56,106 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, f_scale: float = 0.05,
-              max_iter: int = 60) -> tuple[float, np.ndarray, float]:
-    """Fit log t = log(floor + exp(base + X theta)) robustly in log space.
+def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.ndarray | None = None,
+              f_scale: float = 0.05, max_iter: int = 60) -> tuple[float, np.ndarray, float]:
+    """Fit log t = log(floor + exp(base + X theta) [+ exp(Z phi)]) robustly in log space.
 
-    Levenberg-Marquardt on the soft-L1 loss (scale ``f_scale`` in log units, i.e. ~5%) by
-    iteratively reweighted normal equations, with a small ridge toward the roofline. Deterministic.
+    ``Z`` (optional): device-independent latency features (efficiency.NUM_LATENCY); the returned
+    theta is then [theta, phi], the latency coefficients of the size terms held >= 0 so the latency
+    never shrinks as the shape grows. Levenberg-Marquardt on the soft-L1 loss (scale ``f_scale`` in
+    log units, i.e. ~5%) by iteratively reweighted normal equations, with a small ridge toward the
+    roofline (theta) and toward the starting latency (phi). Deterministic.
     Returns (log_floor, theta, median APE on the fitted rows).
     """
     y = np.log(seconds)
-    floor0 = 0.5 * float(np.min(seconds))
-    target = np.log(np.maximum(seconds - floor0, 0.05 * seconds)) - base
+    nz = 0 if Z is None else Z.shape[1]
+    if nz:
+        floor0 = 0.25 * float(np.min(seconds))
+        phi0 = np.zeros(nz)
+        phi0[0] = np.log(0.25 * float(np.min(seconds)))
+        lat0 = np.exp(phi0[0])
+    else:
+        floor0 = 0.5 * float(np.min(seconds))
+        phi0 = np.zeros(0)
+        lat0 = 0.0
+    target = np.log(np.maximum(seconds - floor0 - lat0, 0.05 * seconds)) - base
     theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
-    p = np.r_[np.log(floor0), theta0]
+    p = np.r_[np.log(floor0), theta0, phi0]
     n, k = X.shape
-    eye = np.eye(k)
+    prior = np.r_[np.zeros(k), phi0]
+    eye = np.eye(k + nz)
+    ZZ = Z if nz else np.zeros((n, 0))
+
+    def model(q):
+        e = np.exp(base + X @ q[1:k + 1])
+        lat = np.exp(ZZ @ q[k + 1:]) if nz else np.zeros(n)
+        return e, lat, np.exp(q[0]) + e + lat
 
     def loss(q):
-        r = np.log(np.exp(q[0]) + np.exp(base + X @ q[1:])) - y
-        return f_scale ** 2 * np.sum(2.0 * (np.sqrt(1.0 + (r / f_scale) ** 2) - 1.0)) + RIDGE * q[1:] @ q[1:], r
+        r = np.log(model(q)[2]) - y
+        d = q[1:] - prior
+        return f_scale ** 2 * np.sum(2.0 * (np.sqrt(1.0 + (r / f_scale) ** 2) - 1.0)) + RIDGE * d @ d, r
+
+    def project(q):
+        if nz > 1:
+            q[k + 2:] = np.maximum(q[k + 2:], 0.0)
+        return q
 
     cost, r = loss(p)
     damping = 1e-3
     for _ in range(max_iter):
-        e = np.exp(base + X @ p[1:])
-        t = np.exp(p[0]) + e
-        J = np.empty((n, k + 1))
+        e, lat, t = model(p)
+        J = np.empty((n, k + 1 + nz))
         J[:, 0] = np.exp(p[0]) / t
-        J[:, 1:] = X * (e / t)[:, None]
+        J[:, 1:k + 1] = X * (e / t)[:, None]
+        if nz:
+            J[:, k + 1:] = ZZ * (lat / t)[:, None]
         JW = J / np.sqrt(1.0 + (r / f_scale) ** 2)[:, None]  # soft-L1 reweighting
         A = J.T @ JW
         g = JW.T @ r
         A[1:, 1:] += RIDGE * eye
-        g[1:] += RIDGE * p[1:]
+        g[1:] += RIDGE * (p[1:] - prior)
         A[0, 0] += 1e-9  # the floor's column vanishes where the floor is negligible
         improved = False
         while damping < 1e8:
             step = _solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
-            new_cost, new_r = loss(p + step)
+            cand = project(p + step)
+            new_cost, new_r = loss(cand)
             if new_cost < cost:
-                p, cost, r = p + step, new_cost, new_r
+                step = cand - p
+                p, cost, r = cand, new_cost, new_r
                 damping = max(damping / 3.0, 1e-9)
                 improved = True
                 break
             damping *= 4.0
         if not improved or np.abs(step).max() < 1e-7:
             break
-    pred = np.exp(p[0]) + np.exp(base + X @ p[1:])
+    pred = model(p)[2]
     return float(p[0]), p[1:].copy(), float(np.median(np.abs(pred - seconds) / seconds))
+
+
+#: Operator classes the latency term (efficiency.NUM_LATENCY) can be fitted for (``fit_profile(latency_classes=)``).
+LATENCY_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "elementwise")
+
+
+def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
+    """Feature columns the fit computes: efficiency features, plus latency features where fitted."""
+    return eff.NUM_FEATURES[op_class] + (eff.NUM_LATENCY[op_class] if op_class in latency_classes else 0)
 
 
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
-                arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None) -> Profile:
+                arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
+                generic_only: bool = False, latency_classes: tuple[str, ...] = ()) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
     ``holdout_fraction`` 0 fits on every row (a user's own calibration with no scoring split);
     ``arch_classes`` fits only those architecture classes (and no generic class).
     Every fitted class records the range of its rows' shapes (efficiency.RANGE_COLUMNS).
+    ``latency_classes``: operator classes fitted with the device-independent latency term
+    (``fit_class(Z=)``; none by default: the shipped profile has none).
+    ``generic_only`` fits the generic class alone (leave-one-architecture-out: benchmarks/bench_loao.py).
     ``coefficients_from``: fit nothing; keep that profile's coefficients (bit for bit) and sources,
     recording the shape range of the rows each of its classes was fitted on.
     """
@@ -154,11 +195,12 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             continue
         if coefficients_from is None:
             X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
-                                   eff.NUM_FEATURES[grp.op_class])
+                                   _num_columns(grp.op_class, latency_classes))
         else:  # only the row count and shapes are needed
-            X, base = np.zeros((len(grp.positions), eff.NUM_FEATURES[grp.op_class])), np.zeros(len(grp.positions))
+            X, base = np.zeros((len(grp.positions), _num_columns(grp.op_class, latency_classes))), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
-        buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
+        if not generic_only:
+            buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
         g = in_generic[grp.positions]
         if generic and g.any():
             buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
@@ -171,7 +213,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         X = np.concatenate([p[0] for p in parts])
         base = np.concatenate([p[1] for p in parts])
         y = np.concatenate([p[2] for p in parts])
-        if len(y) < 2 * X.shape[1]:
+        if len(y) < 2 * eff.NUM_FEATURES[cls]:
             continue  # too few rows to fit this class: the fallback chain covers it
         lo, hi = eff.shape_range(cls, np.concatenate([p[4] for p in parts]))
         if not eff.NUM_RANGE[cls]:
@@ -187,7 +229,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             continue
         for p in parts:
             used[p[3]] = True
-        log_floor, theta, mdape = fit_class(X, base, y)
+        nf = eff.NUM_FEATURES[cls]
+        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if X.shape[1] > nf else None)
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
                                                                              lo, hi)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
@@ -251,17 +294,17 @@ def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, l
             continue  # fitted in full
         parts = buckets[(arch, cls, group)]
         idx = SMALL_CLASS_FEATURES[cls]
-        X = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, eff.NUM_FEATURES[cls])[0]
-                            for g in parts])
-        base = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector,
-                                            eff.NUM_FEATURES[cls])[1] for g in parts])
+        fallback, fkey = profile.lookup(arch, cls, group)
+        nt, nf = fallback.theta.size, eff.NUM_FEATURES[cls]
+        X = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, nt)[0] for g in parts])
+        base = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, nt)[1] for g in parts])
         y = np.concatenate([fit_rows["measured_s"].to_numpy()[g.positions] for g in parts])
         if len(y) < SMALL_CLASS_ROWS_PER_PARAM * len(idx):
             continue
-        fallback, fkey = profile.lookup(arch, cls, group)
-        floor = math.exp(fallback.log_floor)
+        # the floor and the fallback's device-independent latency stay as they are
+        floor = math.exp(fallback.log_floor) + (np.exp(X[:, nf:] @ fallback.theta[nf:]) if nt > nf else 0.0)
         # fixed part: the fallback's prediction; the adjusted part enters linearly in log space
-        fixed = base + X @ fallback.theta
+        fixed = base + X[:, :nf] @ fallback.theta[:nf]
         target = np.log(np.maximum(y - floor, 0.05 * y)) - fixed
         A = X[:, list(idx)]
         delta = np.zeros(len(idx))
@@ -369,3 +412,45 @@ def _display_path(src: str) -> str:
         except ValueError:
             pass
     return p.name
+
+
+INTERVAL_SALT_SUFFIX = "-interval"
+
+
+def interval_fit_rows(table: pd.DataFrame, profile: Profile) -> np.ndarray:
+    """True for the held-out rows whose residuals fit the error bands (half of the profile's held-out
+    rows, by a second hash of the shape key); the other half scores them (``interval_coverage``)."""
+    split = profile.split
+    frac = float(split.get("holdout_fraction", 0.0))
+    if frac <= 0:
+        return np.zeros(len(table), dtype=bool)
+    keys = table["shape_key"].to_numpy()
+    salt = split.get("salt", DEFAULT_SALT)
+    held = split_of(keys, salt=salt, holdout_fraction=frac)
+    return held & split_of(keys, salt=salt + INTERVAL_SALT_SUFFIX, holdout_fraction=0.5)
+
+
+def fit_uncertainty(table: pd.DataFrame, profile: Profile, extrapolated: dict | None = None):
+    """Error bands (hwmodels/uncertainty.py) from the residuals of the held-out rows ``interval_fit_rows``
+    selects; ``extrapolated``: per operator class bands from leave-one-architecture-out residuals."""
+    from llmsim.hwmodels.costmodel import OperatorCostModel
+    from llmsim.hwmodels.uncertainty import ErrorModel, fit_bands
+
+    rows = table[interval_fit_rows(table, profile)].reset_index(drop=True)
+    priced = OperatorCostModel(profile).price(rows)
+    meas = rows["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0) & (priced.fallback == "")
+    bands = fit_bands(np.log(meas[ok] / priced.seconds[ok]), priced.param_key[ok], priced.op_class[ok],
+                      priced.seconds[ok])
+    split = {"salt": profile.split.get("salt", DEFAULT_SALT) + INTERVAL_SALT_SUFFIX, "fraction_of_held_out": 0.5}
+    aliases = {}
+    for arch, classes in profile.params.items():
+        for cls, groups in classes.items():
+            for g, p in groups.items():
+                if ":" not in g:
+                    fam = [f for f, q in groups.items() if f.startswith(g + ":") and np.array_equal(q.theta, p.theta) and q.log_floor == p.log_floor]
+                    if fam:
+                        aliases[f"{arch}/{cls}/{g}"] = f"{arch}/{cls}/{sorted(fam)[0]}"
+    measured = tuple(sorted({_device_name(d) for d in table["device"].unique()}))
+    return ErrorModel(bands=bands, extrapolated=dict(extrapolated or {}), split=split, aliases=aliases,
+                      measured_devices=measured)

@@ -21,7 +21,8 @@ import pandas as pd
 from llmsim.hwmodels.calibration import Profile, default_profile
 from llmsim.hwmodels.costmodel import OperatorCostModel
 from llmsim.hwmodels.devices import get_device
-from llmsim.validation.calibrate import DEFAULT_SALT, rows_in_fit
+from llmsim.hwmodels.uncertainty import ErrorModel, default_error_model
+from llmsim.validation.calibrate import DEFAULT_SALT, interval_fit_rows, rows_in_fit
 from llmsim.validation.loaders import load_measurements, split_of
 from llmsim.validation.network import format_network_table, network_report
 from llmsim.validation.stats import error_stats, stats_header, stats_row, unpriced_rows
@@ -45,7 +46,7 @@ def source_labels(sources) -> dict[str, str]:
 
 def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None = None,
                      model: str | None = None, profile: Profile | None = None,
-                     split: str = "all", network_params=None) -> dict:
+                     split: str = "all", network_params=None, error_model: ErrorModel | None = None) -> dict:
     """Predict every row of the measurement files and report errors per file and operator kind;
     with collective rows, also ``report["network"]`` (validation/network.py ``network_report``,
     priced with ``network_params`` or the shipped network parameters)."""
@@ -71,9 +72,18 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     names = np.array([f"{labels[s]} | {k}" for s, k in zip(table["source"], table["kind"])], dtype=object)
 
     extra = priced.extrapolated if priced.extrapolated is not None else np.zeros(len(table), dtype=bool)
+    fb = priced.fallback if priced.fallback is not None else np.full(len(table), "", dtype=object)
     report = error_stats(priced.seconds[ok], meas[ok])
     report["rows_in_fit"] = int(in_fit[ok].sum())
     report["extrapolated"] = int(extra[ok].sum())
+    report["fallback"] = int((fb[ok] != "").sum())
+    em = error_model if error_model is not None else default_error_model()
+    lo, hi = em.intervals(priced.seconds, priced.param_key, priced.op_class, fb)
+    scored = ok & ~interval_fit_rows(table, profile) & ~in_fit  # rows no band and no coefficient saw
+    inside = (meas >= lo) & (meas <= hi)
+    report["interval"] = "p10-p90 of held-out log(measured/predicted) per entry and regime (hwmodels/uncertainty.py)"
+    report["interval_coverage"] = float(inside[scored].mean()) if scored.any() else None
+    report["interval_coverage_rows"] = int(scored.sum())
     report["split"] = split
     report["profile"] = profile.path or "<default>"
     groups = []
@@ -83,6 +93,10 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
              "extrapolated": int(extra[sel].sum())}
         keys = sorted(set(priced.param_key[sel]))
         g["params"] = keys
+        g["priced_by"] = {k: int((sel & (priced.param_key == k)).sum()) for k in keys}
+        g["interval_rel"] = [float(np.median(lo[sel] / priced.seconds[sel])), float(np.median(hi[sel] / priced.seconds[sel]))]
+        g["interval_coverage"] = float(inside[sel & scored].mean()) if (sel & scored).any() else None
+        g["fallback"] = {f: int((sel & (fb == f)).sum()) for f in ("class", "family") if (sel & (fb == f)).any()}
         groups.append(g)
     report["groups"] = groups
     report["not_expressed"] = unpriced_rows(names, priced.reason, ~ok)
@@ -103,10 +117,20 @@ def format_table(report: dict) -> str:
                      f"were fitted on (priced as roofline x efficiency at the nearest fitted shape):")
         for g in extrapolated:
             lines.append(f"  {g['name']}: {g['extrapolated']} of {g['rows']} rows")
+    fallen = [g for g in report["groups"] if g.get("fallback")]
+    if fallen:
+        lines.append(f"fallback: {report['fallback']} rows priced by another architecture class's or kernel family's "
+                     f"coefficients (no calibration of their own):")
+        for g in fallen:
+            what = ", ".join(f"{n} by another {f}" for f, n in sorted(g["fallback"].items()))
+            lines.append(f"  {g['name']}: {what} ({', '.join(g['params'])})")
     if report.get("not_expressed"):
         lines.append("not expressed:")
         for ne in report["not_expressed"]:
             lines.append(f"  {ne['name']}: {ne['rows']} rows: {ne['reason']}")
+    if report.get("interval_coverage") is not None:
+        lines.append(f"80% interval coverage: {100 * report['interval_coverage']:.1f}% of {report['interval_coverage_rows']} "
+                     f"rows no band or coefficient was fitted on (target 70-90%)")
     lines.append(f"split: {report['split']}; profile: {report['profile']}; errors are |pred-meas|/meas")
     if report.get("network"):
         lines.append("")

@@ -27,6 +27,18 @@ def cmd_fit_kernels(args) -> int:
     out = cal.SHIPPED_PROFILE if args.default else Path(args.out)
     holdout = cal.DEFAULT_HOLDOUT if args.holdout_fraction is None else args.holdout_fraction
     table = pd.concat([load_measurements(p) for p in paths], ignore_index=True)
+    if args.uncertainty:
+        import json
+
+        from llmsim.hwmodels.uncertainty import FILE_NAME, default_error_model
+
+        profile = load_profile(out)
+        old = default_error_model() if args.default else None
+        model = cal.fit_uncertainty(table, profile, extrapolated=old.extrapolated if old else None)
+        dest = out.parent / FILE_NAME
+        dest.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n")
+        print(f"wrote {dest}: {len(model.bands)} bands")
+        return 0
     if args.small_classes:
         profile, added = cal.fit_small_classes(table, load_profile(out))
         for a in added:
@@ -115,6 +127,9 @@ def add_parsers(sub) -> None:
     k.add_argument("--small-classes", action="store_true",
                    help="refit nothing else: add attention classes too small for a full fit to the --out profile "
                         "(fallback coefficients adjusted on their rows; fit_small_classes)")
+    k.add_argument("--uncertainty", action="store_true",
+                   help="refit nothing else: write the error bands (hwmodels/uncertainty.py) beside the --out profile "
+                        "from half of its held-out rows")
     k.set_defaults(func=cmd_fit_kernels)
     e = sub.add_parser("fit-engine", help="fit an engine profile's host overheads on serving measurements")
     src = e.add_subparsers(dest="source", required=True, help="whose measurements: splitwise, apex, llmservingsim")

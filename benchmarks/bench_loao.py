@@ -1,0 +1,148 @@
+"""Leave-one-architecture-out: refit without one architecture class, predict it, print its errors.
+
+    .venv/bin/python benchmarks/bench_loao.py [--arch ampere ...] [--json OUT.json]
+
+For every architecture class with shipped kernel data (ampere: A100, hopper: H100, ada: RTX 4090,
+blackwell-consumer: RTX PRO 6000) the generic class is refitted (validation/calibrate.py
+``fit_profile``, the shipped split, ``exclude_devices`` = that class's devices) and the class's own
+coefficients are dropped, so its rows are priced the way a never-measured GPU of that class is:
+datasheet roofline x the generic class's efficiency. Every row of the left-out class is scored (none
+was in the refit). Prints MAPE and median APE per operator class and per source (aiconfigurator and
+LLMServingSim rows are single kernels; vidur/LLMCompass rows come from other software stacks).
+
+Target (issue 13): MAPE <= 15% for gemm, attn_prefill and attn_decode on every class.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmsim.hwmodels.calibration import GENERIC, Profile, default_profile  # noqa: E402
+from llmsim.hwmodels.costmodel import OperatorCostModel  # noqa: E402
+from llmsim.hwmodels.devices import get_device  # noqa: E402
+from llmsim.validation import calibrate as cal  # noqa: E402
+from llmsim.validation.loaders import detect_format, load_measurements  # noqa: E402
+
+TARGET_MAPE = 0.15
+TARGET_CLASSES = ("gemm", "attn_prefill", "attn_decode")
+
+
+def arch_of(devices: pd.Series) -> np.ndarray:
+    names = {d: get_device(d).arch_class for d in devices.unique()}
+    return devices.map(names).to_numpy(dtype=object)
+
+
+def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
+                 latency_classes: tuple[str, ...] = ()) -> Profile:
+    """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows."""
+    devices = tuple(sorted(set(table.loc[arch == left_out, "device"])))
+    refit = cal.fit_profile(table, salt=shipped.split.get("salt", cal.DEFAULT_SALT),
+                            holdout_fraction=float(shipped.split.get("holdout_fraction", cal.DEFAULT_HOLDOUT)),
+                            exclude_devices=devices, generic_only=True,
+                            latency_classes=latency_classes)
+    params = {a: c for a, c in shipped.params.items() if a not in (left_out, GENERIC)}
+    params[GENERIC] = refit.params.get(GENERIC, {})
+    return Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>")
+
+
+def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) -> list[dict]:
+    """Error rows per operator class and source; ``residuals`` collects log(measured / predicted) per class."""
+    priced = OperatorCostModel(profile).price(table)
+    meas = table["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
+    ape = np.abs(priced.seconds - meas) / np.where(ok, meas, 1.0)
+    fmt = table["source"].map({s: detect_format(s) for s in table["source"].unique()}).to_numpy(dtype=object)
+    dtype = np.where(np.isin(priced.op_class, ["attn_prefill", "attn_decode", "attn_mixed"]),
+                     "kv " + table["kv_dtype"].fillna("").astype(str), table["dtype"].fillna("").astype(str)).astype(object)
+    if residuals is not None:
+        for cls in sorted(set(priced.op_class[ok])):
+            sel = ok & (priced.op_class == cls)
+            residuals.setdefault(str(cls), []).append(np.log(meas[sel] / priced.seconds[sel]))
+    rows = []
+    for cls in sorted(set(priced.op_class[ok])):
+        in_cls = ok & (priced.op_class == cls)
+        dtypes = sorted(set(dtype[in_cls]))
+        for src in ("all", *sorted(set(fmt[in_cls])), *(["dtype " + d for d in dtypes] if len(dtypes) > 1 else [])):
+            if src.startswith("dtype "):
+                sel = in_cls & (dtype == src[6:])
+            else:
+                sel = in_cls & ((fmt == src) if src != "all" else True)
+            if not sel.any():
+                continue
+            ratio = priced.seconds[sel] / meas[sel]
+            rows.append({"op_class": cls, "source": src, "rows": int(sel.sum()), "mape": float(ape[sel].mean()),
+                         "median_ape": float(np.median(ape[sel])), "median_ratio": float(np.median(ratio)),
+                         "params": sorted(set(priced.param_key[sel]))})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", action="append", default=[], help="only this left-out class (repeatable)")
+    ap.add_argument("--profile", help="profile whose fitted classes are kept (default: the shipped one)")
+    ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
+                    help="refit this operator class with the device-independent latency term (repeatable)")
+    ap.add_argument("--write-uncertainty", action="store_true",
+                    help="write the pooled residual bands per operator class into the `extrapolated` part of "
+                         "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
+    args = ap.parse_args()
+    from llmsim.hwmodels.calibration import load_profile
+
+    shipped = load_profile(args.profile) if args.profile else default_profile()
+    t0 = time.perf_counter()
+    table = load_measurements(cal.SHIPPED_DATA)
+    arch = arch_of(table["device"])
+    classes = args.arch or sorted(set(arch))
+    out = {}
+    missed = []
+    residuals: dict = {}
+    for left_out in classes:
+        t1 = time.perf_counter()
+        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency))
+        rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
+        out[left_out] = rows
+        print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "
+              f"refit + score {time.perf_counter() - t1:.0f}s")
+        print(f"  {'operator class':14s} {'source / dtype':15s} {'rows':>7s} {'MAPE':>7s} {'median':>7s} {'pred/meas':>9s}")
+        for r in rows:
+            flag = ""
+            if r["source"] == "all" and r["op_class"] in TARGET_CLASSES:
+                flag = "  ok" if r["mape"] <= TARGET_MAPE else "  MISSED (target <= 15%)"
+                if r["mape"] > TARGET_MAPE:
+                    missed.append(f"{left_out}/{r['op_class']}")
+            print(f"  {r['op_class']:14s} {r['source'][:15]:15s} {r['rows']:7d} {100 * r['mape']:6.1f}% "
+                  f"{100 * r['median_ape']:6.1f}% {r['median_ratio']:9.3f}{flag}")
+    print(f"target: MAPE <= {100 * TARGET_MAPE:.0f}% for {', '.join(TARGET_CLASSES)}; missed: "
+          f"{', '.join(missed) or 'none'}; total {time.perf_counter() - t0:.0f}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    if args.write_uncertainty:
+        from llmsim.hwmodels import uncertainty as unc
+
+        if args.arch:
+            raise SystemExit("--write-uncertainty needs every class left out (no --arch)")
+        # each left-out class weighs the same: resample every class's residuals to the smallest count
+        pooled = {}
+        for cls, parts in residuals.items():
+            n = min(len(p) for p in parts)
+            pooled[cls] = np.concatenate([np.quantile(p, (np.arange(n) + 0.5) / n) for p in parts])
+        bands = unc.class_bands(np.concatenate(list(pooled.values())),
+                                np.concatenate([[c] * len(v) for c, v in pooled.items()]))
+        dest = Path(cal.SHIPPED_PROFILE).parent / unc.FILE_NAME
+        data = json.loads(dest.read_text()) if dest.is_file() else unc.ErrorModel({}, {}).to_json()
+        data["extrapolated"] = {k: [v[0], v[1], v[2]] for k, v in sorted(bands.items())}
+        dest.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(f"wrote the leave-one-architecture-out bands into {dest}")
+
+
+if __name__ == "__main__":
+    main()
