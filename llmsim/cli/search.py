@@ -48,6 +48,8 @@ def add_space_flags(p, *, counts: bool = True) -> None:
     p.add_argument("--store", help="SQLite results store; each evaluated candidate is written as it completes")
     p.add_argument("--resume", action="store_true", help="reuse what --store holds for the same question")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--report", help="self-contained HTML report (plotly.js embedded): Pareto scatter, cost and "
+                                    "latency of the best candidates")
 
 
 def space_of(args, *, counts: bool = True):
@@ -86,6 +88,10 @@ def run_search_cmd(args) -> int:
 
     space = space_of(args)
     wl, slo = context_of(args)
+    if args.report:
+        from llmsim.search.report import check_report_path
+
+        check_report_path(args.report)
     objective = args.objective or ("goodput" if slo.active else "throughput")
     res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
                      price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
@@ -96,6 +102,14 @@ def run_search_cmd(args) -> int:
         print(file=sys.stderr)
     if args.export:
         _export(res.frame, args.export)
+    if args.report:
+        from llmsim.search.report import question_rows, write_search_report
+
+        q = question_rows(space, wl, slo, wl.rate, args.price_basis, extra=(
+            ("search", f"objective {res.objective}; {res.candidates_evaluated} distinct candidates, "
+                       f"{res.simulated} simulated"),))
+        write_search_report(args.report, res.frame, question=q, slo=slo, price_basis=args.price_basis,
+                            pareto=res.pareto, title=f"simulate search: {space.model}")
     if args.json:
         print(json.dumps(res.to_dict(top=args.top), sort_keys=True, default=str))
     else:
