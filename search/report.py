@@ -42,20 +42,28 @@ def _finite(v) -> bool:
 
 
 def _components(row: dict, basis: str) -> list[tuple[str, float]]:
-    """(label, USD/h) parts of a candidate's hourly price: per device kind, rent (on_demand) or
-    amortised purchase + hosting."""
-    n = row.get("num_devices") or 1
-    try:
-        price = get_price(row["device"])
-    except ConfigError:
-        return []
-    if basis == "amortised" and price.amortised_usd_per_hour is not None:
-        hosting = price.hosting_usd_per_hour
-        return [(f"{row['device']} purchase (amortised)", n * (price.amortised_usd_per_hour - hosting)),
-                (f"{row['device']} hosting", n * hosting)]
-    if price.on_demand_usd_per_hour is None:
-        return []
-    return [(f"{row['device']} on-demand rent", n * price.on_demand_usd_per_hour)]
+    """(label, USD/h) parts of a candidate's hourly price: per device kind (per pool of a
+    disaggregated candidate), rent (on_demand) or amortised purchase + hosting."""
+    dec = row.get("decode_device")
+    if isinstance(dec, str):
+        per = row["tp"] * row["pp"]
+        groups = [(f"prefill {row['device']}", row["device"], per * row["dp"]),
+                  (f"decode {dec}", dec, per * row["decode_replicas"])]
+    else:
+        groups = [(row["device"], row["device"], row.get("num_devices") or 1)]
+    out = []
+    for name, device, n in groups:
+        try:
+            price = get_price(device)
+        except ConfigError:
+            continue
+        if basis == "amortised" and price.amortised_usd_per_hour is not None:
+            hosting = price.hosting_usd_per_hour
+            out += [(f"{name} purchase (amortised)", n * (price.amortised_usd_per_hour - hosting)),
+                    (f"{name} hosting", n * hosting)]
+        elif price.on_demand_usd_per_hour is not None:
+            out.append((f"{name} on-demand rent", n * price.on_demand_usd_per_hour))
+    return out
 
 
 def _header(rows: list[tuple[str, str]]) -> str:

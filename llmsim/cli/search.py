@@ -12,7 +12,7 @@ import math
 import sys
 
 SPACE_FLAGS = ("model", "devices", "num_devices", "tp", "pp", "ep", "quant", "kv_dtype", "scheduler",
-               "max_num_seqs", "max_num_batched_tokens")
+               "max_num_seqs", "max_num_batched_tokens", "decode_devices", "prefill_replicas")
 
 
 def add_space_flags(p, *, counts: bool = True) -> None:
@@ -30,6 +30,10 @@ def add_space_flags(p, *, counts: bool = True) -> None:
     p.add_argument("--scheduler", help="schedulers, e.g. vllm,sarathi (default: the engine's)")
     p.add_argument("--max-num-seqs", help="max sequences per batch")
     p.add_argument("--max-num-batched-tokens", help="token budget per iteration (the prefill chunk)")
+    if counts:
+        p.add_argument("--decode-devices", help="also P/D-disaggregated candidates: prompts on --devices, tokens "
+                                                "on these (e.g. a100-80gb); the replicas of --num-devices split")
+        p.add_argument("--prefill-replicas", help="prompt replicas of a disaggregated candidate (default: every split)")
     p.add_argument("--workload", help="bundled workload name (default azure-conv)")
     p.add_argument("--trace", help="request trace file instead of a workload")
     p.add_argument("--num-requests", type=int, default=None, help="requests per simulation (default 200)")
@@ -57,7 +61,7 @@ def space_of(args, *, counts: bool = True):
 
     flags = {k: getattr(args, k, None) for k in SPACE_FLAGS}
     if not counts:
-        flags["num_devices"] = None
+        flags.update(num_devices=None, decode_devices=None, prefill_replicas=None)
     return load_space(args.space, **flags)
 
 
