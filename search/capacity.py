@@ -123,6 +123,9 @@ def run_sizing(space: SearchSpace, *, rate: float, slo: SLOTarget, workload: Wor
     t0 = time.perf_counter()
     if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0 and math.isfinite(rate)):
         raise ConfigError(f"--rate must be a number of requests/s > 0, got {rate!r}")
+    if space.decode_devices is not None:
+        raise ConfigError("sizing counts colocated replicas; drop `decode_devices` (search P/D pools with "
+                          "simulate search)")
     if not slo.active:
         raise ConfigError("sizing needs an SLO: give --slo-ttft-p99 and/or --slo-tpot-p99")
     if not isinstance(options, int) or options < 1:

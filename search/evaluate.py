@@ -125,6 +125,13 @@ def run_config(cand: Candidate, ctx: Context, rate: float | None):
            "num_devices": cand.num_devices, "ep": cand.ep, "quant": cand.quant, "kv_dtype": cand.kv_dtype}
     if ctx.engine is not None:
         dep["engine"] = ctx.engine
+    disagg = None
+    if cand.disaggregated:  # the pools carry device, tp, pp and replicas; the deployment the rest
+        for k in ("tp", "pp", "num_devices"):
+            dep.pop(k)
+        disagg = {"prefill": {"device": cand.device, "tp": cand.tp, "pp": cand.pp, "replicas": cand.dp},
+                  "decode": {"device": cand.decode_device, "tp": cand.tp, "pp": cand.pp,
+                             "replicas": cand.decode_replicas}, "link": "ib"}
     serving = {"gpu_memory_utilization": ctx.gpu_memory_utilization}
     for k, v in (("scheduler", cand.scheduler), ("max_batch_size", cand.max_num_seqs),
                  ("max_batched_tokens", cand.max_num_batched_tokens)):
@@ -132,6 +139,8 @@ def run_config(cand: Candidate, ctx: Context, rate: float | None):
             serving[k] = v
     data = {"seed": ctx.workload.seed, "deployment": dep, "serving": serving,
             "workload": ctx.workload.section(rate)}
+    if disagg is not None:
+        data["disagg"] = disagg
     if ctx.slo.active:
         data["slo"] = {k: v for k, v in (("ttft_s", ctx.slo.ttft_s), ("tpot_s", ctx.slo.tpot_s)) if v is not None}
     return config_from_dict(data)
@@ -163,10 +172,14 @@ def requests_at(ws: WorkloadSpec, rate: float | None):
 
 
 def simulate_at(cand: Candidate, ctx: Context, rate: float | None) -> dict:
-    """The run summary (``simulate run --json``'s keys) of ``cand`` serving :func:`requests_at` ``rate``."""
-    from llmsim.sim.runner import assemble, run_built
+    """The run summary (``simulate run --json``'s keys) of ``cand`` serving :func:`requests_at` ``rate``
+    (a disaggregated candidate through :func:`llmsim.sim.runner.run`, the same requests)."""
+    from llmsim.sim.runner import assemble, run, run_built
 
-    return run_built(assemble(run_config(cand, ctx, rate), trace=requests_at(ctx.workload, rate))).summary
+    cfg = run_config(cand, ctx, rate)
+    if cand.disaggregated:
+        return run(cfg, keep_requests=False, trace=requests_at(ctx.workload, rate)).summary
+    return run_built(assemble(cfg, trace=requests_at(ctx.workload, rate))).summary
 
 
 def goodput(cand: Candidate, ctx: Context, start_rate: float, *, max_steps: int = 24) -> tuple[float, int, dict | None]:
@@ -243,6 +256,10 @@ def usd_per_hour(cand: Candidate, basis: str) -> float:
     from llmsim.hwmodels.prices import get_price
 
     try:
+        if cand.disaggregated:
+            per = cand.tp * cand.pp
+            return (get_price(cand.device).usd_per_hour(basis) * per * cand.dp
+                    + get_price(cand.decode_device).usd_per_hour(basis) * per * cand.decode_replicas)
         return get_price(cand.device).usd_per_hour(basis) * cand.num_devices
     except ConfigError:
         return math.nan

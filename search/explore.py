@@ -193,6 +193,9 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
         if not f.ok:
             row.update(binding=f.binding, reason=f.reason)
             continue
+        if c.disaggregated:  # no analytic screen of two pools: always simulated
+            row.update(feasible=True, est_slo_possible=True)
+            continue
         est = screen(c, ctx, stats, f)
         row.update(feasible=True, est_goodput_rps=est.goodput_rps, est_throughput_tok_s=est.throughput_tok_s,
                    est_e2e_mean_s=est.e2e_mean_s, est_energy_per_token_j=est.energy_per_token_j,
@@ -219,7 +222,9 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
         v = rows[i].get(f"est_{col}")
         return (-math.inf if big else math.inf) if v is None else v
 
-    order = sorted(possible, key=lambda i: ((-est_of(i) if big else est_of(i)), cands[i].key()))
+    always = [i for i in possible if cands[i].disaggregated]
+    order = sorted((i for i in possible if not cands[i].disaggregated),
+                   key=lambda i: ((-est_of(i) if big else est_of(i)), cands[i].key()))
     screen_s = time.perf_counter() - t0
     db = ResultStore(store) if store is not None else None
     ctx_key = ctx.to_dict()
@@ -248,7 +253,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
                 db.put(key, "explore", cands[i].to_dict(), res)
             done_sims += 1
             if progress is not None:
-                progress(done_sims, len(order))
+                progress(done_sims, len(order) + len(always))
 
     def best_value():
         vals = [rows[i][col] for i in range(len(rows)) if _valid(rows[i], objective, slo.active)]
@@ -257,6 +262,7 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
         return max(vals) if big else min(vals)
 
     try:
+        simulate(always)
         if not use_screen:
             for k in range(0, len(order), round_size):
                 simulate(order[k:k + round_size])
@@ -273,8 +279,8 @@ def run_search(space: SearchSpace, *, workload: WorkloadSpec | None = None, slo:
                         break
             if pareto:
                 pk = _pareto_keys(slo.active, prefix="est_")
-                cand_rows = [rows[i] for i in possible]
-                front = {possible[j] for j in pareto_front(cand_rows, pk, pareto_margin)}
+                screened = [i for i in possible if not cands[i].disaggregated]
+                front = {screened[j] for j in pareto_front([rows[i] for i in screened], pk, pareto_margin)}
                 simulate([i for i in order if i in front][:pareto_max])
     finally:
         if db is not None:

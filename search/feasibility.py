@@ -51,8 +51,22 @@ def _layout(cand: Candidate, ctx: Context):
     return cfg, build_layout(cfg)
 
 
+def pools(cand: Candidate) -> tuple[Candidate, Candidate]:
+    """A disaggregated candidate's (prefill, decode) pools as colocated candidates."""
+    pre = replace(cand, decode_device=None, decode_replicas=0)
+    return pre, replace(pre, device=cand.decode_device, dp=cand.decode_replicas)
+
+
 def check(cand: Candidate, ctx: Context, max_total_tokens: int) -> Feasibility:
-    """Memory feasibility of ``cand`` for requests of up to ``max_total_tokens`` tokens."""
+    """Memory feasibility of ``cand`` for requests of up to ``max_total_tokens`` tokens (a
+    disaggregated one: of both pools, reported as the decode pool, which holds the KV caches)."""
+    if cand.disaggregated:
+        pre, dec = pools(cand)
+        fp = check(pre, ctx, max_total_tokens)
+        if not fp.ok:
+            return replace(fp, reason=f"prefill pool: {fp.reason}")
+        fd = check(dec, ctx, max_total_tokens)
+        return fd if fd.ok else replace(fd, reason=f"decode pool: {fd.reason}")
     try:
         cfg, layout = _layout(cand, ctx)
         dep = layout.deployments[0]

@@ -18,6 +18,13 @@ token budget per iteration). YAML form (every key optional but ``model``)::
     scheduler: [vllm, sarathi]
     max_num_seqs: [128, 256]
     max_num_batched_tokens: [2048, 8192]
+    decode_devices: [a100-80gb] # also P/D-disaggregated candidates (Splitwise): prompts on `devices`,
+                                # tokens on these; not given: none
+    prefill_replicas: [1, 2]    # prompt replicas of a disaggregated candidate (free: every split)
+
+A disaggregated candidate splits its ``num_devices / (tp x pp)`` replicas into a prefill pool of
+``dp`` replicas on ``device`` and a decode pool of ``decode_replicas`` on ``decode_device`` (same
+``tp x pp``, format and batching knobs; the KV cache crosses InfiniBand, ``disagg.link: ib``).
 """
 from __future__ import annotations
 
@@ -34,8 +41,9 @@ __all__ = ["Candidate", "SearchSpace", "FREE", "load_space"]
 #: The word that leaves a dimension free (its default domain).
 FREE = "free"
 
-_INT_DIMS = ("num_devices", "tp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens")
-_STR_DIMS = ("devices", "quant", "kv_dtype", "scheduler")
+_INT_DIMS = ("num_devices", "tp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens", "prefill_replicas")
+_STR_DIMS = ("devices", "quant", "kv_dtype", "scheduler", "decode_devices")
+_DISAGG_FIELDS = ("decode_device", "decode_replicas")
 
 
 @dataclass(frozen=True, order=True)
@@ -43,7 +51,8 @@ class Candidate:
     """One deployment to evaluate: ``dp`` replicas of ``tp x pp`` ``device``s serving the model in
     weight format ``quant`` and KV format ``kv_dtype``; ``scheduler``, ``max_num_seqs``,
     ``max_num_batched_tokens`` (tokens per iteration = the prefill chunk) are the engine's batching
-    knobs (``None``: the engine's default)."""
+    knobs (``None``: the engine's default). ``decode_device`` set: P/D-disaggregated, the ``dp``
+    replicas are the prefill pool and ``decode_replicas`` replicas on ``decode_device`` the decode pool."""
 
     device: str
     tp: int
@@ -55,13 +64,24 @@ class Candidate:
     scheduler: str | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    decode_device: str | None = None
+    decode_replicas: int = 0
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.decode_device is not None
 
     @property
     def num_devices(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.pp * (self.dp + self.decode_replicas)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields (a colocated candidate's without the disaggregation ones: keys stay as before)."""
+        d = asdict(self)
+        if not self.disaggregated:
+            for k in _DISAGG_FIELDS:
+                d.pop(k)
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> Candidate:
@@ -85,6 +105,9 @@ class Candidate:
         kv = "" if self.kv_dtype == "auto" else f" kv:{self.kv_dtype}"
         ep = "" if self.ep == 1 else f" ep{self.ep}"
         d = f" dp{self.dp}" if dp else ""
+        if self.disaggregated:
+            return (f"P:{self.device} tp{self.tp} pp{self.pp} dp{self.dp} D:{self.decode_device} "
+                    f"dp{self.decode_replicas}{ep} {self.quant}{kv} {b}")
         return f"{self.device} tp{self.tp} pp{self.pp}{d}{ep} {self.quant}{kv} {b}"
 
     def with_dp(self, dp: int) -> Candidate:
@@ -142,6 +165,8 @@ class SearchSpace:
     scheduler: tuple[str, ...] | None = None
     max_num_seqs: tuple[int, ...] | None = None
     max_num_batched_tokens: tuple[int, ...] | None = None
+    decode_devices: tuple[str, ...] | None = None
+    prefill_replicas: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         from llmsim.hwmodels.devices import get_device
@@ -162,6 +187,12 @@ class SearchSpace:
             if getattr(self, name) is None:
                 raise ConfigError(f"search space: `{name}` cannot be free; give its values")
         object.__setattr__(self, "devices", tuple(dict.fromkeys(get_device(d).name for d in self.devices)))
+        if self.decode_devices is not None:
+            object.__setattr__(self, "decode_devices",
+                               tuple(dict.fromkeys(get_device(d).name for d in self.decode_devices)))
+        elif self.prefill_replicas is not None:
+            raise ConfigError("search space: `prefill_replicas` applies to disaggregated candidates; give "
+                              "`decode_devices` too")
         if self.quant is not None:
             object.__setattr__(self, "quant", tuple(dict.fromkeys(get_quant_format(q).name for q in self.quant)))
         for k in self.kv_dtype:
@@ -193,13 +224,13 @@ class SearchSpace:
         return {f.name: (list(v) if isinstance(v, tuple) else (FREE if v is None else v))
                 for f in fields(self) for v in (getattr(self, f.name),)}
 
-    def _quant_domain(self, device) -> tuple[str, ...]:
+    def _quant_domain(self, device, *more) -> tuple[str, ...]:
         from llmsim.workloads.quant import get_quant_format, list_quant_formats
 
         names = self.quant if self.quant is not None else list_quant_formats()
         if self.quant is not None:
             return names
-        return tuple(q for q in names if device.supports(get_quant_format(q).compute_dtype))
+        return tuple(q for q in names if all(d.supports(get_quant_format(q).compute_dtype) for d in (device, *more)))
 
     def candidates(self) -> list[Candidate]:
         """Every combination, in a fixed order (devices, counts, tp, pp, formats, batching)."""
@@ -223,6 +254,36 @@ class SearchSpace:
                                             for tok in self.max_num_batched_tokens or (None,):
                                                 out.append(Candidate(dev.name, tp, pp, n // (tp * pp), q, kv, ep,
                                                                      s, seqs, tok))
+        return out + self._disaggregated()
+
+    def _disaggregated(self) -> list[Candidate]:
+        """The P/D-disaggregated candidates (after the colocated ones, in the same nesting order)."""
+        from llmsim.hwmodels.devices import get_device
+
+        out: list[Candidate] = []
+        for dev_name in self.devices:
+            dev = get_device(dev_name)
+            for dec_name in self.decode_devices or ():
+                dec = get_device(dec_name)
+                for n in self.num_devices:
+                    tps = self.tp if self.tp is not None else _pow2_upto(n)
+                    pps = self.pp if self.pp is not None else _pow2_upto(n)
+                    for tp in tps:
+                        for pp in pps:
+                            r = n // (tp * pp)
+                            if n % (tp * pp) or r < 2:
+                                continue
+                            for p in self.prefill_replicas or range(1, r):
+                                if p >= r:
+                                    continue
+                                for ep in self.ep:
+                                    for q in self._quant_domain(dev, dec):
+                                        for kv in self.kv_dtype:
+                                            for s in self.scheduler or (None,):
+                                                for seqs in self.max_num_seqs or (None,):
+                                                    for tok in self.max_num_batched_tokens or (None,):
+                                                        out.append(Candidate(dev.name, tp, pp, p, q, kv, ep, s, seqs,
+                                                                             tok, dec.name, r - p))
         return out
 
     @property

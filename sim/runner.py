@@ -317,10 +317,11 @@ def _with_intervals(summary: dict, *deps) -> dict:
     return summary
 
 
-def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None) -> RunOutput:
+def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
     ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
-    output section asks for a Chrome trace or a report)."""
+    output section asks for a Chrome trace or a report); ``trace``: requests to serve instead of the
+    workload section's, as :func:`assemble` takes."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
@@ -328,8 +329,8 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None) -> Ru
     if tracer is None:
         tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
     if cfg.disagg is not None:
-        return _run_disagg(cfg, tracer, want_records)
-    return run_built(assemble(cfg), keep_requests=want_records, tracer=tracer)
+        return _run_disagg(cfg, tracer, want_records, trace)
+    return run_built(assemble(cfg, trace=trace), keep_requests=want_records, tracer=tracer)
 
 
 @dataclass
@@ -527,7 +528,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
     return dep_p.layout.kv_bytes_per_token / (lanes * bw), dg.latency_s
 
 
-def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
+def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None) -> RunOutput:
     from llmsim.sim.disagg import simulate_disagg
 
     dg = cfg.disagg
@@ -542,9 +543,10 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool) -> RunOutput:
     rc_d = replica_config(cfg, dep_d)
     s_per_tok, latency = transfer_seconds_per_token(cfg, dep_p, dep_d,
                                                     (lay_p, lay_d) if cluster is not None else None)
-    trace = load_requests(cfg)
-    if cfg.workload.trace is not None:
-        check_requests(trace, dep_p.model, cfg.workload.trace)
+    if trace is None:
+        trace = load_requests(cfg)
+        if cfg.workload.trace is not None:
+            check_requests(trace, dep_p.model, cfg.workload.trace)
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,

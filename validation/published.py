@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from llmsim.hwmodels.backend import make_deployment
+from llmsim.validation.published_search import apex_figure, splitwise_figure
 from llmsim.workloads.errors import ConfigError, TraceError
 
 COLUMNS = ("system", "platform", "model", "setting", "metric", "value", "unit", "kind", "source")
@@ -277,7 +278,9 @@ def _splitwise(row: PublishedRow) -> float | str:
     if row.metric.startswith("power_"):
         return ("a splitwise-sim configuration constant; our device catalogue takes the idle power from the "
                 "same source, so a comparison would be circular")
-    return "needs cluster provisioning under iso-power/iso-cost budgets (search/), not built yet"
+    if row.metric == "throughput_ratio":
+        return splitwise_figure(row)
+    return f"metric {row.metric!r} of Splitwise is not predicted"
 
 
 Expresser = Callable[[PublishedRow], "float | str"]
@@ -288,10 +291,10 @@ EXPRESSERS: dict[str, Expresser] = {
     "AccLLM": _accllm,
     "FlightLLM": _flightllm,
     "SN40L": _sn40l,
+    "APEX": apex_figure,
     "A100 GPU": lambda row: "the software stack of AccLLM's A100 baseline is not stated; our engine profiles are vLLM's",
 }
 _NOT_MODELLED = {
-    "APEX": "needs the plan-search module (search/), not built yet",
     "DGX host link": "a datasheet input of the device catalogue (host_link bandwidth), not a prediction",
 }
 

@@ -12,7 +12,7 @@ import math
 import sys
 
 SPACE_FLAGS = ("model", "devices", "num_devices", "tp", "pp", "ep", "quant", "kv_dtype", "scheduler",
-               "max_num_seqs", "max_num_batched_tokens")
+               "max_num_seqs", "max_num_batched_tokens", "decode_devices", "prefill_replicas")
 
 
 def add_space_flags(p, *, counts: bool = True) -> None:
@@ -30,6 +30,10 @@ def add_space_flags(p, *, counts: bool = True) -> None:
     p.add_argument("--scheduler", help="schedulers, e.g. vllm,sarathi (default: the engine's)")
     p.add_argument("--max-num-seqs", help="max sequences per batch")
     p.add_argument("--max-num-batched-tokens", help="token budget per iteration (the prefill chunk)")
+    if counts:
+        p.add_argument("--decode-devices", help="also P/D-disaggregated candidates: prompts on --devices, tokens "
+                                                "on these (e.g. a100-80gb); the replicas of --num-devices split")
+        p.add_argument("--prefill-replicas", help="prompt replicas of a disaggregated candidate (default: every split)")
     p.add_argument("--workload", help="bundled workload name (default azure-conv)")
     p.add_argument("--trace", help="request trace file instead of a workload")
     p.add_argument("--num-requests", type=int, default=None, help="requests per simulation (default 200)")
@@ -50,6 +54,8 @@ def add_space_flags(p, *, counts: bool = True) -> None:
     p.add_argument("--store", help="SQLite results store; each evaluated candidate is written as it completes")
     p.add_argument("--resume", action="store_true", help="reuse what --store holds for the same question")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--report", help="self-contained HTML report (plotly.js embedded): Pareto scatter, cost and "
+                                    "latency of the best candidates")
 
 
 def space_of(args, *, counts: bool = True):
@@ -57,7 +63,7 @@ def space_of(args, *, counts: bool = True):
 
     flags = {k: getattr(args, k, None) for k in SPACE_FLAGS}
     if not counts:
-        flags["num_devices"] = None
+        flags.update(num_devices=None, decode_devices=None, prefill_replicas=None)
     return load_space(args.space, **flags)
 
 
@@ -88,6 +94,10 @@ def run_search_cmd(args) -> int:
 
     space = space_of(args)
     wl, slo = context_of(args)
+    if args.report:
+        from llmsim.search.report import check_report_path
+
+        check_report_path(args.report)
     objective = args.objective or ("goodput" if slo.active else "throughput")
     res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
                      price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
@@ -98,6 +108,14 @@ def run_search_cmd(args) -> int:
         print(file=sys.stderr)
     if args.export:
         _export(res.frame, args.export)
+    if args.report:
+        from llmsim.search.report import question_rows, write_search_report
+
+        q = question_rows(space, wl, slo, wl.rate, args.price_basis, extra=(
+            ("search", f"objective {res.objective}; {res.candidates_evaluated} distinct candidates, "
+                       f"{res.simulated} simulated"),))
+        write_search_report(args.report, res.frame, question=q, slo=slo, price_basis=args.price_basis,
+                            pareto=res.pareto, title=f"simulate search: {space.model}")
     if args.json:
         print(json.dumps(res.to_dict(top=args.top), sort_keys=True, default=str))
     else:

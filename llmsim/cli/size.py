@@ -20,11 +20,22 @@ def run_size_cmd(args) -> int:
 
     space = space_of(args, counts=False)
     wl, slo = context_of(args)
+    if args.report:
+        from llmsim.search.report import check_report_path
+
+        check_report_path(args.report)
     res = run_sizing(space, rate=args.rate, slo=slo, workload=wl, engine=args.engine, price_basis=args.price_basis,
                      max_quality_loss=args.max_quality_loss, options=args.options, max_replicas=args.max_replicas,
                      margin=args.margin, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
                      store=args.store, resume=args.resume)
     out = res.to_dict()
+    if args.report:
+        from llmsim.search.report import question_rows, write_search_report
+
+        q = question_rows(space, wl, slo, res.rate, args.price_basis, extra=(
+            ("sizing", f"fewest replicas carrying {res.rate:g} requests/s; {res.simulated} sized by simulation"),), counts=False)
+        write_search_report(args.report, res.frame, question=q, slo=slo, price_basis=args.price_basis,
+                            title=f"simulate size: {space.model} at {res.rate:g} requests/s")
     if args.json:
         print(json.dumps(out, sort_keys=True, default=str))
     else:
