@@ -20,7 +20,7 @@ __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llmsim.cli import catalog, fit, profile, run, search, size, train, validate
+    from llmsim.cli import catalog, config_cmd, fit, profile, run, search, size, train, validate
 
     from llmsim import __version__
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_parsers(sub)
     search.add_parser(sub)
     size.add_parser(sub)
+    config_cmd.add_parser(sub)
     for name, text in EXAMPLES.items():
         if name in sub.choices and not sub.choices[name].epilog:
             sub.choices[name].epilog = "examples:\n" + text
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LLMSimError as e:
-        print(f"simulate {args.command}: error: {e}{_known_names(e)}", file=sys.stderr)
+        from llmsim.cli.progress import prefix
+
+        print(f"{prefix(args.command, 'error')} {e}{_known_names(e)}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
         return 0

@@ -18,7 +18,7 @@ SPACE_FLAGS = ("model", "devices", "num_devices", "tp", "pp", "ep", "quant", "kv
 def add_space_flags(p, *, counts: bool = True) -> None:
     """The space's dimensions as flags (comma lists; ``free`` leaves one open)."""
     p.add_argument("space", nargs="?", help="YAML search space (keys: " + ", ".join(SPACE_FLAGS) + ")")
-    p.add_argument("--model")
+    p.add_argument("--model", help="model name, HF id or config.json path (simulate list models)")
     p.add_argument("--devices", help="device kinds, e.g. h100,a100-80gb,l40s")
     if counts:
         p.add_argument("--num-devices", help="devices per deployment, e.g. 8 or 8,16")
@@ -33,21 +33,23 @@ def add_space_flags(p, *, counts: bool = True) -> None:
     p.add_argument("--workload", help="bundled workload name (default azure-conv)")
     p.add_argument("--trace", help="request trace file instead of a workload")
     p.add_argument("--num-requests", type=int, default=None, help="requests per simulation (default 200)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="master seed of the simulations (default 0)")
     p.add_argument("--slo-ttft-p99", type=float, help="TTFT target, seconds")
     p.add_argument("--slo-tpot-p99", type=float, help="TPOT target, seconds")
     p.add_argument("--slo-percentile", type=int, default=99, choices=[50, 90, 99],
                    help="the percentile the SLO targets apply to (default 99)")
     p.add_argument("--engine", help="serving-engine profile (simulate engines)")
-    p.add_argument("--price-basis", default="on_demand", choices=["on_demand", "amortised"])
+    p.add_argument("--price-basis", default="on_demand", choices=["on_demand", "amortised"],
+                   help="device prices per hour: on_demand cloud rates or amortised purchase (default on_demand)")
     p.add_argument("--max-quality-loss", type=float, help="drop formats whose expected accuracy loss exceeds this "
                                                           "fraction (workloads/data/quality_loss.yaml)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where the simulations run: local processes or a Ray cluster (default local)")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: a local ray.init())")
     p.add_argument("--workers", type=int, help="local processes (default: all cores)")
     p.add_argument("--store", help="SQLite results store; each evaluated candidate is written as it completes")
     p.add_argument("--resume", action="store_true", help="reuse what --store holds for the same question")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def space_of(args, *, counts: bool = True):
@@ -74,26 +76,20 @@ def _fmt(v, spec: str = ".3g") -> str:
     return format(v, spec)
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        k = int(width * done / max(total, 1))
-        print(f"\r  [{'#' * k}{'.' * (width - k)}] {done}/{total} simulated", end="", file=sys.stderr, flush=True)
-
-
 def run_search_cmd(args) -> int:
     from llmsim.search.explore import closest_miss, run_search
+
+    from llmsim.cli.progress import Bar
 
     space = space_of(args)
     wl, slo = context_of(args)
     objective = args.objective or ("goodput" if slo.active else "throughput")
-    res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
-                     price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
-                     margin=args.margin, use_screen=not args.no_screen, executor=args.executor,
-                     workers=args.workers, ray_address=args.ray_address, store=args.store, resume=args.resume,
-                     progress=None if args.json else _progress)
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
+    with Bar("simulate search", unit="candidates simulated") as bar:
+        res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
+                         price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
+                         margin=args.margin, use_screen=not args.no_screen, executor=args.executor,
+                         workers=args.workers, ray_address=args.ray_address, store=args.store, resume=args.resume,
+                         progress=bar.update if bar.enabled else None)
     if args.export:
         _export(res.frame, args.export)
     if args.json:
