@@ -28,6 +28,7 @@ A disaggregated candidate splits its ``num_devices / (tp x pp)`` replicas into a
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
@@ -88,7 +89,9 @@ class Candidate:
         names = [f.name for f in fields(cls)]
         bad = [k for k in data if k not in names]
         if bad:
-            raise ConfigError(f"candidate: unknown key {bad[0]!r}; allowed keys: {', '.join(names)}")
+            close = difflib.get_close_matches(str(bad[0]), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"candidate: unknown key {bad[0]!r}{hint}; allowed keys: {', '.join(names)}")
         return cls(**data)
 
     def key(self) -> str:
@@ -210,8 +213,6 @@ class SearchSpace:
         names = [f.name for f in fields(cls)]
         for key in data:
             if key not in names:
-                import difflib
-
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"search space: unknown key {key!r}{hint}; allowed keys: {', '.join(names)}")

@@ -9,7 +9,7 @@ and idle power; the workload section gives the request arrays.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -317,20 +317,52 @@ def _with_intervals(summary: dict, *deps) -> dict:
     return summary
 
 
-def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None) -> RunOutput:
+class ProgressTracer:
+    """A tracer calling ``progress(simulated_s, iterations)`` every ``every`` iterations (simulated
+    seconds of the last iteration seen) and passing each iteration on to ``inner``; it only reads."""
+
+    __slots__ = ("inner", "progress", "every", "iterations", "_next")
+
+    def __init__(self, inner, progress, every: int = 512):
+        self.inner, self.progress, self.every = inner, progress, max(1, int(every))
+        self.iterations, self._next = 0, self.every
+
+    def iteration(self, replica: int, start_s: float, end_s: float, prefill_tokens: int, decodes: int) -> None:
+        if self.inner is not None:
+            self.inner.iteration(replica, start_s, end_s, prefill_tokens, decodes)
+        self.iterations += 1
+        if self.iterations >= self._next:
+            self._next = self.iterations + self.every
+            self.progress(end_s, self.iterations)
+
+    def decode_run(self, replica: int, starts, ends, decodes: int) -> None:
+        if self.inner is not None:
+            self.inner.decode_run(replica, starts, ends, decodes)
+        self.iterations += len(ends)
+        if self.iterations >= self._next:
+            self._next = self.iterations + self.every
+            self.progress(float(ends[-1]), self.iterations)
+
+
+def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None,
+        progress=None) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
     ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
     output section asks for a Chrome trace or a report); ``trace``: requests to serve instead of the
-    workload section's, as :func:`assemble` takes."""
+    workload section's, as :func:`assemble` takes. ``progress``: ``progress(simulated_s, iterations)``
+    called every 512 iterations (a :class:`ProgressTracer`); it does not change results."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
     want_records = bool(o.out or o.report) if keep_requests is None else keep_requests
     if tracer is None:
         tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
+    hook = tracer if progress is None else ProgressTracer(tracer, progress)
     if cfg.disagg is not None:
-        return _run_disagg(cfg, tracer, want_records, trace)
-    return run_built(assemble(cfg, trace=trace), keep_requests=want_records, tracer=tracer)
+        out = _run_disagg(cfg, hook, want_records, trace)
+    else:
+        out = run_built(assemble(cfg, trace=trace), keep_requests=want_records, tracer=hook)
+    return out if progress is None else replace(out, tracer=tracer)
 
 
 @dataclass

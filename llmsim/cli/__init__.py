@@ -34,7 +34,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command == "run":
         run.add_parser(sub)
         return p
-    from llmsim.cli import catalog, fit, profile, search, size, train, validate
+    from llmsim.cli import catalog, config_cmd, fit, profile, search, size, train, validate
 
     validate.add_parsers(sub)
     run.add_parser(sub)
@@ -44,6 +44,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     fit.add_parsers(sub)
     search.add_parser(sub)
     size.add_parser(sub)
+    config_cmd.add_parser(sub)
     for name, text in EXAMPLES.items():
         if name in sub.choices and not sub.choices[name].epilog:
             sub.choices[name].epilog = "examples:\n" + text
@@ -79,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LLMSimError as e:
-        print(f"simulate {args.command}: error: {e}{_known_names(e)}", file=sys.stderr)
+        from llmsim.cli.progress import prefix
+
+        print(f"{prefix(args.command, 'error')} {e}{_known_names(e)}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
         return 0

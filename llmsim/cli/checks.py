@@ -39,7 +39,9 @@ def check_outputs(cfg) -> None:
 
 def warn(command: str, message: str) -> None:
     """One warning line on stderr."""
-    print(f"simulate {command}: warning: {message}", file=sys.stderr)
+    from llmsim.cli.progress import prefix
+
+    print(f"{prefix(command, 'warning')} {message}", file=sys.stderr)
 
 
 def run_warnings(cfg) -> list[str]:

@@ -3,6 +3,8 @@
 `simulate fit-network` (the alpha-beta collective models from the shipped network measurements)."""
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 
@@ -10,7 +12,27 @@ import time
 ENGINE_OF = {"splitwise": "vllm-0.2", "apex": "vllm-0.6", "llmservingsim": "vllm-v1"}
 
 
+def _emit(obj: dict) -> None:
+    """One JSON object on stdout (``--json``)."""
+    from llmsim.api import _json_safe
+
+    print(json.dumps(_json_safe(obj), sort_keys=True, default=str))
+
+
+def _lines_to_stderr(args):
+    """With ``--json``: the command's progress lines go to stderr, keeping stdout one JSON object."""
+    return contextlib.redirect_stdout(sys.stderr) if getattr(args, "json", False) else contextlib.nullcontext()
+
+
 def cmd_fit_kernels(args) -> int:
+    with _lines_to_stderr(args):
+        out = _fit_kernels(args)
+    if args.json:
+        _emit(out)
+    return 0
+
+
+def _fit_kernels(args) -> dict:
     import dataclasses
     from pathlib import Path
 
@@ -45,7 +67,7 @@ def cmd_fit_kernels(args) -> int:
             print(f"{a['class']}: {a['rows']} training rows, from {a['from']}; training median APE "
                   f"{100 * a['train_median_ape_before']:.1f}% -> {100 * a['train_median_ape_after']:.1f}%")
         profile.save(out)
-        return 0
+        return {"out": str(out), "added": added}
     base = load_profile(out) if args.ranges else None
     if base is not None:
         excluded = tuple(base.split.get("excluded_devices", ()))
@@ -62,8 +84,9 @@ def cmd_fit_kernels(args) -> int:
         profile = cal.merge_profiles(load_profile(out), profile, tuple(args.arch))
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(out)
-    print(f"wrote {out}: {sum(len(g) for c in profile.params.values() for g in c.values())} parameter sets")
-    return 0
+    n = sum(len(g) for c in profile.params.values() for g in c.values())
+    print(f"wrote {out}: {n} parameter sets")
+    return {"out": str(out), "parameter_sets": n}
 
 
 def cmd_fit_engine(args) -> int:
@@ -83,10 +106,14 @@ def cmd_fit_engine(args) -> int:
         hosts = serving.fit_splitwise_overheads(args.path, subset=args.subset, profile=profile)
     else:
         hosts = {"default": serving.fit_apex_overhead(args.path, args.run, profile=profile)}
-    print(serving._yaml_hosts(hosts))
+    if not args.json:
+        print(serving._yaml_hosts(hosts))
     if args.write:
         serving.write_hosts(engine, hosts)
-        print(f"wrote the {engine} hosts into {serving.ENGINES_FILE}")
+        print(f"wrote the {engine} hosts into {serving.ENGINES_FILE}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        _emit({"source": args.source, "engine": engine, "hosts": hosts,
+               "written": str(serving.ENGINES_FILE) if args.write else None})
     return 0
 
 
@@ -97,18 +124,26 @@ def cmd_fit_network(args) -> int:
     t0 = time.perf_counter()
     table = nw._shipped_table()
     holdout = nw.DEFAULT_HOLDOUT if args.holdout_fraction is None else args.holdout_fraction
-    data = nw.fit_network(table, holdout_fraction=holdout, verbose=True)
+    with _lines_to_stderr(args):
+        data = nw.fit_network(table, holdout_fraction=holdout, verbose=True)
     params = nw.network_params_from_dict(data, "fit")
     if args.write:
         nw.SHIPPED_YAML.write_text(nw.yaml_text(data))
         default_network_params.cache_clear()
         print(f"wrote {nw.SHIPPED_YAML}", file=sys.stderr)
+    reports = {}
     for split in ("test", "all"):
-        rep = nw.network_report(table, params=params, split=split)
-        print(f"split={split}")
-        print(nw.format_network_table(rep))
+        rep = reports[split] = nw.network_report(table, params=params, split=split)
+        if not args.json:
+            print(f"split={split}")
+            print(nw.format_network_table(rep))
+    if args.json:
+        _emit({"fit": data, "reports": reports, "written": str(nw.SHIPPED_YAML) if args.write else None})
     print(f"fit took {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
+
+
+JSON_HELP = "print one JSON object (what was fitted and written) instead of the lines"
 
 
 def add_parsers(sub) -> None:
@@ -130,6 +165,7 @@ def add_parsers(sub) -> None:
     k.add_argument("--uncertainty", action="store_true",
                    help="refit nothing else: write the error bands (hwmodels/uncertainty.py) beside the --out profile "
                         "from half of its held-out rows")
+    k.add_argument("--json", action="store_true", help=JSON_HELP)
     k.set_defaults(func=cmd_fit_kernels)
     e = sub.add_parser("fit-engine", help="fit an engine profile's host overheads on serving measurements")
     src = e.add_subparsers(dest="source", required=True, help="whose measurements: splitwise, apex, llmservingsim")
@@ -145,10 +181,12 @@ def add_parsers(sub) -> None:
     for x in (a, b, c):
         x.add_argument("--profile", help="calibration profile JSON (default: the shipped one)")
         x.add_argument("--write", action="store_true", help="write the hosts into hwmodels/data/engines.yaml")
+        x.add_argument("--json", action="store_true", help=JSON_HELP)
         x.set_defaults(func=cmd_fit_engine)
     n = sub.add_parser("fit-network", help="fit the alpha-beta collective models on the shipped network "
                                            "measurements (training split)")
     n.add_argument("--write", action="store_true", help="rewrite hwmodels/data/network_calibration.yaml")
     n.add_argument("--holdout-fraction", type=float, default=None,
                    help="fraction of shapes held out of the fit (default: the shipped split's)")
+    n.add_argument("--json", action="store_true", help=JSON_HELP)
     n.set_defaults(func=cmd_fit_network)

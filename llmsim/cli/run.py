@@ -103,12 +103,14 @@ def cmd_run(args) -> int:
     from llmsim.sim.runner import run
 
     from llmsim.cli.checks import check_outputs, run_warnings, warn
+    from llmsim.cli.progress import run_bar
 
     cfg = run_config(args)
     check_outputs(cfg)
     for message in run_warnings(cfg):
         warn("run", message)
-    out = run(cfg)
+    with run_bar() as bar:
+        out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None)
     if out.static and not out.summary.get("fits_in_one_batch", True):
         dep = out.summary["deployment"]
         warn("run", f"the static batch ({cfg.static_batch.batch_size} x {cfg.static_batch.prompt_tokens} + "

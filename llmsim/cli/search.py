@@ -82,15 +82,10 @@ def _fmt(v, spec: str = ".3g") -> str:
     return format(v, spec)
 
 
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        k = int(width * done / max(total, 1))
-        print(f"\r  [{'#' * k}{'.' * (width - k)}] {done}/{total} simulated", end="", file=sys.stderr, flush=True)
-
-
 def run_search_cmd(args) -> int:
     from llmsim.search.explore import closest_miss, run_search
+
+    from llmsim.cli.progress import Bar
 
     space = space_of(args)
     wl, slo = context_of(args)
@@ -99,13 +94,12 @@ def run_search_cmd(args) -> int:
 
         check_report_path(args.report)
     objective = args.objective or ("goodput" if slo.active else "throughput")
-    res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
-                     price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
-                     margin=args.margin, use_screen=not args.no_screen, executor=args.executor,
-                     workers=args.workers, ray_address=args.ray_address, store=args.store, resume=args.resume,
-                     progress=None if args.json else _progress)
-    if not args.json and sys.stderr.isatty():
-        print(file=sys.stderr)
+    with Bar("simulate search", unit="candidates simulated") as bar:
+        res = run_search(space, workload=wl, slo=slo, objective=objective, engine=args.engine,
+                         price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, top_k=args.top_k,
+                         margin=args.margin, use_screen=not args.no_screen, executor=args.executor,
+                         workers=args.workers, ray_address=args.ray_address, store=args.store, resume=args.resume,
+                         progress=bar.update if bar.enabled else None)
     if args.export:
         _export(res.frame, args.export)
     if args.report:

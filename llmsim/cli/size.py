@@ -18,16 +18,19 @@ def run_size_cmd(args) -> int:
     from llmsim.search.capacity import run_sizing
     from llmsim.search.explore import closest_miss
 
+    from llmsim.cli.progress import Ticker
+
     space = space_of(args, counts=False)
     wl, slo = context_of(args)
     if args.report:
         from llmsim.search.report import check_report_path
 
         check_report_path(args.report)
-    res = run_sizing(space, rate=args.rate, slo=slo, workload=wl, engine=args.engine, price_basis=args.price_basis,
-                     max_quality_loss=args.max_quality_loss, options=args.options, max_replicas=args.max_replicas,
-                     margin=args.margin, executor=args.executor, workers=args.workers, ray_address=args.ray_address,
-                     store=args.store, resume=args.resume)
+    with Ticker("simulate size"):
+        res = run_sizing(space, rate=args.rate, slo=slo, workload=wl, engine=args.engine,
+                         price_basis=args.price_basis, max_quality_loss=args.max_quality_loss, options=args.options,
+                         max_replicas=args.max_replicas, margin=args.margin, executor=args.executor,
+                         workers=args.workers, ray_address=args.ray_address, store=args.store, resume=args.resume)
     out = res.to_dict()
     if args.report:
         from llmsim.search.report import question_rows, write_search_report

@@ -13,13 +13,16 @@ def cmd_validate(args) -> int:
     from llmsim.hwmodels.calibration import load_profile
     from llmsim.workloads.errors import ConfigError
 
+    from llmsim.cli.progress import Ticker
+
     if args.format == "published":
         from llmsim.validation.published import format_table as published_table
         from llmsim.validation.published import validate_published
 
         if len(args.paths) != 1:
             raise ConfigError("--format published takes one paper_figures.csv path")
-        report = validate_published(args.paths[0])
+        with Ticker("simulate validate"):
+            report = validate_published(args.paths[0])
         print(json.dumps(report) if args.json else published_table(report))
         return 0
 
@@ -44,14 +47,16 @@ def cmd_validate(args) -> int:
 
         if args.device or args.model:
             raise ConfigError("--device/--model apply to kernel measurements; serving files name their own")
-        report = validate_serving(paths, fmt=args.format, engine=args.engine, profile=profile, split=args.split)
+        with Ticker("simulate validate"):
+            report = validate_serving(paths, fmt=args.format, engine=args.engine, profile=profile, split=args.split)
     else:
         from llmsim.validation.validate import format_table, validate_kernels
 
         if args.engine:
             raise ConfigError("--engine applies to serving measurements (splitwise, apex-vllm)")
-        report = validate_kernels(paths, fmt=args.format, device=args.device, model=args.model,
-                                  profile=profile, split=args.split)
+        with Ticker("simulate validate"):
+            report = validate_kernels(paths, fmt=args.format, device=args.device, model=args.model,
+                                      profile=profile, split=args.split)
     if args.json:
         print(json.dumps(report, sort_keys=False))
     else:

@@ -402,12 +402,12 @@ def test_bad_arguments_exit_2_before_any_gpu_work(tmp_path, capsys, extra, messa
 def test_build_parser_adds_the_profile_subcommand(tmp_path, capsys):
     p = argparse.ArgumentParser(prog="simulate")
     sub = p.add_subparsers(dest="command", required=True)
-    from llmsim.cli.profile import add_parser
+    from llmsim.cli.profile import add_parser, cmd_profile
 
     add_parser(sub)
     args = p.parse_args(["profile", "--device-name", "h100-sxm", "--out", str(tmp_path), "--quick", "--dry-run",
                          "--ops", "gemm"])
-    assert args.func is prof.run and args.quick and args.repeats == 10 and args.warmup == 5
+    assert args.func is cmd_profile and args.quick and args.repeats == 10 and args.warmup == 5
     assert args.func(args) == 0
     assert "gemm: 480 cases (240 bf16, 240 fp8)" in capsys.readouterr().out
 
