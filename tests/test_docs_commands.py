@@ -1,7 +1,7 @@
-"""Every `simulate ...` command line in the fenced shell blocks of docs/*.md, and every example config
+"""Every `simulate ...` command line in the fenced shell blocks of README.md and docs/*.md, and every example config
 in docs/examples (the command its first comment names, else `simulate run FILE`), runs: exit code 0,
 no traceback. Sizes are cut where a flag allows (``--num-requests``); output files go to a temporary
-folder; a command line whose comment contains ``(long)`` is skipped."""
+folder; a command line whose comment contains ``(long`` is skipped."""
 from __future__ import annotations
 
 import re
@@ -43,7 +43,8 @@ def example_commands() -> list[str]:
 
 
 def _cases():
-    cases = [(f"{p.name}: {c}", c) for p in sorted(DOCS.glob("*.md")) for c in shell_commands(p.read_text())]
+    pages = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
+    cases = [(f"{p.name}: {c}", c) for p in pages for c in shell_commands(p.read_text())]
     return cases + [(f"examples: {c}", c) for c in example_commands()]
 
 
@@ -66,12 +67,13 @@ CASES = _cases()
 
 def test_the_docs_show_commands():
     assert len([c for c in CASES if c[0].startswith("quickstart.md")]) >= 3
+    assert len([c for c in CASES if c[0].startswith("README.md")]) >= 10
     assert len([c for c in CASES if c[0].startswith("examples")]) == len(list((DOCS / "examples").rglob("*.yaml")))
 
 
 @pytest.mark.parametrize("line", [c for _, c in CASES], ids=[i for i, _ in CASES])
 def test_documented_command_runs(line, tmp_path, monkeypatch, capsys):
-    if "(long)" in line:
+    if "(long" in line:
         pytest.skip("marked (long) in the docs")
     monkeypatch.chdir(REPO)
     try:
