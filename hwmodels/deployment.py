@@ -254,8 +254,13 @@ def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind
 
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
-                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have):
-    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step.
+                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
+                       mode, launch, host, sync, tp):
+    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step,
+    engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
+    seconds ``host`` (``mode`` 0), that plus ``sync`` (``mode`` 1), or ``max(max(g, launch), host) +
+    sync`` (``mode`` 2, an asynchronous engine); the devices idle for the difference, and joules are
+    those of one device times ``tp``.
 
     Only decode attention depends on the context, so the other operators are priced once per batch
     size: ``by_size[n, o]`` holds (seconds, joules) of operator ``o`` for ``n`` decodes once
@@ -298,8 +303,15 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
         for o in range(n_ops):
             total_t += t_op[o]
             total_e += e_op[o]
-        times[k] = total_t
-        energies[k] = total_e
+        gpu = total_t if total_t >= launch else launch
+        if mode == 2:
+            t = (gpu if gpu >= host else host) + sync
+        elif mode == 1:
+            t = (gpu + host) + sync
+        else:
+            t = gpu + host
+        times[k] = t
+        energies[k] = (total_e + op_power[0] * (t - total_t)) * tp
     for o in range(n_ops):
         op_time[o] = t_op[o]
     return times, energies
@@ -736,21 +748,21 @@ class Deployment:
             have = np.zeros(cap, np.uint8)
             have[:self._by_size_have.size] = self._by_size_have
             self._by_size, self._by_size_have = grown, have
-        g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
+        if self._piecewise:
+            mode = 2 if self._async else 1
+            launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
+            host = self._iter_s + self._seq_s * seqs + self._tok_s * seqs
+            sync = self._sync_s
+        else:
+            mode = 0
+            launch = self._launch_s if seqs > self._graph_max else -math.inf
+            host = self._iter_s + self._seq_s * seqs
+            sync = 0.0
+        return _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                   self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time,
-                                  self._by_size, self._by_size_have)
-        if self._piecewise:
-            launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
-            gpu = np.maximum(g, launch)
-            host = self._iter_s + self._seq_s * seqs + self._tok_s * seqs
-            t = (np.maximum(gpu, host) if self._async else gpu + host) + self._sync_s
-        else:
-            t = g
-            if seqs > self._graph_max:
-                t = np.maximum(t, self._launch_s)
-            t = t + (self._iter_s + self._seq_s * seqs)
-        return t, (e + self._power[0] * (t - g)) * self.tp
+                                  self._by_size, self._by_size_have, mode, float(launch), float(host),
+                                  float(sync), float(self.tp))
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

@@ -89,14 +89,10 @@ def _decode_with_preemption(running, kv: KVView, free: int, batch: Batch, budget
     are left for the caller (they may still be preempted as victims). A victim frees
     ``kv.freed_by(victim)`` blocks (its blocks shared with other requests stay)."""
     bs = kv.block_size
-    decoding = []
-    append = decoding.append
+    decoding = [r for r in running if r.cached >= r.prefill_target]
     total = 0
-    for r in running:
-        c = r.cached
-        if c >= r.prefill_target:
-            append(r)
-            total += (c + bs) // bs - r.blocks
+    for r in decoding:
+        total += (r.cached + bs) // bs - r.blocks
     if total <= free and (budget is None or len(decoding) <= budget):
         # the usual case (everything fits): the loops below would decode them all, in order
         batch.decode.extend(decoding)
