@@ -447,9 +447,12 @@ class Replica:
         """Plan up to ``k`` decode iterations of the current batch (step 1 is already allocated)."""
         kv = self.kv
         bs = kv.block_size
-        held = int(((ctx + bs) // bs).sum())
         free = kv.free_blocks
-        if int(((ctx + (k + bs - 1)) // bs).sum()) - held > free:
+        # a decode grows by at most (k - 1) // bs + 1 blocks over steps 2..k: count exactly only when
+        # that bound does not fit
+        if ctx.size * ((k - 1) // bs + 1) > free and (
+                int(((ctx + (k + bs - 1)) // bs).sum()) - int(((ctx + bs) // bs).sum()) > free):
+            held = int(((ctx + bs) // bs).sum())
             lo, hi = 1, k  # lo fits, hi does not
             while hi - lo > 1:
                 mid = (lo + hi) // 2
