@@ -254,22 +254,39 @@ def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind
 
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
-                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time):
-    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step.
+                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
+                       mode, launch, host, sync, tp):
+    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step,
+    engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
+    seconds ``host`` (``mode`` 0), that plus ``sync`` (``mode`` 1), or ``max(max(g, launch), host) +
+    sync`` (``mode`` 2, an asynchronous engine); the devices idle for the difference, and joules are
+    those of one device times ``tp``.
 
-    Only decode attention depends on the context, so the other operators are priced once; the
-    per-step totals add the same per-op values in the same order as ``_iteration_kernel`` (equal
-    to the last bit)."""
+    Only decode attention depends on the context, so the other operators are priced once per batch
+    size: ``by_size[n, o]`` holds (seconds, joules) of operator ``o`` for ``n`` decodes once
+    ``by_size_have[n]`` is set (sizes past the table are priced each call). The per-step totals add
+    the same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit)."""
     empty = np.zeros(0, np.int64)
     ctx = decode_ctx.copy()
     tokens, seqs = _batch_size(empty, ctx)
     n_ops = op_cls.size
     t_op = np.zeros(n_ops)
     e_op = np.zeros(n_ops)
+    n = ctx.size
+    cached = n < by_size_have.size and by_size_have[n] != 0
     for o in range(n_ops):
-        t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
-                                    op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
-                                    shape, op_range)
+        if cached and op_kind[o] != _ATTN_DECODE:
+            t_op[o] = by_size[n, o, 0]
+            e_op[o] = by_size[n, o, 1]
+        else:
+            t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
+                                        op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+                                        shape, op_range)
+    if not cached and n < by_size_have.size:
+        for o in range(n_ops):
+            by_size[n, o, 0] = t_op[o]
+            by_size[n, o, 1] = e_op[o]
+        by_size_have[n] = 1
     times = np.empty(steps)
     energies = np.empty(steps)
     for k in range(steps):
@@ -286,8 +303,15 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
         for o in range(n_ops):
             total_t += t_op[o]
             total_e += e_op[o]
-        times[k] = total_t
-        energies[k] = total_e
+        gpu = total_t if total_t >= launch else launch
+        if mode == 2:
+            t = (gpu if gpu >= host else host) + sync
+        elif mode == 1:
+            t = (gpu + host) + sync
+        else:
+            t = gpu + host
+        times[k] = t
+        energies[k] = (total_e + op_power[0] * (t - total_t)) * tp
     for o in range(n_ops):
         op_time[o] = t_op[o]
     return times, energies
@@ -370,6 +394,9 @@ class Deployment:
         self._scratch = np.zeros(_MAX_FEATURES + _PAR_WIDTH)
         self._shape = np.zeros(_PAR_WIDTH)
         self._op_time = np.zeros(len(self.op_names))
+        # decode_run's per-batch-size prices of the context-free operators (grown on demand)
+        self._by_size = np.zeros((0, len(self.op_names), 2))
+        self._by_size_have = np.zeros(0, np.uint8)
 
     # -- plan ---------------------------------------------------------------------------------
     def _check_plan(self) -> None:
@@ -760,20 +787,28 @@ class Deployment:
         if seqs == 0:
             z = np.zeros(int(steps))
             return z, z.copy()
-        g, e = _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
-                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                  self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time)
+        if seqs >= self._by_size_have.size:
+            cap = max(2 * seqs, 256)
+            grown = np.zeros((cap, self._cls.size, 2))
+            grown[:self._by_size.shape[0]] = self._by_size
+            have = np.zeros(cap, np.uint8)
+            have[:self._by_size_have.size] = self._by_size_have
+            self._by_size, self._by_size_have = grown, have
         if self._piecewise:
+            mode = 2 if self._async else 1
             launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
-            gpu = np.maximum(g, launch)
             host = self._iter_s + self._seq_s * seqs + self._tok_s * seqs
-            t = (np.maximum(gpu, host) if self._async else gpu + host) + self._sync_s
+            sync = self._sync_s
         else:
-            t = g
-            if seqs > self._graph_max:
-                t = np.maximum(t, self._launch_s)
-            t = t + (self._iter_s + self._seq_s * seqs)
-        return t, (e + self._power[0] * (t - g)) * self.tp
+            mode = 0
+            launch = self._launch_s if seqs > self._graph_max else -math.inf
+            host = self._iter_s + self._seq_s * seqs
+            sync = 0.0
+        return _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
+                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
+                                  self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time,
+                                  self._by_size, self._by_size_have, mode, float(launch), float(host),
+                                  float(sync), float(self.tp))
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

@@ -56,6 +56,8 @@ _FALLBACK_RUN = 16
 #: Decode-run steps priced when a run is planned; the rest are priced in growing chunks as the run
 #: reaches them (an arrival usually cuts a run long before it ends).
 _FIRST_CHUNK = 48
+#: More tokens than any request has left to generate.
+_NO_LIMIT = 1 << 62
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +131,7 @@ class ReplicaConfig:
 class Replica:
     """The engine of one replica. Read-only status for routers: ``outstanding``, ``kv_load()``."""
 
-    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "kv", "_kv_view",
+    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_run_left", "kv", "_kv_view",
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
@@ -165,6 +167,7 @@ class Replica:
         self._run_start = 0.0
         self._run_ctx: np.ndarray | None = None
         self._run_seq = 0
+        self._run_left = 0  # the fewest tokens a decode of the current run has left when planned
         self._fuse = config.fuse_decode
         self._steady = bool(getattr(self.scheduler, "steady_decode", False))
         self._max_steps = config.max_fused_steps
@@ -393,12 +396,19 @@ class Replica:
         decode = batch.decode
         grow = 0
         if decode:
-            cached = [r.cached for r in decode]
-            for r, c in zip(decode, cached):
+            cached = []
+            append = cached.append
+            left = _NO_LIMIT  # the fewest tokens any decode has left to generate
+            for r in decode:
+                c = r.cached
+                append(c)
                 need = (c + bs) // bs - r.blocks
                 if need > 0:
                     grow += need
                     r.blocks += need
+                d = r.output_tokens - r.generated
+                if d < left:
+                    left = d
             ctx = np.array(cached, dtype=np.int64)
         else:
             ctx = _EMPTY
@@ -413,10 +423,10 @@ class Replica:
             self._pending_s = 0.0
         if not prefill and self._fuse and self._steady and not preempt and not extra:
             k = self._max_steps
-            left = min([r.output_tokens - r.generated for r in decode]) if decode else k
-            if left < k:
+            if decode and left < k:
                 k = left
             if k > 1:
+                self._run_left = left
                 self._plan_run(ctx, k, now)
                 return
         if prefill:
@@ -437,9 +447,12 @@ class Replica:
         """Plan up to ``k`` decode iterations of the current batch (step 1 is already allocated)."""
         kv = self.kv
         bs = kv.block_size
-        held = int(((ctx + bs) // bs).sum())
         free = kv.free_blocks
-        if int(((ctx + (k + bs - 1)) // bs).sum()) - held > free:
+        # a decode grows by at most (k - 1) // bs + 1 blocks over steps 2..k: count exactly only when
+        # that bound does not fit
+        if ctx.size * ((k - 1) // bs + 1) > free and (
+                int(((ctx + (k + bs - 1)) // bs).sum()) - int(((ctx + bs) // bs).sum()) > free):
+            held = int(((ctx + bs) // bs).sum())
             lo, hi = 1, k  # lo fits, hi does not
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -553,6 +566,18 @@ class Replica:
                         finished = [r]
                     else:
                         finished.append(r)
+        elif k < self._run_left:  # a run cut short before any decode finishes
+            grow = 0
+            for r in batch.decode:
+                c = r.cached + k
+                r.cached = c
+                need = (c + bs - 1) // bs - r.blocks
+                if need > 0:
+                    grow += need
+                    r.blocks += need
+                r.generated += k
+            if grow:
+                self.kv.allocate(grow)
         else:
             grow = 0
             for r in batch.decode:

@@ -1,0 +1,23 @@
+"""decode_run keeps the context-free operators' prices per batch size (hwmodels/deployment.py
+``_decode_run_kernel``): later runs of the same size, and sizes that grow the table, still price every
+step exactly as the step-by-step query."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmsim.hwmodels.deployment import Deployment
+
+E = np.zeros(0, np.int64)
+
+
+@pytest.mark.parametrize("engine", ["kernels", "vllm-0.2", "vllm"])
+def test_decode_runs_reusing_the_size_table_equal_the_iterations(engine):
+    dep = Deployment("llama-3.1-8b", "h100", tp=2, engine=engine)
+    rng = np.random.default_rng(3)
+    sizes = [7, 7, 600, 7, 600, 1]  # 600: past the first table and the largest CUDA graph
+    for n in sizes:
+        ctx = rng.integers(1, 4000, n).astype(np.int64)
+        t, e = dep.decode_run(ctx, 4)
+        assert [dep.iteration(E, E, ctx + k) for k in range(4)] == list(zip(t.tolist(), e.tolist()))
+    assert dep._by_size_have[7] and dep._by_size_have[600]
