@@ -142,7 +142,7 @@ def _export(df, path: str) -> None:
 def _print_table(res, top: int, slo) -> None:
     df = res.frame
     print(f"search {res.objective}: {res.space_size} candidates, {res.candidates_evaluated} distinct, "
-          f"{int(df['feasible'].sum())} fit in memory, {res.simulated} simulated ({res.simulations} runs), "
+          f"{int(df['feasible'].sum())} feasible (memory, price, quality), {res.simulated} simulated ({res.simulations} runs), "
           f"{res.wall_s:.1f} s")
     head = (f"{'#':>3s}  {'candidate':54s} {'goodput':>8s} {'tok/s':>8s} {'TTFT':>7s} {'TPOT':>7s} {'$/h':>7s} "
             f"{'$/Mtok':>7s} {'J/tok':>6s}  why")

@@ -44,7 +44,7 @@ def run_size_cmd(args) -> int:
     else:
         df = res.frame
         print(f"size {space.model} for {res.rate:g} req/s: {len(df)} replica candidates, "
-              f"{int(df['feasible'].sum())} fit in memory, {res.simulated} sized by simulation "
+              f"{int(df['feasible'].sum())} feasible (memory, price, quality), {res.simulated} sized by simulation "
               f"({res.simulations} runs), {res.wall_s:.1f} s")
         print(f"{'#':>3s}  {'replica':54s} {'replicas':>8s} {'devices':>7s} {'$/h':>8s} {'goodput':>8s} "
               f"{'TTFT':>7s} {'TPOT':>7s}")
