@@ -161,7 +161,9 @@ def run_sizing(space: SearchSpace, *, rate: float, slo: SLOTarget, workload: Wor
             row.update(binding="quality", reason=f"expected quality loss {row['quality_loss']} exceeds {max_quality_loss}")
             continue
         if not math.isfinite(unit):
-            row.update(binding="price", reason=f"no {price_basis} price for {c.device}")
+            other = "amortised" if price_basis == "on_demand" else "on_demand"
+            hint = f"; try --price-basis {other}" if math.isfinite(usd_per_hour(c, other)) else ""
+            row.update(binding="price", reason=f"no {price_basis} price for {c.device}{hint}")
             continue
         f = check(c, ctx, stats.max_total)
         if not f.ok:
