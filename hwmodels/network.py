@@ -10,6 +10,7 @@ ranks of the group push at once); latencies are seconds per hop.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llmsim.workloads.errors import ConfigError
@@ -93,3 +94,17 @@ def single_node_group(ranks: int, intra: LinkClass) -> GroupTopology:
     """A group of ``ranks`` devices on one node joined by ``intra``."""
     return GroupTopology(ranks=ranks, nodes=1, ranks_per_node=ranks, intra=intra if ranks > 1 else None,
                          inter=None)
+
+
+def shared_bottleneck(paths: Sequence[Sequence[str]], capacity: Mapping[str, float]) -> float:
+    """Bytes/s each of several concurrent flows gets when flow ``i`` crosses the links ``paths[i]``
+    (a link may appear twice in one path, e.g. a host-memory bounce) and link ``l`` carries
+    ``capacity[l]`` bytes/s: min over used links of capacity / flows crossing it (every flow moves
+    the same bytes per step, as the edges of a ring do)."""
+    count: dict[str, int] = {}
+    for path in paths:
+        for link in path:
+            count[link] = count.get(link, 0) + 1
+    if not count:
+        raise ConfigError("shared_bottleneck needs at least one flow crossing a link")
+    return min(capacity[link] / c for link, c in count.items())
