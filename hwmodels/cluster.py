@@ -673,9 +673,11 @@ class ClusterSpec:
             if r > group_ranks.get(g, 0):
                 group_ranks[g] = r
         intra = None
+        host_topology = False
         if ranks_per_node > 1:
-            if any(self.node_groups[g].host is not None for g in group_ranks):
+            if any(self.node_groups[g].host is not None for g, r in group_ranks.items() if r > 1):
                 links = [self._host_link(n, devs) for n, r in per_node.items() if r > 1]
+                host_topology = True
             else:
                 links = [self._fabric_link(self.node_groups[g]) for g, r in group_ranks.items() if r > 1]
             intra = min(links, key=lambda lc: (lc.bandwidth_bytes_per_s, -lc.latency_s, lc.transport))
@@ -688,7 +690,7 @@ class ClusterSpec:
             lat = max(nics[g][net.name].latency_s for g in groups)
             inter = LinkClass(net.transport, bw, lat)
         return GroupTopology(ranks=len(devs), nodes=len(per_node), ranks_per_node=ranks_per_node,
-                             intra=intra, inter=inter)
+                             intra=intra, inter=inter, host_topology=host_topology)
 
     def _pair_network(self, a_node: int, b_node: int) -> NetworkSpec:
         node_group = self._node_group  # type: ignore[attr-defined]

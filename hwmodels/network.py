@@ -54,7 +54,9 @@ class GroupTopology:
 
     ``inter.bandwidth_bytes_per_s`` is what one rank gets when all the group's ranks on a node
     send across nodes at once (the node's NIC bandwidth on the chosen transport shared among them,
-    capped by the rank's own NIC/rail).
+    capped by the rank's own NIC/rail). ``host_topology``: ``intra`` comes from a described PCIe host
+    topology (the ring's shared bottleneck over card links, switch uplinks, root complexes and the socket
+    link), so the alpha-beta model prices the group even on one node.
     """
 
     ranks: int
@@ -62,6 +64,7 @@ class GroupTopology:
     ranks_per_node: int
     intra: LinkClass | None
     inter: LinkClass | None
+    host_topology: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ranks", "nodes", "ranks_per_node"):
@@ -76,6 +79,8 @@ class GroupTopology:
                               f"{self.ranks} ranks")
         if self.nodes > 1 and self.inter is None:
             raise ConfigError("a group spanning several nodes needs an `inter` link class")
+        if not isinstance(self.host_topology, bool):
+            raise ConfigError(f"host_topology must be true or false, got {self.host_topology!r}")
         if self.ranks_per_node > 1 and self.intra is None:
             raise ConfigError("a group with several ranks on a node needs an `intra` link class")
         if self.intra is not None and self.intra.transport not in INTRA_TRANSPORTS:

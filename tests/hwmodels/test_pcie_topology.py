@@ -127,3 +127,16 @@ def test_builtin_8x_l40s_pcie_is_two_sockets_of_two_switches():
     assert per_byte[1] > per_byte[0]
     # unchanged elsewhere: NVLink servers carry no host topology
     assert get_cluster("dgx-h100").node_groups[0].host is None
+
+
+def test_simulate_on_8x_l40s_pcie_prices_tp8_all_reduce_over_the_host_bottleneck():
+    import llmsim
+
+    seconds = {}
+    for tp in (2, 8):
+        built = llmsim.build(llmsim.Scenario(model="llama-2-13b", cluster="8x-l40s-pcie", tp=tp, num_requests=4))
+        assert llmsim.simulate(built).metrics.requests_completed == 4
+        p = llmsim.predict_iteration(built.deployments[0], decode_context=[1024] * 32)
+        seconds[tp] = sum(v for k, v in p.breakdown.items() if k.startswith("allreduce"))
+    # both all-reduce the same bytes (hidden x 2 B per token, twice a layer): TP8 is slower per byte
+    assert seconds[8] > seconds[2] > 0
