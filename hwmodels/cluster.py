@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmsim.hwmodels.devices import DeviceSpec, Link, _check_int, _check_number, get_device
-from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass
+from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, shared_bottleneck
 from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, MissingDataError, PlanError, UnknownNameError
 from llmsim.workloads.naming import NameIndex
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # networkx is imported where the graph is built, not on every
 
 __all__ = [
     "NETWORK_KINDS", "FABRIC_KINDS", "TRANSPORT_OF_NETWORK",
-    "NetworkSpec", "NicSpec", "FabricSpec", "NodeGroupSpec", "ClusterSpec",
+    "NetworkSpec", "NicSpec", "FabricSpec", "PcieSwitchSpec", "HostTopologySpec", "NodeGroupSpec", "ClusterSpec",
     "cluster_from_dict", "load_cluster_file", "get_cluster", "list_clusters", "natural_cluster",
     "with_bandwidth_scale",
 ]
@@ -176,6 +176,161 @@ class FabricSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PcieSwitchSpec:
+    """A PCIe switch (or a root port, for one card straight under the CPU) on CPU socket ``socket``
+    holding the server's local ``devices``; its uplink to the socket's root complex carries
+    ``uplink_bandwidth_bytes_per_s`` per direction and adds ``uplink_latency_s`` per crossing."""
+
+    socket: int
+    devices: tuple[int, ...]
+    uplink_bandwidth_bytes_per_s: float
+    uplink_latency_s: float
+    source: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.socket, bool) or not isinstance(self.socket, int) or self.socket < 0:
+            raise ConfigError(f"`socket` must be an integer >= 0, got {self.socket!r}")
+        devs = self.devices
+        if not isinstance(devs, (list, tuple)) or not devs or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in devs):
+            raise ConfigError(f"`devices` must be a non-empty list of local device indices (integers >= 0), "
+                              f"got {devs!r}")
+        object.__setattr__(self, "devices", tuple(devs))
+        object.__setattr__(self, "uplink_bandwidth_bytes_per_s",
+                           _check_number("uplink_bandwidth_bytes_per_s", self.uplink_bandwidth_bytes_per_s))
+        object.__setattr__(self, "uplink_latency_s",
+                           _check_number("uplink_latency_s", self.uplink_latency_s, strict=False))
+        _check_source("source", self.source)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostTopologySpec:
+    """How a PCIe server's cards reach each other (docs/pcie_topologies.md).
+
+    ``switches`` partition the local devices 0..devices_per_node-1; sockets are numbered 0..k-1. Each
+    socket's root complex forwards at most ``root_complex_bandwidth_bytes_per_s`` (all flows through it
+    together); ``socket_link_*`` is the inter-socket link (UPI / Infinity Fabric) per direction, needed
+    when there are two or more sockets. ``p2p``: cards under one switch talk peer-to-peer; otherwise every
+    transfer is staged through host memory (two copies: each pays the card-link latency, and the
+    sender's root complex is crossed twice). Bandwidths bytes/s,
+    latencies seconds.
+    """
+
+    switches: tuple[PcieSwitchSpec, ...]
+    root_complex_bandwidth_bytes_per_s: float
+    root_complex_latency_s: float
+    p2p: bool
+    source: str
+    socket_link_bandwidth_bytes_per_s: float | None = None
+    socket_link_latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        sw = tuple(self.switches)
+        if not sw or any(not isinstance(x, PcieSwitchSpec) for x in sw):
+            raise ConfigError(f"`switches` must list at least one PCIe switch, got {self.switches!r}")
+        object.__setattr__(self, "switches", sw)
+        object.__setattr__(self, "root_complex_bandwidth_bytes_per_s",
+                           _check_number("root_complex_bandwidth_bytes_per_s", self.root_complex_bandwidth_bytes_per_s))
+        object.__setattr__(self, "root_complex_latency_s",
+                           _check_number("root_complex_latency_s", self.root_complex_latency_s, strict=False))
+        if not isinstance(self.p2p, bool):
+            raise ConfigError(f"`p2p` must be true or false, got {self.p2p!r}")
+        _check_source("source", self.source)
+        sockets = sorted({x.socket for x in sw})
+        if sockets != list(range(len(sockets))):
+            raise ConfigError(f"switch sockets must be numbered 0..k-1 without gaps, got {sockets}")
+        if len(sockets) > 1:
+            if self.socket_link_bandwidth_bytes_per_s is None or self.socket_link_latency_s is None:
+                raise ConfigError(f"{len(sockets)} sockets need `socket_link` (bandwidth_bytes_per_s, latency_s, "
+                                  f"source): the link between them")
+            object.__setattr__(self, "socket_link_bandwidth_bytes_per_s",
+                               _check_number("socket_link.bandwidth_bytes_per_s", self.socket_link_bandwidth_bytes_per_s))
+            object.__setattr__(self, "socket_link_latency_s",
+                               _check_number("socket_link.latency_s", self.socket_link_latency_s, strict=False))
+        elif self.socket_link_bandwidth_bytes_per_s is not None:
+            raise ConfigError("`socket_link` is given but every switch sits on socket 0; remove it or place "
+                              "switches on socket 1")
+        where: dict[int, int] = {}
+        for i, x in enumerate(sw):
+            for d in x.devices:
+                if d in where:
+                    raise ConfigError(f"device {d} sits under switches {where[d]} and {i}; each card sits under "
+                                      f"exactly one switch")
+                where[d] = i
+        object.__setattr__(self, "_switch_of", where)
+
+    @property
+    def num_sockets(self) -> int:
+        return 1 + max(x.socket for x in self.switches)
+
+    def check_devices(self, devices_per_node: int) -> None:
+        """ConfigError unless the switches hold exactly the local devices 0..devices_per_node-1."""
+        held = set(self._switch_of)  # type: ignore[attr-defined]
+        want = set(range(devices_per_node))
+        if held != want:
+            missing, extra = sorted(want - held), sorted(held - want)
+            raise ConfigError(f"the switches must hold each local device 0..{devices_per_node - 1} once: "
+                              + (f"missing {missing}" if missing else "") + ("; " if missing and extra else "")
+                              + (f"not on this server {extra}" if extra else ""))
+
+    def scaled(self, factor: float, note: str) -> HostTopologySpec:
+        """A copy with every host link's bandwidth x ``factor``."""
+        sw = tuple(replace(x, uplink_bandwidth_bytes_per_s=x.uplink_bandwidth_bytes_per_s * factor,
+                           source=x.source + note) for x in self.switches)
+        link = self.socket_link_bandwidth_bytes_per_s
+        return replace(self, switches=sw, source=self.source + note,
+                       root_complex_bandwidth_bytes_per_s=self.root_complex_bandwidth_bytes_per_s * factor,
+                       socket_link_bandwidth_bytes_per_s=None if link is None else link * factor)
+
+    def _path(self, a: int, b: int) -> tuple[list[str], float]:
+        """Directed links (and latency beyond the cards' own links) of one transfer a -> b. Without p2p
+        the sender writes a staging buffer in its socket's memory and the receiver reads it: the sender's
+        root complex is crossed twice."""
+        sa, sb = self._switch_of[a], self._switch_of[b]  # type: ignore[attr-defined]
+        if self.p2p and sa == sb:
+            return [], 0.0
+        xa, xb = self.switches[sa], self.switches[sb]
+        links = [f"up:{sa}", f"rc:{xa.socket}"]
+        lat = xa.uplink_latency_s + self.root_complex_latency_s
+        if not self.p2p:
+            links.append(f"rc:{xa.socket}")
+            lat += self.root_complex_latency_s
+        if xa.socket != xb.socket:
+            links += [f"socket:{xa.socket}>{xb.socket}", f"rc:{xb.socket}"]
+            lat += self.socket_link_latency_s + self.root_complex_latency_s  # type: ignore[operator]
+        links.append(f"down:{sb}")
+        lat += xb.uplink_latency_s
+        return links, lat
+
+    def ring_link(self, local: Sequence[int], fabric: FabricSpec) -> LinkClass:
+        """The per-rank pcie LinkClass of a ring over the server's ``local`` devices (>= 2), ordered as
+        NCCL's ring search would (socket, switch, device): bandwidth = the shared bottleneck of the ring's
+        concurrent edges (each card's own link at the fabric rate; switch uplinks; each socket's root
+        complex, shared by every flow through it; the inter-socket link per direction); latency per hop =
+        the slowest edge's."""
+        order = sorted(local, key=lambda d: (self.switches[self._switch_of[d]].socket,  # type: ignore[attr-defined]
+                                             self._switch_of[d], d))  # type: ignore[attr-defined]
+        copies = 1 if self.p2p else 2
+        cap: dict[str, float] = {}
+        paths = []
+        latency = 0.0
+        for i, a in enumerate(order):
+            b = order[(i + 1) % len(order)]
+            links, lat = self._path(a, b)
+            paths.append([f"out:{a}", f"in:{b}", *links])
+            latency = max(latency, fabric.latency_s * copies + lat)
+            cap[f"out:{a}"] = cap[f"in:{b}"] = fabric.bandwidth_bytes_per_s
+        for i, x in enumerate(self.switches):
+            cap[f"up:{i}"] = cap[f"down:{i}"] = x.uplink_bandwidth_bytes_per_s
+        for k in range(self.num_sockets):
+            cap[f"rc:{k}"] = self.root_complex_bandwidth_bytes_per_s
+            for j in range(self.num_sockets):
+                if j != k:
+                    cap[f"socket:{k}>{j}"] = self.socket_link_bandwidth_bytes_per_s  # type: ignore[assignment]
+        return LinkClass("pcie", shared_bottleneck(paths, cap), latency)
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeGroupSpec:
     """``count`` identical servers, each with ``devices_per_node`` ``device``s, a fabric and NICs."""
 
@@ -186,6 +341,7 @@ class NodeGroupSpec:
     source: str
     count: int = 1
     nics: tuple[NicSpec, ...] = ()
+    host: HostTopologySpec | None = None
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
@@ -209,6 +365,16 @@ class NodeGroupSpec:
                                   f"devices_per_node = {self.devices_per_node}, got {nic.count}")
         object.__setattr__(self, "nics", nics)
         _check_source("source", self.source)
+        if self.host is not None:
+            if not isinstance(self.host, HostTopologySpec):
+                raise ConfigError(f"`host` must be a HostTopologySpec, got {self.host!r}")
+            if self.fabric.kind != "pcie":
+                raise ConfigError(f"`host` describes a PCIe server, but the fabric is {self.fabric.kind!r}; "
+                                  f"set fabric kind: pcie or remove `host`")
+            try:
+                self.host.check_devices(self.devices_per_node)
+            except ConfigError as exc:
+                raise ConfigError(f"host: {exc}") from None
 
     @property
     def num_devices(self) -> int:
@@ -450,6 +616,21 @@ class ClusterSpec:
                 f"place one rank per server or give the node group an explicit `fabric:`")
         return LinkClass(fabric.kind, fabric.bandwidth_bytes_per_s, fabric.latency_s)
 
+    def _host_link(self, node: int, devices: Sequence[int]) -> LinkClass:
+        """The intra LinkClass of the group's ranks on server ``node``: the host topology's ring bottleneck
+        where the node group describes one, else its fabric."""
+        group = self.node_groups[self._node_group[node]]  # type: ignore[attr-defined]
+        if group.host is None:
+            return self._fabric_link(group)
+        first = self._node_first[node]  # type: ignore[attr-defined]
+        local = tuple(sorted(d - first for d in devices if self._dev_node[d] == node))  # type: ignore[attr-defined]
+        key = ("host", self._node_group[node], local)  # type: ignore[attr-defined]
+        hit = self._derived.get(key)
+        if hit is None:
+            hit = group.host.ring_link(local, group.fabric)
+            self._derived[key] = hit
+        return hit
+
     def _checked_devices(self, devices: Sequence[int], what: str) -> list[int]:
         try:
             items = list(devices)
@@ -492,9 +673,14 @@ class ClusterSpec:
             if r > group_ranks.get(g, 0):
                 group_ranks[g] = r
         intra = None
+        host_topology = False
         if ranks_per_node > 1:
-            intra = min((self._fabric_link(self.node_groups[g]) for g, r in group_ranks.items() if r > 1),
-                        key=lambda lc: (lc.bandwidth_bytes_per_s, -lc.latency_s, lc.transport))
+            if any(self.node_groups[g].host is not None for g, r in group_ranks.items() if r > 1):
+                links = [self._host_link(n, devs) for n, r in per_node.items() if r > 1]
+                host_topology = True
+            else:
+                links = [self._fabric_link(self.node_groups[g]) for g, r in group_ranks.items() if r > 1]
+            intra = min(links, key=lambda lc: (lc.bandwidth_bytes_per_s, -lc.latency_s, lc.transport))
         inter = None
         if len(per_node) > 1:
             groups = tuple(sorted(group_ranks))
@@ -504,7 +690,7 @@ class ClusterSpec:
             lat = max(nics[g][net.name].latency_s for g in groups)
             inter = LinkClass(net.transport, bw, lat)
         return GroupTopology(ranks=len(devs), nodes=len(per_node), ranks_per_node=ranks_per_node,
-                             intra=intra, inter=inter)
+                             intra=intra, inter=inter, host_topology=host_topology)
 
     def _pair_network(self, a_node: int, b_node: int) -> NetworkSpec:
         node_group = self._node_group  # type: ignore[attr-defined]
@@ -519,7 +705,7 @@ class ClusterSpec:
             raise PlanError(f"p2p needs two distinct devices, got device {da} twice")
         na, nb = self._dev_node[da], self._dev_node[db]  # type: ignore[attr-defined]
         if na == nb:
-            return self._fabric_link(self.node_group(na))
+            return self._host_link(na, (da, db))
         net = self._pair_network(na, nb)
         nic_a, nic_b = self.node_group(na).nics, self.node_group(nb).nics
         nic_a = next(n for n in nic_a if n.network == net.name)
@@ -601,7 +787,10 @@ def with_bandwidth_scale(cluster: ClusterSpec, factor: float, *, kind: str | Non
                              source=fabric.source + note)
         nics = tuple(replace(n, bandwidth_bytes_per_s=n.bandwidth_bytes_per_s * f, source=n.source + note)
                      if kind is None or n.kind == kind else n for n in g.nics)
-        groups.append(replace(g, fabric=fabric, nics=nics))
+        host = g.host
+        if host is not None and (kind is None or kind == "pcie"):
+            host = host.scaled(f, note)
+        groups.append(replace(g, fabric=fabric, nics=nics, host=host))
     suffix = f"bandwidth x{f:g}" + (f" on {kind}" if kind else "")
     return ClusterSpec(name=f"{cluster.name} ({suffix})", node_groups=tuple(groups), networks=cluster.networks,
                        description=cluster.description, sources=(*cluster.sources, f"what-if: {suffix} [U]"))
@@ -629,7 +818,11 @@ _TOP_OPTIONAL = ("description", "sources", "networks")
 _NET_REQUIRED = ("name", "kind", "source")
 _NET_OPTIONAL = ("oversubscription",)
 _GROUP_REQUIRED = ("name", "device", "devices_per_node", "source")
-_GROUP_OPTIONAL = ("count", "fabric", "nics")
+_GROUP_OPTIONAL = ("count", "fabric", "nics", "host")
+_HOST_REQUIRED = ("switches", "root_complex", "p2p", "source")
+_HOST_OPTIONAL = ("socket_link",)
+_SWITCH_REQUIRED = ("socket", "devices", "uplink_bandwidth_bytes_per_s", "uplink_latency_s", "source")
+_LINK_REQUIRED = ("bandwidth_bytes_per_s", "latency_s", "source")
 _FABRIC_REQUIRED = ("kind",)
 _FABRIC_OPTIONAL = ("bandwidth_bytes_per_s", "latency_s", "source")
 _NIC_REQUIRED = ("kind", "count", "bandwidth_gbit_s", "latency_s", "network", "source")
@@ -695,6 +888,26 @@ def _parse_fabric(data: Any, where: str, device: DeviceSpec, devices_per_node: i
     return _build(FabricSpec, where, kind=kind, source=source, **values)
 
 
+def _parse_host(data: Any, where: str) -> HostTopologySpec:
+    """``host:``: switches (socket, devices, uplink), root_complex, optional socket_link, p2p."""
+    d = check_fields(data, where, _HOST_REQUIRED, _HOST_OPTIONAL)
+    switches = []
+    for i, item in enumerate(_as_list(d["switches"], where, "switches")):
+        at = f"{where}.switches[{i}]"
+        switches.append(_build(PcieSwitchSpec, at, **check_fields(item, at, _SWITCH_REQUIRED)))
+    rc = check_fields(d["root_complex"], f"{where}.root_complex", _LINK_REQUIRED)
+    _build(_check_source, f"{where}.root_complex", name="source", value=rc["source"])
+    extra: dict[str, Any] = {}
+    if d.get("socket_link") is not None:
+        link = check_fields(d["socket_link"], f"{where}.socket_link", _LINK_REQUIRED)
+        _build(_check_source, f"{where}.socket_link", name="source", value=link["source"])
+        extra = {"socket_link_bandwidth_bytes_per_s": link["bandwidth_bytes_per_s"],
+                 "socket_link_latency_s": link["latency_s"]}
+    return _build(HostTopologySpec, where, switches=tuple(switches), p2p=d["p2p"], source=d["source"],
+                  root_complex_bandwidth_bytes_per_s=rc["bandwidth_bytes_per_s"],
+                  root_complex_latency_s=rc["latency_s"], **extra)
+
+
 def _parse_group(data: Any, where: str) -> NodeGroupSpec:
     d = check_fields(data, where, _GROUP_REQUIRED, _GROUP_OPTIONAL)
     name = d["device"]
@@ -727,8 +940,9 @@ def _parse_group(data: Any, where: str) -> NodeGroupSpec:
         nics.append(_build(NicSpec, at, kind=n["kind"], count=n["count"], bandwidth_bytes_per_s=gbit * _GBIT,
                            latency_s=n["latency_s"], network=n["network"], source=n["source"],
                            per_device=n.get("per_device", False)))
+    host = None if d.get("host") is None else _parse_host(d["host"], f"{where}.host")
     return _build(NodeGroupSpec, where, name=d["name"], device=device, devices_per_node=per_node, fabric=fabric,
-                  source=d["source"], count=d.get("count", 1), nics=tuple(nics))
+                  source=d["source"], count=d.get("count", 1), nics=tuple(nics), host=host)
 
 
 def cluster_from_dict(data: Any, where: str) -> ClusterSpec:

@@ -557,7 +557,7 @@ class Deployment:
             self._ew(rows, "sampling", "sampling", m.vocab_size, 1.0, row_kind=_EW_SEQS)
         # tensor-parallel all-reduces after attention and after the MLP of every layer
         net = self.network
-        if tp > 1 and net is not None and net.tp is not None and net.tp.nodes > 1:
+        if tp > 1 and net is not None and net.tp is not None and (net.tp.nodes > 1 or net.tp.host_topology):
             coef = collective_coefficients("all_reduce", net.tp, arch=net.arch or d.arch_class)
             rows.append(("allreduce_network", "collective", "nccl", _NET, (H * 2.0,), 2 * layers_all, "bf16", coef))
         elif tp > 1:

@@ -10,6 +10,7 @@ ranks of the group push at once); latencies are seconds per hop.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from llmsim.workloads.errors import ConfigError
@@ -53,7 +54,9 @@ class GroupTopology:
 
     ``inter.bandwidth_bytes_per_s`` is what one rank gets when all the group's ranks on a node
     send across nodes at once (the node's NIC bandwidth on the chosen transport shared among them,
-    capped by the rank's own NIC/rail).
+    capped by the rank's own NIC/rail). ``host_topology``: ``intra`` comes from a described PCIe host
+    topology (the ring's shared bottleneck over card links, switch uplinks, root complexes and the socket
+    link), so the alpha-beta model prices the group even on one node.
     """
 
     ranks: int
@@ -61,6 +64,7 @@ class GroupTopology:
     ranks_per_node: int
     intra: LinkClass | None
     inter: LinkClass | None
+    host_topology: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ranks", "nodes", "ranks_per_node"):
@@ -75,6 +79,8 @@ class GroupTopology:
                               f"{self.ranks} ranks")
         if self.nodes > 1 and self.inter is None:
             raise ConfigError("a group spanning several nodes needs an `inter` link class")
+        if not isinstance(self.host_topology, bool):
+            raise ConfigError(f"host_topology must be true or false, got {self.host_topology!r}")
         if self.ranks_per_node > 1 and self.intra is None:
             raise ConfigError("a group with several ranks on a node needs an `intra` link class")
         if self.intra is not None and self.intra.transport not in INTRA_TRANSPORTS:
@@ -93,3 +99,17 @@ def single_node_group(ranks: int, intra: LinkClass) -> GroupTopology:
     """A group of ``ranks`` devices on one node joined by ``intra``."""
     return GroupTopology(ranks=ranks, nodes=1, ranks_per_node=ranks, intra=intra if ranks > 1 else None,
                          inter=None)
+
+
+def shared_bottleneck(paths: Sequence[Sequence[str]], capacity: Mapping[str, float]) -> float:
+    """Bytes/s each of several concurrent flows gets when flow ``i`` crosses the links ``paths[i]``
+    (a link may appear twice in one path, e.g. a host-memory bounce) and link ``l`` carries
+    ``capacity[l]`` bytes/s: min over used links of capacity / flows crossing it (every flow moves
+    the same bytes per step, as the edges of a ring do)."""
+    count: dict[str, int] = {}
+    for path in paths:
+        for link in path:
+            count[link] = count.get(link, 0) + 1
+    if not count:
+        raise ConfigError("shared_bottleneck needs at least one flow crossing a link")
+    return min(capacity[link] / c for link, c in count.items())

@@ -183,7 +183,7 @@ class Placement:
                     inter = LinkClass(job.transport, min(job.bandwidth_bytes_per_s, inter.bandwidth_bytes_per_s),
                                       max(job.latency_s, inter.latency_s))
             topo = GroupTopology(ranks=topo.ranks, nodes=topo.nodes, ranks_per_node=topo.ranks_per_node,
-                                 intra=topo.intra, inter=inter)
+                                 intra=topo.intra, inter=inter, host_topology=topo.host_topology)
         self._cache[key] = topo
         return topo
 
