@@ -13,7 +13,8 @@ import math
 import time
 from dataclasses import dataclass, replace
 
-from llmsim.search.evaluate import Context, SLOTarget, WorkloadSpec, simulate_at, trace_stats, usd_per_hour
+from llmsim.search.evaluate import (Context, SLOTarget, WorkloadSpec, row_dict, simulate_at, trace_stats,
+                                    usd_per_hour)
 from llmsim.search.executors import run_tasks
 from llmsim.search.feasibility import canonical, check, screen
 from llmsim.search.space import Candidate, SearchSpace
@@ -37,7 +38,7 @@ class SizingResult:
 
     def options(self) -> list[dict]:
         df = self.frame
-        return [_clean(r) for _, r in df[df["carries"] == True].head(self.options_wanted).iterrows()]  # noqa: E712
+        return [row_dict(r, _INT_COLUMNS) for _, r in df[df["carries"] == True].head(self.options_wanted).iterrows()]  # noqa: E712
 
     def to_dict(self) -> dict:
         """``{"best", "options", "rate"}`` (plus ``simulated`` and ``wall_s``)."""
@@ -46,18 +47,9 @@ class SizingResult:
                 "simulated": self.simulated, "wall_s": self.wall_s}
 
 
-def _clean(row) -> dict:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        if k in ("replicas", "num_devices", "dp", "tp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens",
-                 "est_replicas", "max_replicas_tried") and isinstance(v, float):
-            v = int(v)
-        out[k] = v
-    return out
+#: columns pandas widens to float that are counts
+_INT_COLUMNS = ("replicas", "num_devices", "dp", "tp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens",
+                "est_replicas", "max_replicas_tried")
 
 
 def size_candidate(task) -> dict:

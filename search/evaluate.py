@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from llmsim.search.space import Candidate
 from llmsim.workloads.errors import ConfigError, LLMSimError
 
-__all__ = ["SLOTarget", "WorkloadSpec", "Context", "run_config", "simulate_at", "goodput", "evaluate",
+__all__ = ["row_dict", "SLOTarget", "WorkloadSpec", "Context", "run_config", "simulate_at", "goodput", "evaluate",
            "TraceStats", "trace_stats"]
 
 PERCENTILES = (50, 90, 99)
@@ -115,6 +115,21 @@ class Context:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+def row_dict(row, int_columns: tuple[str, ...] = ()) -> dict:
+    """One result-frame row as plain JSON-ready values: numpy scalars unwrapped, NaN/inf as None,
+    ``int_columns`` that pandas widened to float back to int."""
+    out = {}
+    for k, v in row.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        if k in int_columns and isinstance(v, float):
+            v = int(v)
+        out[k] = v
+    return out
 
 
 def run_config(cand: Candidate, ctx: Context, rate: float | None):

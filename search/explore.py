@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from llmsim.search.evaluate import Context, SLOTarget, WorkloadSpec, evaluate, trace_stats
+from llmsim.search.evaluate import Context, SLOTarget, WorkloadSpec, evaluate, row_dict, trace_stats
 from llmsim.search.executors import run_tasks
 from llmsim.search.feasibility import canonical, check, screen
 from llmsim.search.space import Candidate, SearchSpace
@@ -62,27 +62,18 @@ class SearchResult:
     def best(self) -> dict | None:
         df = self.frame
         ok = df[df["rank"] == 1]
-        return None if ok.empty else _row_dict(ok.iloc[0])
+        return None if ok.empty else row_dict(ok.iloc[0])
 
     def to_dict(self, top: int = 10) -> dict:
         """``{"best", "candidates", "pareto", "candidates_evaluated", "simulated", "wall_s"}``."""
         df = self.frame
         ranked = df[df["rank"].notna()].head(top)
-        return {"best": self.best, "candidates": [_row_dict(r) for _, r in ranked.iterrows()],
-                "pareto": [_row_dict(df.loc[i]) for i in self.pareto],
+        return {"best": self.best, "candidates": [row_dict(r) for _, r in ranked.iterrows()],
+                "pareto": [row_dict(df.loc[i]) for i in self.pareto],
                 "candidates_evaluated": self.candidates_evaluated, "simulated": self.simulated,
                 "wall_s": self.wall_s, "objective": self.objective, "space_size": self.space_size}
 
 
-def _row_dict(row) -> dict:
-    out = {}
-    for k, v in row.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        out[k] = v
-    return out
 
 
 def _eval_task(task):
