@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmsim.hwmodels.devices import get_device
-from llmsim.workloads.catalogue import Catalogue
+from llmsim.workloads.catalogue import Catalogue, is_path
 from llmsim.workloads.errors import ConfigError, UnknownNameError
 from llmsim.workloads.yamlio import check_fields
 
@@ -124,7 +124,7 @@ def get_price(device: str | Path) -> DevicePrice:
     """The price entry of a device (loose name, or a user's price file by path).
 
     A device is looked up by its catalogue name (``get_device(name).name``), so aliases work."""
-    if isinstance(device, Path) or str(device).lower().endswith((".yaml", ".yml", ".json")):
+    if is_path(device):
         return CATALOGUE.load_path(device)
     name = str(device)
     try:
