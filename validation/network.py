@@ -664,8 +664,8 @@ def collective_paths_report(table: pd.DataFrame, *, split: str = "test", params:
     kernel-calibrated ``collective`` class of the calibration profile (hwmodels/efficiency.py through
     ``OperatorCostModel``; no longer used by the deployment) and the alpha-beta model
     (hwmodels/collectives.py, which prices every collective of a deployment). Groups are
-    ``"<device> | <what> | <size regime>"`` (what: custom / nccl all_reduce, all_gather, ...; size:
-    < or >= 1 MiB) plus one ``"<device> | all | <size>"`` per device; rows are those both paths price
+    ``"<device> (<source format>) | <what> | <size regime>"`` (what: custom / nccl all_reduce,
+    all_gather, ...; size: < or >= 1 MiB) plus one ``"<device> (<format>) | all | <size>"`` per device; rows are those both paths price
     (``split='test'``: held out of both fits, which share the split rule)."""
     from llmsim.hwmodels.calibration import default_profile
     from llmsim.hwmodels.costmodel import OperatorCostModel
@@ -684,7 +684,15 @@ def collective_paths_report(table: pd.DataFrame, *, split: str = "test", params:
     meas = table["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(alpha_beta) & np.isfinite(kernel) & np.isfinite(meas) & (meas > 0)
     size = np.where(table["message_bytes"].to_numpy(np.float64) >= LARGE_BYTES, ">=1MiB", "<1MiB")
-    dev = table["device"].astype(str).to_numpy(object)
+    names_of = {}
+    for d in table["device"].astype(str).unique():
+        try:
+            names_of[d] = get_device(d).name
+        except LLMSimError:
+            names_of[d] = d
+    fmt = {s: detect_format(s) for s in table["source"].unique()}
+    dev = np.array([f"{names_of[d]} ({fmt[s]})" for d, s in zip(table["device"].astype(str), table["source"])],
+                   dtype=object)
     what = _regime_of(table)
     names = np.array([f"{d} | {w} | {s}" for d, w, s in zip(dev, what, size)], dtype=object)
     per_dev = np.array([f"{d} | all | {s}" for d, s in zip(dev, size)], dtype=object)
@@ -700,10 +708,12 @@ def collective_paths_report(table: pd.DataFrame, *, split: str = "test", params:
 
 def format_paths_table(report: dict) -> str:
     """Readable table of :func:`collective_paths_report`: MAPE / median APE of each path."""
-    lines = [f"{'collectives (split=' + report['split'] + ')':52s} {'rows':>6s}  {'kernel-calibrated':>19s}  "
-             f"{'alpha-beta':>15s}", f"{'':52s} {'':6s}  {'MAPE / median':>19s}  {'MAPE / median':>15s}"]
+    w = max([len(g["name"]) for g in report["groups"]] + [30])
+    title = f"collectives (split={report['split']})"
+    lines = [f"{title:{w}s} {'rows':>6s}  {'kernel-calibrated':>19s}  {'alpha-beta':>15s}",
+             f"{'':{w}s} {'':6s}  {'MAPE / median':>19s}  {'MAPE / median':>15s}"]
     for g in report["groups"] + [{"name": "ALL", **report}]:
         k, a = g["kernel_calibrated"], g["alpha_beta"]
-        lines.append(f"{g['name']:52s} {k['rows']:6d}  {100 * k['mape']:8.1f}% / {100 * k['median_ape']:5.1f}%  "
+        lines.append(f"{g['name']:{w}s} {k['rows']:6d}  {100 * k['mape']:8.1f}% / {100 * k['median_ape']:5.1f}%  "
                      f"{100 * a['mape']:6.1f}% / {100 * a['median_ape']:5.1f}%")
     return "\n".join(lines)
