@@ -9,7 +9,8 @@ Measurement setups (validation metadata, not model parameters):
 * aiconfigurator ``nccl_perf`` / ``custom_allreduce_perf``, LLMCompass, ``simulate profile`` runs: all
   GPUs in one node, joined by the device's scale-up link (``get_device(...).scale_up_link``).
   ``custom_allreduce_perf`` rows (``variant`` vllm_graph / vllm_eager) are vLLM's custom all-reduce,
-  priced with ``algorithm="custom_graph"`` / ``"custom_eager"``; every other row is NCCL (``auto``).
+  priced with ``algorithm="custom_graph"`` / ``"custom_eager"`` and the one-shot / two-shot kernel
+  vLLM picks for the size (``collectives.custom_allreduce_protocol``); every other row is NCCL (``auto``).
 * vidur ``network/<setup>/*.csv``: ``variant`` ``devices_per_node=K``; a group of ``num_gpus > K``
   spans ``num_gpus / K`` nodes. vidur profiled on Azure; ASSUMPTION (stated, not measured here):
   ``a100_dgx`` is an Azure NDv4 / DGX A100 class node, 8 x HDR InfiniBand 200 Gb/s (one NIC per GPU,
@@ -21,7 +22,9 @@ Fit (``simulate fit-network --write``, ~10 s): see :func:`fit_network`. It uses 
 training split of the shape keys only (``split_of`` with :data:`DEFAULT_SALT`, hold-out
 :data:`DEFAULT_HOLDOUT`) and rewrites ``hwmodels/data/network_calibration.yaml`` with the fitted
 files' sha256 and groups, so reports can count ``rows_in_fit``.
-Score: ``network_report(table, split="all"|"test"|"train")``.
+Score: ``network_report(table, split="all"|"test"|"train")``. Compare with the kernel-calibrated
+``collective`` class on the same held-out rows: ``collective_paths_report`` (printed by
+``benchmarks/bench_collective_paths.py``).
 """
 from __future__ import annotations
 
