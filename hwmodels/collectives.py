@@ -117,7 +117,8 @@ AUTO_FAMILIES = ("ring", "tree", "direct", "p2p")
 _SET_BASES = TRANSPORTS + CUSTOM_FAMILIES
 _YAML_NAME = "network_calibration.yaml"
 # How the parameters were fitted (written by validation/network.py; read back to count rows_in_fit).
-_FIT_KEYS = ("command", "salt", "holdout_fraction", "max_rows_per_group", "loss_scale", "prior_weight", "sources")
+_FIT_KEYS = ("command", "date", "salt", "holdout_fraction", "max_rows_per_group", "loss_scale", "prior_weight",
+             "sources")
 
 
 # ------------------------------------------------------------------------------------ parameters

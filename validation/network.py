@@ -20,8 +20,8 @@ Measurement setups (validation metadata, not model parameters):
 
 Fit (``simulate fit-network --write``, ~10 s): see :func:`fit_network`. It uses the
 training split of the shape keys only (``split_of`` with :data:`DEFAULT_SALT`, hold-out
-:data:`DEFAULT_HOLDOUT`) and rewrites ``hwmodels/data/network_calibration.yaml`` with the fitted
-files' sha256 and groups, so reports can count ``rows_in_fit``.
+:data:`DEFAULT_HOLDOUT`) and rewrites ``hwmodels/data/network_calibration.yaml`` with the fit's date,
+the fitted files' sha256 and groups, so reports can count ``rows_in_fit``.
 Score: ``network_report(table, split="all"|"test"|"train")``. Compare with the kernel-calibrated
 ``collective`` class on the same held-out rows: ``collective_paths_report`` (printed by
 ``benchmarks/bench_collective_paths.py``).
@@ -526,12 +526,19 @@ def fit_network(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         groups = sorted({_group_key(table, i) for i in np.flatnonzero(in_src & train)})
         sources.append({"path": _display_path(src), "sha256": file_sha256(src), "rows": int(n),
                         "rows_in_fit": int((in_src & train).sum()), "fitted_groups": groups})
-    fit = {"command": "simulate fit-network --write", "salt": salt,
+    fit = {"command": "simulate fit-network --write", "date": _today(), "salt": salt,
            "holdout_fraction": float(holdout_fraction), "max_rows_per_group": int(max_rows_per_group),
            "loss_scale": float(loss_scale), "prior_weight": float(prior_weight), "sources": sources}
     order = list(DEFAULTS)
     ordered = {k: sets[k] for k in sorted(sets, key=lambda k: (order.index(k.split("@")[0]), k))}
     return {"fit": fit, "sets": ordered}
+
+
+def _today() -> str:
+    """The fit's UTC date (ISO), recorded in the YAML's ``fit`` block."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).date().isoformat()
 
 
 def _rounded(body):
