@@ -52,8 +52,17 @@ NCCL runs are better matched without it.
 
 vLLM's custom all-reduce is not NCCL and ``auto`` never picks it: ``algorithm="custom_graph"`` or
 ``"custom_eager"`` (all_reduce on one node) prices it with its own set: ``one_shot``
-``alpha = b + lam, beta = (n-1)/e`` (every rank reads every peer's buffer) and ``two_shot``
-``alpha = b + 2 lam, beta = 2(n-1)/(n e)`` (reduce-scatter + all-gather).
+``alpha = b + lam, beta = (n-1)/e`` (every rank reads every peer's buffer over NVLink P2P) and
+``two_shot`` ``alpha = b + 2 lam, beta = 2(n-1)/(n e)`` (reduce-scatter + all-gather). vLLM picks the
+kernel by size, not by speed, so a bare custom family prices the protocol vLLM would run
+(:func:`custom_allreduce_protocol`): one-shot on 2 ranks, else one-shot below 512 KiB (<= 4 ranks) or
+256 KiB (<= 8 ranks) and two-shot above [S: vLLM csrc/custom_all_reduce.cuh, ``REDUCE_CASE``:
+``cross_device_reduce_1stage`` / ``_2stage``]. vLLM uses it for messages below
+:data:`CUSTOM_ALLREDUCE_MAX_BYTES` on 2, 4, 6 or 8 ranks of one node (NCCL above)
+[S: vLLM vllm/distributed/device_communicators/custom_all_reduce.py, ``max_size=8192 * 1024``,
+``_SUPPORTED_WORLD_SIZES``, ``should_custom_ar``: ``inp_size < self.max_size``].
+:func:`tp_allreduce_segments` gives a TP group's all-reduce as vLLM runs it: message-size ranges,
+each priced by its own candidates of this one model.
 
 Algorithm names are ``"<family>/<protocol>"`` (``ring/simple``, ``tree/ll``, ``hierarchical/ll128``,
 ``direct/simple``, ``p2p/ll``, ``custom_graph/one_shot``); ``algorithm=`` takes ``auto``, a family
@@ -79,6 +88,7 @@ __all__ = [
     "COLLECTIVES", "NCCL_PROTOCOLS", "CUSTOM_FAMILIES", "CUSTOM_PROTOCOLS", "ProtocolParams",
     "ParamSet", "NetworkParams", "collective_seconds", "collective_coefficients", "collective_candidates",
     "choose_algorithm", "default_network_params", "load_network_params", "network_params_from_dict",
+    "CUSTOM_ALLREDUCE_MAX_BYTES", "CUSTOM_ALLREDUCE_RANKS", "custom_allreduce_protocol", "tp_allreduce_segments",
 ]
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
@@ -93,13 +103,22 @@ NCCL_FAMILIES = {
     "send_recv": ("p2p",),
 }
 P2P_KINDS = ("all_to_all", "send_recv")
+# vLLM's custom all-reduce serves messages strictly below this size [S: vLLM custom_all_reduce.py,
+# CustomAllreduce(max_size=8192 * 1024); should_custom_ar returns inp_size < self.max_size].
+CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
+# Group sizes it runs on [S: custom_all_reduce.py, CustomAllreduce._SUPPORTED_WORLD_SIZES].
+CUSTOM_ALLREDUCE_RANKS = (2, 4, 6, 8)
+# One-shot below these sizes on a fully NVLink-connected group of <= 4 / <= 8 ranks, two-shot above
+# [S: vLLM csrc/custom_all_reduce.cuh, CustomAllreduce::allreduce, REDUCE_CASE]; 2 ranks: always one-shot.
+_ONE_SHOT_BELOW = ((4, 512 * 1024), (8, 256 * 1024))
 # What ``auto`` chooses among: NCCL's own algorithms. NCCL's tuner has no two-level hierarchical
 # all-reduce (frameworks compose it from intra/inter-node calls): it is priced by name only.
 AUTO_FAMILIES = ("ring", "tree", "direct", "p2p")
 _SET_BASES = TRANSPORTS + CUSTOM_FAMILIES
 _YAML_NAME = "network_calibration.yaml"
 # How the parameters were fitted (written by validation/network.py; read back to count rows_in_fit).
-_FIT_KEYS = ("command", "salt", "holdout_fraction", "max_rows_per_group", "loss_scale", "prior_weight", "sources")
+_FIT_KEYS = ("command", "date", "salt", "holdout_fraction", "max_rows_per_group", "loss_scale", "prior_weight",
+             "sources")
 
 
 # ------------------------------------------------------------------------------------ parameters
@@ -352,6 +371,7 @@ def collective_seconds(kind: str, message_bytes: float, topo: GroupTopology, *, 
                        params: NetworkParams | None = None, arch: str = "") -> float:
     """Seconds of one ``kind`` collective of ``message_bytes`` (nccl-tests convention) on ``topo``."""
     s = _check_size(message_bytes)
+    algorithm = _custom_protocol_of(algorithm, topo, s)
     coef = collective_coefficients(kind, topo, params=params, arch=arch, algorithm=algorithm)
     return float(np.min(coef[:, 0] + coef[:, 1] * s))
 
@@ -360,7 +380,63 @@ def choose_algorithm(kind: str, message_bytes: float, topo: GroupTopology, *, pa
                      arch: str = "", algorithm: str = "auto") -> str:
     """Name of the fastest candidate (``"ring/simple"``, ``"tree/ll"`` ...); ``"none"`` for one rank."""
     s = _check_size(message_bytes)
+    algorithm = _custom_protocol_of(algorithm, topo, s)
     cands = collective_candidates(kind, topo, algorithm=algorithm, params=params, arch=arch)
     if not cands:
         return "none"
     return min(cands, key=lambda c: (c[1] + c[2] * s, c[0]))[0]
+
+
+# ------------------------------------------------------------------------------------ vLLM's TP all-reduce
+
+def custom_allreduce_protocol(ranks: int, message_bytes: float) -> str:
+    """The kernel vLLM's custom all-reduce runs for ``message_bytes`` on ``ranks`` fully NVLink-connected
+    GPUs: ``"one_shot"`` (cross_device_reduce_1stage) or ``"two_shot"`` (_2stage); see the module
+    docstring for the source."""
+    if ranks <= 2:
+        return "one_shot"
+    for most, below in _ONE_SHOT_BELOW:
+        if ranks <= most and message_bytes < below:
+            return "one_shot"
+    return "two_shot"
+
+
+def _one_shot_limit(ranks: int) -> float:
+    """Message bytes from which vLLM's custom all-reduce switches to two-shot (inf on 2 ranks)."""
+    if ranks <= 2:
+        return math.inf
+    return float(max(below for most, below in _ONE_SHOT_BELOW if ranks <= most))
+
+
+def _custom_protocol_of(algorithm: str, topo: GroupTopology, message_bytes: float) -> str:
+    if algorithm in CUSTOM_FAMILIES:
+        return f"{algorithm}/{custom_allreduce_protocol(topo.ranks, message_bytes)}"
+    return algorithm
+
+
+def tp_allreduce_segments(topo: GroupTopology, *, custom: str | None = None, params: NetworkParams | None = None,
+                          arch: str = "") -> list[tuple[str, float, float, np.ndarray]]:
+    """A TP group's all-reduce as vLLM runs it: ``[(name, lo_bytes, hi_bytes, coef), ...]``, each
+    segment pricing messages ``lo <= S < hi`` as ``min(coef[:, 0] + coef[:, 1] * S)``.
+
+    ``custom`` (``"custom_graph"`` / ``"custom_eager"``, or None for NCCL only): vLLM's custom all-reduce
+    serves ``S < CUSTOM_ALLREDUCE_MAX_BYTES`` with its one-shot then two-shot kernel, NCCL (``auto``)
+    the rest; it applies only on one node with 2, 4, 6 or 8 ranks, otherwise NCCL serves every size.
+    Names: ``"<custom>/one_shot"``, ``"<custom>/two_shot"``, ``"nccl"``. Empty for one rank."""
+    if topo.ranks == 1:
+        return []
+    if custom is not None and custom not in CUSTOM_FAMILIES:
+        raise ConfigError(f"custom must be one of {', '.join(CUSTOM_FAMILIES)} or None, got {custom!r}")
+    out = []
+    lo_nccl = 0.0
+    if custom is not None and topo.nodes == 1 and topo.ranks in CUSTOM_ALLREDUCE_RANKS:
+        top = float(CUSTOM_ALLREDUCE_MAX_BYTES)
+        split = min(_one_shot_limit(topo.ranks), top)
+        for proto, lo, hi in (("one_shot", 0.0, split), ("two_shot", split, top)):
+            if hi > lo:
+                name = f"{custom}/{proto}"
+                out.append((name, lo, hi, collective_coefficients("all_reduce", topo, params=params, arch=arch,
+                                                                  algorithm=name)))
+        lo_nccl = top
+    out.append(("nccl", lo_nccl, math.inf, collective_coefficients("all_reduce", topo, params=params, arch=arch)))
+    return out

@@ -15,11 +15,12 @@ the engine keeps ``pp`` such iterations in flight (virtual engines, see sim/runn
 that of the ``tp`` devices of the stage running each operator (idle plus utilisation-proportional
 dynamic power).
 
-Where the replica sits on a cluster (``network=``, a :class:`PlanNetwork` built from a placement),
-a TP group spanning servers prices its all-reduces and the stage boundaries price their sends with
-the alpha-beta network model (hwmodels/collectives.py) over the group's real links; within one
-server the TP all-reduces keep the kernel-calibrated collective model (fitted per backend,
-including vLLM's custom all-reduce).
+Every collective (TP all-reduces, DP + EP all-gather / reduce-scatter, stage-boundary sends) is
+priced by one model, the alpha-beta candidates of hwmodels/collectives.py, over the group's links:
+those of a placement (``network=``, a :class:`PlanNetwork` built from a cluster), or else one server
+joined by the device's scale-up link. The TP all-reduce is split by message size as vLLM runs it
+(``collectives.tp_allreduce_segments``): its custom all-reduce (one-shot, then two-shot) below 8 MiB
+on one NVLink server, NCCL above and everywhere else.
 
 What the serving engine adds to the kernels is an :class:`EngineProfile` (``engine=``; names in
 ``hwmodels/data/engines.yaml``): which kernels it fuses and which all-reduce it uses (changing the
@@ -29,7 +30,7 @@ op table), whether decode iterations replay CUDA graphs, and its CPU time per it
         + (max(t_gpu, layers * layer_launch_s) if eager else t_gpu)
 
 and, where the engine's NCCL all-reduce ran slower than the kernel data (``allreduce_bus_bytes_per_s``
-> 0), each all-reduce takes at least ``message x 2 (n - 1) / n / allreduce_bus_bytes_per_s``.
+> 0), each NCCL all-reduce takes at least ``message x 2 (n - 1) / n / allreduce_bus_bytes_per_s``.
 
 ``eager``: the iteration is not a replayed CUDA graph (any prefill, a batch above the largest
 captured size, or an engine without graphs), so the host must launch every layer's kernels and the
@@ -48,7 +49,7 @@ from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import Profile, default_profile
 from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype, fallback_kind
-from llmsim.hwmodels.collectives import collective_coefficients
+from llmsim.hwmodels.collectives import collective_coefficients, tp_allreduce_segments
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
 from llmsim.hwmodels.layout import DeploymentLayout
@@ -63,7 +64,7 @@ from llmsim.workloads.quant import KVCacheFormat, QuantFormat, get_kv_format, ge
 jitcache.guard(__file__, eff.__file__, ops.__file__, module_name=__name__)
 
 # How an op's shape is built from the batch (column `kind` of the op table).
-_GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _ALLREDUCE, _NET = range(9)
+_GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQS, _NET = range(8)
 # Most (alpha, beta) candidates of one network-priced op (llmsim.hwmodels.collectives.collective_coefficients).
 _MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES[c] + eff.NUM_LATENCY[c] for c in eff.NUM_FEATURES)
@@ -75,9 +76,6 @@ _PAR_WIDTH = 10
 # The largest GEMM row count (tokens) in the kernel data of every calibrated architecture
 # (aiconfigurator A100: m <= 8192); larger GEMMs are priced as equal slices of at most this size.
 GEMM_MAX_ROWS = 8192.0
-# vLLM's custom all-reduce serves messages up to this size on NVLink; NCCL above it.
-# Source: vLLM custom_all_reduce.py, max_size default 8 MiB.
-CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
 _EMPTY_I64 = np.zeros(0, np.int64)
 
 
@@ -101,15 +99,20 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
     par = op_par[o]
     chunks = 1.0
     if kind == _NET:
-        # network-priced transfer of tokens x par[0] bytes: the fastest of its alpha-beta candidates
+        # a collective of tokens x par[0] bytes, priced when par[1] <= message < par[2]: the fastest of its
+        # alpha-beta candidates, and no faster than par[3] seconds per byte (the engine's bus floor)
         if tokens <= 0:
             return 0.0, 0.0
         msg = tokens * par[0]
+        if msg < par[1] or msg >= par[2]:
+            return 0.0, 0.0
         t = op_net[o, 0, 0] + op_net[o, 0, 1] * msg
         for c in range(1, op_nnet[o]):
             tc = op_net[o, c, 0] + op_net[o, c, 1] * msg
             if tc < t:
                 t = tc
+        if par[3] * msg > t:
+            t = par[3] * msg
         t *= op_mult[o]
         return t, op_power[0] * t
     if kind == _GEMM_TOKENS or kind == _GEMM_SEQS:
@@ -186,7 +189,7 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
         shape[6] = 0.0
         shape[7] = flops
         shape[8] = nbytes
-    elif kind == _EW_TOKENS or kind == _EW_SEQS:
+    else:  # _EW_TOKENS or _EW_SEQS
         rows = tokens if kind == _EW_TOKENS else seqs
         if rows <= 0:
             return 0.0, 0.0
@@ -194,25 +197,12 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
         shape[0] = par[0]
         shape[1] = flops
         shape[2] = nbytes
-    else:  # _ALLREDUCE over the TP group: message = tokens x hidden in 16-bit
-        msg = tokens * par[2]
-        if tokens <= 0 or msg < par[3] or msg > par[4]:
-            return 0.0, 0.0
-        flops = 0.0
-        nbytes = msg
-        shape[0] = 0.0
-        shape[1] = par[1]
-        shape[2] = msg
-        shape[3] = ops.collective_traffic_factor(0, par[1])
     nf = op_nfeat[o]
     nr = _NUM_RANGE[op_cls[o]]
     ns = _SHAPE_LEN[op_cls[o]]
     # op_range[o] = (lo, hi) of the fitted shape range; scratch past the features holds the clamped row
     t = eff.predict_one_ranged(op_cls[o], shape[:ns], op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf],
                                op_range[o, 0, :nr], op_range[o, 1, :nr], scratch[_MAX_FEATURES:])
-    if kind == _ALLREDUCE and par[5] > 0.0:
-        # the engine's all-reduce is no faster than this bus bandwidth
-        t = max(t, shape[2] * shape[3] / par[5])
     if kind == _ATTN_DECODE and n_p > 0 and par[6] > 0.0:
         # decodes inside a mixed step's varlen prefill kernel: query heads of a KV group unpacked
         t *= par[6]
@@ -317,10 +307,26 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     return times, energies
 
 
+def _server_group(device: DeviceSpec, ranks: int) -> GroupTopology:
+    """``ranks`` devices of one server joined by the device's scale-up link (else its host link,
+    priced as PCIe)."""
+    link = device.scale_up_link if device.scale_up_link is not None else device.host_link
+    kind = link.kind if link.kind in INTRA_TRANSPORTS else "pcie"
+    return single_node_group(ranks, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
+
+
+def _net_row(name: str, bytes_per_token: float, mult: float, coef, lo: float = 0.0, hi: float = math.inf,
+             floor_s_per_byte: float = 0.0) -> tuple:
+    """An op-table row priced by the collective model: ``tokens x bytes_per_token`` bytes when
+    ``lo <= message < hi``, the fastest of the ``coef`` (alpha, beta) candidates, at least
+    ``floor_s_per_byte`` seconds per byte."""
+    return (name, "collective", "nccl", _NET, (bytes_per_token, lo, hi, floor_s_per_byte), mult, "bf16", coef)
+
+
 @dataclass(frozen=True)
 class PlanNetwork:
     """Where a replica's groups sit on a cluster: ``tp`` the topology of one TP group (None: one
-    server, kernel-calibrated all-reduce), ``stage_links`` the topology of each stage boundary's send
+    server of the device), ``stage_links`` the topology of each stage boundary's send
     (``pp - 1`` entries, from llmsim.hwmodels.plans.Placement.stage_link), ``arch`` the architecture hint
     of the network parameters."""
 
@@ -526,12 +532,10 @@ class Deployment:
             if dpe > 1:
                 # DP + EP (vLLM's allgather_reducescatter all2all backend): gather every rank's hidden
                 # states before the experts, reduce-scatter the outputs after them
-                link = d.scale_up_link if d.scale_up_link is not None else d.host_link
-                kind = link.kind if link.kind in INTRA_TRANSPORTS else "pcie"
-                topo = single_node_group(dpe, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
+                topo = _server_group(d, dpe)
                 for coll in ("all_gather", "reduce_scatter"):
-                    rows.append((f"moe_{coll}", "collective", "nccl", _NET, (H * 2.0 * dpe,), layers_moe, "bf16",
-                                 collective_coefficients(coll, topo, arch=d.arch_class)))
+                    rows.append(_net_row(f"moe_{coll}", H * 2.0 * dpe, layers_moe,
+                                         collective_coefficients(coll, topo, arch=d.arch_class)))
             if e.shared_expert_intermediate_size:
                 gemm("shared_up_proj", mats * e.shared_expert_intermediate_size // tp, H, layers_moe)
                 gemm("shared_down_proj", H, e.shared_expert_intermediate_size // tp, layers_moe)
@@ -557,35 +561,41 @@ class Deployment:
             self._ew(rows, "sampling", "sampling", m.vocab_size, 1.0, row_kind=_EW_SEQS)
         # tensor-parallel all-reduces after attention and after the MLP of every layer
         net = self.network
-        if tp > 1 and net is not None and net.tp is not None and (net.tp.nodes > 1 or net.tp.host_topology):
-            coef = collective_coefficients("all_reduce", net.tp, arch=net.arch or d.arch_class)
-            rows.append(("allreduce_network", "collective", "nccl", _NET, (H * 2.0,), 2 * layers_all, "bf16", coef))
-        elif tp > 1:
-            ar = (0.0, float(tp), H * 2.0)
-            ar_bw = float(self.host_overhead.allreduce_bus_bytes_per_s)
-            has_nvlink = d.scale_up_link.kind in ("nvlink", "xgmi")
-            if has_nvlink and self.engine.custom_allreduce:
-                custom = "custom_graph" if self.engine.cuda_graphs else "custom_eager"
-                rows.append(("allreduce_custom", "collective", custom, _ALLREDUCE,
-                             (*ar, 0.0, float(CUSTOM_ALLREDUCE_MAX_BYTES), 0.0), 2 * layers_all, "bf16"))
-                rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE,
-                             (*ar, float(CUSTOM_ALLREDUCE_MAX_BYTES) + 1.0, math.inf, ar_bw), 2 * layers_all,
-                             "bf16"))
-            else:
-                rows.append(("allreduce_nccl", "collective", "nccl", _ALLREDUCE, (*ar, 0.0, math.inf, ar_bw),
-                             2 * layers_all, "bf16"))
+        if tp > 1:
+            rows.extend(self._tp_allreduce_rows(H * 2.0, 2 * layers_all))
         # pipeline: each stage boundary sends the hidden states, every TP rank its 1/tp share
         for b in range(self.pp - 1):
             if net is not None:
                 topo, arch = net.stage_links[b], net.arch or d.arch_class
             else:
-                link = d.scale_up_link if d.scale_up_link is not None else d.host_link
-                kind = link.kind if link.kind in INTRA_TRANSPORTS else "pcie"
-                topo = single_node_group(2, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
-                arch = d.arch_class
+                topo, arch = _server_group(d, 2), d.arch_class
             coef = collective_coefficients("send_recv", topo, arch=arch)
-            rows.append((f"pp_send_{b}", "collective", "nccl", _NET, (H * 2.0 / tp,), 1.0, "bf16", coef))
+            rows.append(_net_row(f"pp_send_{b}", H * 2.0 / tp, 1.0, coef))
         self._pack(rows)
+
+    def _tp_allreduce_rows(self, bytes_per_token: float, mult: float) -> list:
+        """The TP group's all-reduce rows, one per message-size segment of
+        :func:`llmsim.hwmodels.collectives.tp_allreduce_segments`: the placed group (``network.tp``) or
+        one server of the device. vLLM's custom all-reduce where the engine uses it and the group is
+        one server's NVLink (or xGMI) domain; NCCL segments keep the engine's bus-bandwidth floor."""
+        d, tp, net = self.device, self.tp, self.network
+        placed = net is not None and net.tp is not None
+        topo = net.tp if placed else _server_group(d, tp)
+        arch = (net.arch if net is not None and net.arch else "") or d.arch_class
+        p2p_domain = topo.nodes == 1 and not topo.host_topology and topo.intra.transport in ("nvlink", "xgmi")
+        custom = None
+        if p2p_domain and self.engine.custom_allreduce:
+            custom = "custom_graph" if self.engine.cuda_graphs else "custom_eager"
+        ar_bw = float(self.host_overhead.allreduce_bus_bytes_per_s)
+        floor = ops.collective_traffic_factor(0, float(tp)) / ar_bw if ar_bw > 0 else 0.0
+        rows = []
+        for name, lo, hi, coef in tp_allreduce_segments(topo, custom=custom, arch=arch):
+            if name == "nccl":
+                label = "allreduce_nccl" if p2p_domain or not placed else "allreduce_network"
+                rows.append(_net_row(label, bytes_per_token, mult, coef, lo, hi, floor))
+            else:
+                rows.append(_net_row(f"allreduce_custom_{name.split('/')[1]}", bytes_per_token, mult, coef, lo, hi))
+        return rows
 
     @staticmethod
     def _ew(rows, name, kind, width, mult, row_kind=_EW_TOKENS):

@@ -9,7 +9,8 @@ Measurement setups (validation metadata, not model parameters):
 * aiconfigurator ``nccl_perf`` / ``custom_allreduce_perf``, LLMCompass, ``simulate profile`` runs: all
   GPUs in one node, joined by the device's scale-up link (``get_device(...).scale_up_link``).
   ``custom_allreduce_perf`` rows (``variant`` vllm_graph / vllm_eager) are vLLM's custom all-reduce,
-  priced with ``algorithm="custom_graph"`` / ``"custom_eager"``; every other row is NCCL (``auto``).
+  priced with ``algorithm="custom_graph"`` / ``"custom_eager"`` and the one-shot / two-shot kernel
+  vLLM picks for the size (``collectives.custom_allreduce_protocol``); every other row is NCCL (``auto``).
 * vidur ``network/<setup>/*.csv``: ``variant`` ``devices_per_node=K``; a group of ``num_gpus > K``
   spans ``num_gpus / K`` nodes. vidur profiled on Azure; ASSUMPTION (stated, not measured here):
   ``a100_dgx`` is an Azure NDv4 / DGX A100 class node, 8 x HDR InfiniBand 200 Gb/s (one NIC per GPU,
@@ -19,9 +20,11 @@ Measurement setups (validation metadata, not model parameters):
 
 Fit (``simulate fit-network --write``, ~10 s): see :func:`fit_network`. It uses the
 training split of the shape keys only (``split_of`` with :data:`DEFAULT_SALT`, hold-out
-:data:`DEFAULT_HOLDOUT`) and rewrites ``hwmodels/data/network_calibration.yaml`` with the fitted
-files' sha256 and groups, so reports can count ``rows_in_fit``.
-Score: ``network_report(table, split="all"|"test"|"train")``.
+:data:`DEFAULT_HOLDOUT`) and rewrites ``hwmodels/data/network_calibration.yaml`` with the fit's date,
+the fitted files' sha256 and groups, so reports can count ``rows_in_fit``.
+Score: ``network_report(table, split="all"|"test"|"train")``. Compare with the kernel-calibrated
+``collective`` class on the same held-out rows: ``collective_paths_report`` (printed by
+``benchmarks/bench_collective_paths.py``).
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from llmsim.hwmodels.collectives import (COLLECTIVES, CUSTOM_FAMILIES, CUSTOM_PROTOCOLS, NCCL_PROTOCOLS, NetworkParams,
-                                  collective_coefficients, default_network_params, network_params_from_dict)
+                                  collective_coefficients, custom_allreduce_protocol, default_network_params,
+                                  network_params_from_dict)
 from llmsim.hwmodels.devices import get_device
 from llmsim.hwmodels.network import INTER_TRANSPORTS, INTRA_TRANSPORTS, GroupTopology, LinkClass
 from llmsim.validation.calibrate import DEFAULT_HOLDOUT as CALIB_HOLDOUT
@@ -246,7 +250,11 @@ def price(table: pd.DataFrame, params: NetworkParams | None = None, *, configs=N
         coef = collective_coefficients(cfg.kind, cfg.topo, params=params, arch="" if generic else cfg.arch,
                                        algorithm=cfg.algorithm)
         t = coef[:, 0][None, :] + coef[:, 1][None, :] * size[rows][:, None]
-        if softmin_k is None:
+        if cfg.algorithm in CUSTOM_FAMILIES:
+            # vLLM picks its custom kernel by size, not by speed (collectives.custom_allreduce_protocol)
+            two = np.array([custom_allreduce_protocol(cfg.topo.ranks, s) == "two_shot" for s in size[rows]])
+            out[rows] = np.where(two, t[:, 1], t[:, 0])
+        elif softmin_k is None:
             out[rows] = np.min(t, axis=1)
         else:
             lt = -softmin_k * np.log(t)
@@ -518,12 +526,19 @@ def fit_network(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         groups = sorted({_group_key(table, i) for i in np.flatnonzero(in_src & train)})
         sources.append({"path": _display_path(src), "sha256": file_sha256(src), "rows": int(n),
                         "rows_in_fit": int((in_src & train).sum()), "fitted_groups": groups})
-    fit = {"command": "simulate fit-network --write", "salt": salt,
+    fit = {"command": "simulate fit-network --write", "date": _today(), "salt": salt,
            "holdout_fraction": float(holdout_fraction), "max_rows_per_group": int(max_rows_per_group),
            "loss_scale": float(loss_scale), "prior_weight": float(prior_weight), "sources": sources}
     order = list(DEFAULTS)
     ordered = {k: sets[k] for k in sorted(sets, key=lambda k: (order.index(k.split("@")[0]), k))}
     return {"fit": fit, "sets": ordered}
+
+
+def _today() -> str:
+    """The fit's UTC date (ISO), recorded in the YAML's ``fit`` block."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).date().isoformat()
 
 
 def _rounded(body):
@@ -639,3 +654,76 @@ def yaml_text(data: dict) -> str:
 
 def _shipped_table(files=FIT_FILES) -> pd.DataFrame:
     return pd.concat([load_measurements(str(REPO / f)) for f in files], ignore_index=True)
+
+
+# ------------------------------------------------------------------------------------ the two paths
+
+def _regime_of(table: pd.DataFrame) -> np.ndarray:
+    """What each collective row measures, as the deployment prices it: the TP all-reduce by vLLM's
+    custom kernel or NCCL, the DP + EP gather / scatter, the MoE all-to-all, the PP send."""
+    v = (table["variant"].astype(str) + " " + table["kernel"].astype(str)).str.lower()
+    custom = v.str.contains("vllm_|custom_", regex=True).to_numpy()
+    kind = table["kind"].to_numpy(object)
+    out = np.where(custom, "custom all_reduce", np.where(kind == "all_reduce", "nccl all_reduce", kind))
+    return out.astype(object)
+
+
+def collective_paths_report(table: pd.DataFrame, *, split: str = "test", params: NetworkParams | None = None,
+                            profile=None) -> dict:
+    """Held-out accuracy of the two ways collectives could be priced, on the same rows: the
+    kernel-calibrated ``collective`` class of the calibration profile (hwmodels/efficiency.py through
+    ``OperatorCostModel``; no longer used by the deployment) and the alpha-beta model
+    (hwmodels/collectives.py, which prices every collective of a deployment). Groups are
+    ``"<device> (<source format>) | <what> | <size regime>"`` (what: custom / nccl all_reduce,
+    all_gather, ...; size: < or >= 1 MiB) plus one ``"<device> (<format>) | all | <size>"`` per device; rows are those both paths price
+    (``split='test'``: held out of both fits, which share the split rule)."""
+    from llmsim.hwmodels.calibration import default_profile
+    from llmsim.hwmodels.costmodel import OperatorCostModel
+    from llmsim.validation.validate import SPLITS
+
+    if split not in SPLITS:
+        raise ConfigError(f"`split` must be one of {', '.join(SPLITS)}, got {split!r}")
+    params = params if params is not None else default_network_params()
+    profile = profile if profile is not None else default_profile()
+    table = table[table["kind"].isin(COLLECTIVES).to_numpy()].reset_index(drop=True)
+    if split != "all":
+        held = split_of(table["shape_key"].to_numpy(), salt=DEFAULT_SALT, holdout_fraction=DEFAULT_HOLDOUT)
+        table = table[held if split == "test" else ~held].reset_index(drop=True)
+    alpha_beta, _ = price(table, params)
+    kernel = OperatorCostModel(profile).price(table).seconds
+    meas = table["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(alpha_beta) & np.isfinite(kernel) & np.isfinite(meas) & (meas > 0)
+    size = np.where(table["message_bytes"].to_numpy(np.float64) >= LARGE_BYTES, ">=1MiB", "<1MiB")
+    names_of = {}
+    for d in table["device"].astype(str).unique():
+        try:
+            names_of[d] = get_device(d).name
+        except LLMSimError:
+            names_of[d] = d
+    fmt = {s: detect_format(s) for s in table["source"].unique()}
+    dev = np.array([f"{names_of[d]} ({fmt[s]})" for d, s in zip(table["device"].astype(str), table["source"])],
+                   dtype=object)
+    what = _regime_of(table)
+    names = np.array([f"{d} | {w} | {s}" for d, w, s in zip(dev, what, size)], dtype=object)
+    per_dev = np.array([f"{d} | all | {s}" for d, s in zip(dev, size)], dtype=object)
+    groups = []
+    for labels in (names, per_dev):
+        for nm in sorted(set(labels[ok])):
+            sel = ok & (labels == nm)
+            groups.append({"name": nm, "kernel_calibrated": error_stats(kernel[sel], meas[sel]),
+                           "alpha_beta": error_stats(alpha_beta[sel], meas[sel])})
+    return {"split": split, "rows": int(ok.sum()), "kernel_calibrated": error_stats(kernel[ok], meas[ok]),
+            "alpha_beta": error_stats(alpha_beta[ok], meas[ok]), "groups": groups}
+
+
+def format_paths_table(report: dict) -> str:
+    """Readable table of :func:`collective_paths_report`: MAPE / median APE of each path."""
+    w = max([len(g["name"]) for g in report["groups"]] + [30])
+    title = f"collectives (split={report['split']})"
+    lines = [f"{title:{w}s} {'rows':>6s}  {'kernel-calibrated':>19s}  {'alpha-beta':>15s}",
+             f"{'':{w}s} {'':6s}  {'MAPE / median':>19s}  {'MAPE / median':>15s}"]
+    for g in report["groups"] + [{"name": "ALL", **report}]:
+        k, a = g["kernel_calibrated"], g["alpha_beta"]
+        lines.append(f"{g['name']:{w}s} {k['rows']:6d}  {100 * k['mape']:8.1f}% / {100 * k['median_ape']:5.1f}%  "
+                     f"{100 * a['mape']:6.1f}% / {100 * a['median_ape']:5.1f}%")
+    return "\n".join(lines)

@@ -203,3 +203,69 @@ def test_yaml_file_errors_name_the_file(tmp_path):
         load_network_params(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_network_params(tmp_path / "missing.yaml")
+
+
+# ---- vLLM's custom all-reduce as candidates of the same model (collectives.tp_allreduce_segments)
+
+from llmsim.hwmodels.collectives import (CUSTOM_ALLREDUCE_MAX_BYTES, custom_allreduce_protocol,  # noqa: E402
+                                         tp_allreduce_segments)
+
+NVL = LinkClass("nvlink", 450e9, 1e-6)
+
+
+@pytest.mark.parametrize("ranks, size, proto", [
+    (2, 0, "one_shot"), (2, CUSTOM_ALLREDUCE_MAX_BYTES - 1, "one_shot"),   # 2 ranks: always 1-stage
+    (4, 512 * 1024 - 1, "one_shot"), (4, 512 * 1024, "two_shot"),
+    (6, 256 * 1024 - 1, "one_shot"), (6, 256 * 1024, "two_shot"),
+    (8, 256 * 1024 - 1, "one_shot"), (8, 300 * 1024, "two_shot"),
+])
+def test_custom_protocol_follows_vllms_size_rule(ranks, size, proto):
+    assert custom_allreduce_protocol(ranks, size) == proto
+    topo = single_node_group(ranks, NVL)
+    assert choose_algorithm("all_reduce", size, topo, algorithm="custom_graph") == f"custom_graph/{proto}"
+    named = collective_seconds("all_reduce", size, topo, algorithm=f"custom_graph/{proto}")
+    assert collective_seconds("all_reduce", size, topo, algorithm="custom_graph") == named
+
+
+@pytest.mark.parametrize("ranks", [2, 4, 6, 8])
+def test_tp_segments_cover_every_size_once_custom_below_8_mib(ranks):
+    segs = tp_allreduce_segments(single_node_group(ranks, NVL), custom="custom_graph", arch="hopper")
+    assert segs[0][1] == 0.0 and segs[-1][2] == float("inf")
+    assert all(a[2] == b[1] for a, b in zip(segs, segs[1:]))  # contiguous, no overlap
+    assert segs[-1][0] == "nccl" and segs[-1][1] == CUSTOM_ALLREDUCE_MAX_BYTES
+    nccl = collective_coefficients("all_reduce", single_node_group(ranks, NVL), arch="hopper")
+    assert np.array_equal(segs[-1][3], nccl)  # the NCCL segment is exactly the auto candidates
+    assert [s[0] for s in segs[:-1]] == (["custom_graph/one_shot"] if ranks == 2 else
+                                         ["custom_graph/one_shot", "custom_graph/two_shot"])
+
+
+def test_tp_segments_are_nccl_only_off_one_node_or_unsupported_sizes():
+    two_nodes = GroupTopology(ranks=16, nodes=2, ranks_per_node=8, intra=NVL, inter=LinkClass("ib", 50e9, 1e-6))
+    assert [s[0] for s in tp_allreduce_segments(two_nodes, custom="custom_graph")] == ["nccl"]
+    assert [s[0] for s in tp_allreduce_segments(single_node_group(3, NVL), custom="custom_eager")] == ["nccl"]
+    assert [s[0] for s in tp_allreduce_segments(single_node_group(8, NVL))] == ["nccl"]
+    assert tp_allreduce_segments(single_node_group(1, NVL), custom="custom_graph") == []
+    with pytest.raises(ConfigError, match="custom must be one of"):
+        tp_allreduce_segments(single_node_group(2, NVL), custom="one_shot")
+
+
+def _segment_seconds(segs, size):
+    (coef,) = [c for _, lo, hi, c in segs if lo <= size < hi]
+    return float(np.min(coef[:, 0] + coef[:, 1] * size))
+
+
+@FAST
+@given(ranks=st.sampled_from([2, 4, 8]), custom=st.sampled_from([None, "custom_graph", "custom_eager"]),
+       arch=st.sampled_from(ARCHS), s1=st.floats(0, 6e7), s2=st.floats(0, 6e7), slow=st.floats(0.05, 1.0),
+       lat=st.floats(0.0, 1e-5))
+def test_tp_allreduce_monotonic_in_size_within_a_segment_and_in_link_speed(ranks, custom, arch, s1, s2, slow, lat):
+    topo = single_node_group(ranks, NVL)
+    segs = tp_allreduce_segments(topo, custom=custom, arch=arch)
+    lo, hi = sorted((s1, s2))
+    same = [s for s in segs if s[1] <= lo < s[2]][0]
+    if hi < same[2]:  # vLLM switches kernel by size, not speed: monotonic inside each of its ranges
+        assert _segment_seconds(segs, lo) <= _segment_seconds(segs, hi) * (1 + 1e-12)
+    slower = tp_allreduce_segments(single_node_group(ranks, LinkClass("nvlink", 450e9 * slow, 1e-6 + lat)),
+                                   custom=custom, arch=arch)
+    assert [s[:3] for s in slower] == [s[:3] for s in segs]
+    assert _segment_seconds(slower, lo) >= _segment_seconds(segs, lo) * (1 - 1e-12)
