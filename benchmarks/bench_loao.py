@@ -41,16 +41,20 @@ def arch_of(devices: pd.Series) -> np.ndarray:
 
 
 def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
-                 latency_classes: tuple[str, ...] = ()) -> Profile:
-    """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows."""
+                 latency_classes: tuple[str, ...] = (), roofline: str | None = None) -> Profile:
+    """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows
+    (on ``roofline``: 'datasheet' or 'achieved', default the shipped profile's). Only the left-out class is
+    scored, and it is priced by the refitted generic class alone."""
+    roofline = roofline or shipped.roofline
     devices = tuple(sorted(set(table.loc[arch == left_out, "device"])))
     refit = cal.fit_profile(table, salt=shipped.split.get("salt", cal.DEFAULT_SALT),
                             holdout_fraction=float(shipped.split.get("holdout_fraction", cal.DEFAULT_HOLDOUT)),
                             exclude_devices=devices, generic_only=True,
-                            latency_classes=latency_classes)
+                            latency_classes=latency_classes, roofline=roofline)
     params = {a: c for a, c in shipped.params.items() if a not in (left_out, GENERIC)}
     params[GENERIC] = refit.params.get(GENERIC, {})
-    return Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>")
+    return Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>",
+                   roofline=roofline)
 
 
 def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) -> list[dict]:
@@ -91,6 +95,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures as JSON here")
     ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
                     help="refit this operator class with the device-independent latency term (repeatable)")
+    ap.add_argument("--roofline", choices=("datasheet", "achieved"),
+                    help="roofline the refit's features see (default: the profile's; 'achieved' = datasheet peaks x "
+                         "the class priors of hwmodels/data/calibration/priors.yaml)")
     ap.add_argument("--write-uncertainty", action="store_true",
                     help="write the pooled residual bands per operator class into the `extrapolated` part of "
                          "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
@@ -107,7 +114,7 @@ def main() -> None:
     residuals: dict = {}
     for left_out in classes:
         t1 = time.perf_counter()
-        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency))
+        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline)
         rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "

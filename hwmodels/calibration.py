@@ -5,6 +5,8 @@ Layout of a profile (JSON):
   split                   the deterministic fit/hold-out rule used when fitting (salt, holdout_fraction)
   sources                 every measurement file fitted on: sha256 of its bytes, rows, rows in the fit
   params[arch][class][group] = {log_floor, theta, rows, fit_median_ape}
+  roofline                'achieved' when the features saw the achieved roofline (datasheet peaks x the
+                          class's priors, hwmodels/priors.py); absent: the datasheet roofline
 ``group`` is the dtype family of the operator (gemm: quant format; attention: KV dtype; moe: quant
 format; elementwise: 'any'; collective: backend). The class ``generic`` is fitted on every device
 together; it serves architecture classes that have no measurements (e.g. Blackwell, CDNA).
@@ -24,6 +26,7 @@ from llmsim.workloads.errors import ConfigError, MissingDataError
 
 SCHEMA_VERSION = 1
 GENERIC = "generic"
+ROOFLINES = ("datasheet", "achieved")
 DEFAULT_GROUP = {"gemm": "bf16", "attn_prefill": "bf16", "attn_decode": "bf16", "moe": "bf16",
                  "elementwise": "any", "collective": "nccl"}
 
@@ -57,6 +60,16 @@ class Profile:
     split: dict
     sources: tuple
     path: str = ""
+    roofline: str = "datasheet"
+
+    def device_vector(self, device, dev: np.ndarray, compute_dtype: str | None = None) -> np.ndarray:
+        """The device vector the features see: ``dev`` itself on the datasheet roofline, else a copy with
+        the peak and the bandwidth scaled by the device class's achieved shares (hwmodels/priors.py)."""
+        if self.roofline == "datasheet":
+            return dev
+        from llmsim.hwmodels.priors import achieved_vector
+
+        return achieved_vector(device, dev, compute_dtype)
 
     def lookup(self, arch: str, op_class: str, group: str) -> tuple[ClassParams, str]:
         """Parameters for an operator, and the key they came from (for reports).
@@ -85,8 +98,11 @@ class Profile:
     def to_json(self) -> dict:
         params = {a: {c: {g: _params_json(c, p) for g, p in groups.items()} for c, groups in classes.items()}
                   for a, classes in self.params.items()}
-        return {"schema": SCHEMA_VERSION, "feature_set": FEATURE_SET_VERSION, "split": self.split,
-                "sources": list(self.sources), "params": params}
+        out = {"schema": SCHEMA_VERSION, "feature_set": FEATURE_SET_VERSION, "split": self.split,
+               "sources": list(self.sources), "params": params}
+        if self.roofline != "datasheet":
+            out["roofline"] = self.roofline
+        return out
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
@@ -125,6 +141,9 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
     if data.get("feature_set") != FEATURE_SET_VERSION:
         raise ConfigError(f"{where}: `feature_set` must be {FEATURE_SET_VERSION!r}, got "
                           f"{data.get('feature_set')!r}; refit with `simulate calibrate`")
+    roofline = data.get("roofline", "datasheet")
+    if roofline not in ROOFLINES:
+        raise ConfigError(f"{where}: `roofline` must be one of {', '.join(ROOFLINES)}, got {roofline!r}")
     params: dict = {}
     for arch, classes in data.get("params", {}).items():
         for cls, groups in classes.items():
@@ -142,7 +161,7 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),
                     float(p.get("fit_median_ape", float("nan"))), lo, hi)
     return Profile(params=params, split=dict(data.get("split", {})),
-                   sources=tuple(data.get("sources", ())), path=path)
+                   sources=tuple(data.get("sources", ())), path=path, roofline=roofline)
 
 
 def load_profile(path: str | Path | Profile) -> Profile:

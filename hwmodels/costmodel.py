@@ -193,8 +193,9 @@ class OperatorCostModel:
                 reason[grp.positions] = str(e)
                 continue
             lo, hi = p.shape_range(grp.op_class)
+            dev = self.profile.device_vector(grp.device, grp.device_vector)  # datasheet or achieved roofline
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
-                                                             grp.device_vector, p.log_floor, p.theta, lo, hi)
+                                                             dev, p.log_floor, p.theta, lo, hi)
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
             fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)

@@ -650,7 +650,8 @@ class Deployment:
             lo, hi = p.shape_range(cls)
             self._range[i, 0, :lo.size] = lo
             self._range[i, 1, :hi.size] = hi
-            self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
+            self._dev[i] = self.profile.device_vector(d, np.array((d.peak_flops(compute), bw, d.num_sms, link)),
+                                                      compute)
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])
 

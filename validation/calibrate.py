@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.hwmodels import efficiency as eff
-from llmsim.hwmodels.calibration import GENERIC, ClassParams, Profile, load_profile
+from llmsim.hwmodels.calibration import GENERIC, ROOFLINES, ClassParams, Profile, load_profile
 from llmsim.workloads.errors import ConfigError
 from llmsim.hwmodels.costmodel import operator_groups
 from llmsim.hwmodels.devices import get_device
@@ -39,6 +39,8 @@ def _solve(a, b, **kw):
 
 DEFAULT_SALT = "llmsim-calib-v1"
 DEFAULT_HOLDOUT = 0.2
+#: Roofline the features see in a new fit ('datasheet' or 'achieved': hwmodels/priors.py).
+DEFAULT_ROOFLINE = "datasheet"
 RIDGE = 1e-3  # shrinks coefficients toward the roofline so sparse corners do not extrapolate wildly
 KERNEL_LEVEL_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "collective")
 # The generic class (the fallback of classes without measurements: B200, CDNA, ...) stays the fit of
@@ -146,7 +148,8 @@ def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
                 arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
-                generic_only: bool = False, latency_classes: tuple[str, ...] = ()) -> Profile:
+                generic_only: bool = False, latency_classes: tuple[str, ...] = (),
+                roofline: str | None = None) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
@@ -158,7 +161,15 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     ``generic_only`` fits the generic class alone (leave-one-architecture-out: benchmarks/bench_loao.py).
     ``coefficients_from``: fit nothing; keep that profile's coefficients (bit for bit) and sources,
     recording the shape range of the rows each of its classes was fitted on.
+    ``roofline``: 'datasheet' (features see the datasheet peaks) or 'achieved' (datasheet peaks x the
+    class's priors, hwmodels/priors.py); default DEFAULT_ROOFLINE, or ``coefficients_from``'s.
     """
+    if coefficients_from is not None:
+        roofline = coefficients_from.roofline
+    roofline = roofline or DEFAULT_ROOFLINE
+    if roofline not in ROOFLINES:
+        raise ConfigError(f"`roofline` must be one of {', '.join(ROOFLINES)}, got {roofline!r}")
+    shaper = Profile(params={}, split={}, sources=(), roofline=roofline)
     held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
         if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)
     excluded_names = {get_device(d).name for d in exclude_devices}
@@ -194,7 +205,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         if grp.error:
             continue
         if coefficients_from is None:
-            X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
+            X, base = eff.features(eff.CLASS_INDEX[grp.op_class], grp.shapes,
+                                   shaper.device_vector(grp.device, grp.device_vector),
                                    _num_columns(grp.op_class, latency_classes))
         else:  # only the row count and shapes are needed
             X, base = np.zeros((len(grp.positions), _num_columns(grp.op_class, latency_classes))), np.zeros(len(grp.positions))
@@ -243,7 +255,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
 
     if coefficients_from is not None:
         return Profile(params=params, split=coefficients_from.split, sources=coefficients_from.sources,
-                       path=coefficients_from.path)
+                       path=coefficients_from.path, roofline=coefficients_from.roofline)
     sources = []
     seen = fit_rows[used] if arch_classes else fit_rows  # a full fit keeps its historical count
     kept_per_source = seen.groupby("source").size().to_dict()
@@ -256,7 +268,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             sources[-1]["arch_classes"] = sorted(set(_arch_classes(table.loc[table["source"] == src, "device"])) - {""})
     return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
                                          "excluded_devices": sorted(excluded_names)},
-                   sources=tuple(sources))
+                   sources=tuple(sources), roofline=roofline)
 
 
 #: Features a small class may adjust on top of its fallback class: the constant and the linear log
@@ -296,8 +308,10 @@ def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, l
         idx = SMALL_CLASS_FEATURES[cls]
         fallback, fkey = profile.lookup(arch, cls, group)
         nt, nf = fallback.theta.size, eff.NUM_FEATURES[cls]
-        X = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, nt)[0] for g in parts])
-        base = np.concatenate([eff.features(eff.CLASS_INDEX[cls], g.shapes, g.device_vector, nt)[1] for g in parts])
+        feats = [eff.features(eff.CLASS_INDEX[cls], g.shapes, profile.device_vector(g.device, g.device_vector), nt)
+                 for g in parts]
+        X = np.concatenate([f[0] for f in feats])
+        base = np.concatenate([f[1] for f in feats])
         y = np.concatenate([fit_rows["measured_s"].to_numpy()[g.positions] for g in parts])
         if len(y) < SMALL_CLASS_ROWS_PER_PARAM * len(idx):
             continue
@@ -364,7 +378,11 @@ def merge_profiles(base: Profile, new: Profile, arch_classes: tuple[str, ...]) -
         if s["sha256"] not in merged or s.get("rows_in_fit", 0) or set(s.get("arch_classes", ())) & set(arch_classes):
             merged[s["sha256"]] = dict(s)
     sources = tuple(merged.values())  # base's order, then the files only ``new`` read
-    return Profile(params=dict(sorted(params.items())), split=base.split, sources=sources, path=base.path)
+    if base.roofline != new.roofline:
+        raise ConfigError(f"cannot merge a profile fitted on the {new.roofline} roofline into one fitted on the "
+                          f"{base.roofline} roofline; refit every class")
+    return Profile(params=dict(sorted(params.items())), split=base.split, sources=sources, path=base.path,
+                   roofline=base.roofline)
 
 
 def _arch_classes(devices: pd.Series) -> np.ndarray:
