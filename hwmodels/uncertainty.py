@@ -9,9 +9,17 @@ priced by another architecture class's coefficients (a device class never measur
 leave-one-architecture-out band of its operator class (benchmarks/bench_loao.py), which is wider; so
 does every operator of a run on a device with no kernel measurements of its own (``measured_devices``).
 
-File (hwmodels/data/calibration/uncertainty.json, written by ``simulate fit-kernels --uncertainty``):
+Collectives are priced by the alpha-beta model (hwmodels/collectives.py), every one of them under the
+param key :data:`NETWORK_PARAM_KEY`; their bands ``network|<regime>`` are fitted on that model's own
+held-out residuals (half of the rows the network fit held out, validation/network.py
+``fit_network_bands``), not on the kernel-calibrated ``collective`` class's.
+
+File (hwmodels/data/calibration/uncertainty.json, written by ``simulate fit-kernels --uncertainty``; its
+``network|*`` bands by ``python -m llmsim.validation.network --bands``, which keeps the others):
   split        how the held-out rows were divided: half fits the bands, the other half scores them
-  bands        {"<arch/class/group>|<regime>": [lo, hi, rows]}, {"<class>|<regime>": ...}
+               (``split.network``: the same for the network fit's held-out rows)
+  bands        {"<arch/class/group>|<regime>": [lo, hi, rows]}, {"<class>|<regime>": ...},
+               {"network|<regime>": ...}
   extrapolated {"<class>": [lo, hi, rows]} from leave-one-architecture-out residuals
 """
 from __future__ import annotations
@@ -32,6 +40,8 @@ QUANTILES = (0.10, 0.90)
 #: Used where neither the entry, its class nor a leave-one-out band exists: +-50% [U].
 WIDE = (math.log(0.5), math.log(1.5), 0)
 FILE_NAME = "uncertainty.json"
+#: The param key of every collective a deployment prices with the alpha-beta model (hwmodels/deployment.py).
+NETWORK_PARAM_KEY = "network"
 
 
 def regime(seconds: float) -> str:

@@ -28,6 +28,7 @@ Score: ``network_report(table, split="all"|"test"|"train")``. Compare with the k
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -45,6 +46,7 @@ from llmsim.hwmodels.devices import get_device
 from llmsim.hwmodels.network import INTER_TRANSPORTS, INTRA_TRANSPORTS, GroupTopology, LinkClass
 from llmsim.validation.calibrate import DEFAULT_HOLDOUT as CALIB_HOLDOUT
 from llmsim.validation.calibrate import DEFAULT_SALT as CALIB_SALT
+from llmsim.validation.calibrate import INTERVAL_SALT_SUFFIX
 from llmsim.validation.calibrate import _display_path, file_sha256
 from llmsim.validation.loaders import detect_format, load_measurements, split_of
 from llmsim.validation.stats import error_stats, stats_header, stats_row, unpriced_rows
@@ -727,3 +729,148 @@ def format_paths_table(report: dict) -> str:
         lines.append(f"{g['name']:{w}s} {k['rows']:6d}  {100 * k['mape']:8.1f}% / {100 * k['median_ape']:5.1f}%  "
                      f"{100 * a['mape']:6.1f}% / {100 * a['median_ape']:5.1f}%")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ error bands
+
+def param_set_names(table: pd.DataFrame, params: NetworkParams | None = None, *,
+                    configs=None) -> tuple[np.ndarray, np.ndarray]:
+    """(priced_by, fallback) per row: ``"alpha-beta:<set>@<arch>"`` naming the parameter set of the
+    group's bottleneck (the inter-node transport when the group spans nodes, else the scale-up link's;
+    vLLM's custom family for its kernel), ``''`` for rows that are not priced collectives; fallback
+    ``'class'`` where that set is the generic one although the row's device has an arch class (no set
+    of its own), else ``''``."""
+    params = params if params is not None else default_network_params()
+    idx, cfgs = configs if configs is not None else row_configs(table)
+    names, fbs = [], []
+    for cfg in cfgs:
+        if cfg.topo is None:
+            names.append("")
+            fbs.append("")
+            continue
+        if cfg.algorithm in CUSTOM_FAMILIES:
+            base = cfg.algorithm
+        elif cfg.topo.inter is not None:
+            base = cfg.topo.inter.transport
+        else:
+            base = cfg.topo.intra.transport if cfg.topo.intra is not None else "p2p"
+        hints = [h for h in cfg.arch.split("/") if h]
+        got = next((f"{base}@{h}" for h in hints if f"{base}@{h}" in params.sets), base)
+        names.append(f"alpha-beta:{got}")
+        fbs.append("class" if hints and got == base else "")
+    names_a = np.array(names + [""], dtype=object)
+    fb_a = np.array(fbs + [""], dtype=object)
+    return names_a[idx], fb_a[idx]  # idx -1 picks the trailing ''
+
+
+def _network_held(table: pd.DataFrame, params: NetworkParams) -> np.ndarray:
+    """True for the rows the network fit held out (its salt and hold-out fraction)."""
+    fit = dict(params.fit or {})
+    frac = float(fit.get("holdout_fraction", 0.0))
+    if frac <= 0:
+        return np.zeros(len(table), dtype=bool)
+    return split_of(table["shape_key"].to_numpy(), salt=fit.get("salt", DEFAULT_SALT), holdout_fraction=frac)
+
+
+def band_fit_rows(table: pd.DataFrame, params: NetworkParams | None = None) -> np.ndarray:
+    """True for the collective rows whose residuals fit the network error bands: half of the rows the
+    network fit held out, by a second hash of the shape key (the kernel bands' rule,
+    validation/calibrate.py ``interval_fit_rows``); the other half scores them."""
+    params = params if params is not None else default_network_params()
+    fit = dict(params.fit or {})
+    coll = table["kind"].isin(COLLECTIVES).to_numpy()
+    salt = str(fit.get("salt", DEFAULT_SALT)) + INTERVAL_SALT_SUFFIX
+    return coll & _network_held(table, params) & split_of(table["shape_key"].to_numpy(), salt=salt,
+                                                          holdout_fraction=0.5)
+
+
+def fit_network_bands(table: pd.DataFrame, params: NetworkParams | None = None) -> dict:
+    """``{"network|<regime>": (lo, hi, rows)}``: p10 / p90 of ``log(measured / alpha-beta predicted)`` over
+    the rows :func:`band_fit_rows` selects, per regime (hwmodels/uncertainty.py ``regime``), under the
+    param key a deployment's collective rows carry (``NETWORK_PARAM_KEY``)."""
+    from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, fit_bands
+
+    params = params if params is not None else default_network_params()
+    rows = table[band_fit_rows(table, params)].reset_index(drop=True)
+    pred, _ = price(rows, params)
+    meas = rows["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
+    key = np.full(int(ok.sum()), NETWORK_PARAM_KEY, dtype=object)
+    bands = fit_bands(np.log(meas[ok] / pred[ok]), key, key, pred[ok])
+    return {k: v for k, v in bands.items() if k.startswith(NETWORK_PARAM_KEY + "|")}
+
+
+def band_coverage(table: pd.DataFrame, params: NetworkParams | None = None, error_model=None) -> dict:
+    """Share of the scoring rows (held out of the network fit, not fitting the bands, priced) whose
+    measurement lies inside the 80% interval a deployment's collectives get: overall and per regime
+    (``what``, :func:`_regime_of`) and size (``< / >= 1 MiB``)."""
+    from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, default_error_model
+
+    params = params if params is not None else default_network_params()
+    em = error_model if error_model is not None else default_error_model()
+    coll = table["kind"].isin(COLLECTIVES).to_numpy()
+    scoring = coll & _network_held(table, params) & ~band_fit_rows(table, params)
+    rows = table[scoring].reset_index(drop=True)
+    pred, _ = price(rows, params)
+    meas = rows["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
+    _, fb = param_set_names(rows, params)
+    key = np.full(len(rows), NETWORK_PARAM_KEY, dtype=object)
+    lo, hi = em.intervals(pred, key, np.full(len(rows), "collective", dtype=object), fb)
+    inside = (meas >= lo) & (meas <= hi)
+    size = np.where(rows["message_bytes"].to_numpy(np.float64) >= LARGE_BYTES, ">=1MiB", "<1MiB")
+    names = np.array([f"{w} | {s}" for w, s in zip(_regime_of(rows), size)], dtype=object)
+    groups = [{"name": nm, "rows": int((ok & (names == nm)).sum()),
+               "interval_coverage": float(inside[ok & (names == nm)].mean())} for nm in sorted(set(names[ok]))]
+    return {"rows": int(ok.sum()), "interval_coverage": float(inside[ok].mean()) if ok.any() else None,
+            "groups": groups}
+
+
+def write_network_bands(table: pd.DataFrame | None = None, params: NetworkParams | None = None,
+                        path: Path | None = None) -> dict:
+    """Refit only the network bands (:func:`fit_network_bands`, on the shipped network measurements by
+    default) into the shipped uncertainty file, keeping its kernel bands; records the split under
+    ``split.network``. Returns the bands. ``python -m llmsim.validation.network --bands``."""
+    import json
+
+    from llmsim.hwmodels.uncertainty import FILE_NAME, NETWORK_PARAM_KEY, default_error_model, error_model_from_json
+
+    params = params if params is not None else default_network_params()
+    table = table if table is not None else _shipped_table()
+    path = path if path is not None else REPO / "hwmodels" / "data" / "calibration" / FILE_NAME
+    old = error_model_from_json(json.loads(path.read_text()), str(path))
+    bands = fit_network_bands(table, params)
+    kept = {k: v for k, v in old.bands.items() if not k.startswith(NETWORK_PARAM_KEY + "|")}
+    fit = dict(params.fit or {})
+    split = dict(old.split)
+    split["network"] = {"salt": str(fit.get("salt", DEFAULT_SALT)) + INTERVAL_SALT_SUFFIX, "fraction_of_held_out": 0.5,
+                        "of": "rows held out of the network fit (hwmodels/data/network_calibration.yaml fit block, "
+                              f"fitted {fit.get('date', '?')})", "command": "python -m llmsim.validation.network --bands"}
+    model = dataclasses.replace(old, bands={**kept, **bands}, split=split)
+    path.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n")
+    default_error_model.cache_clear()
+    return bands
+
+
+def _main(argv=None) -> int:
+    """``python -m llmsim.validation.network --bands``: refit and write only the network error bands, then
+    print their coverage on the other half of the held-out collective rows."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m llmsim.validation.network", description=_main.__doc__)
+    ap.add_argument("--bands", action="store_true", help="refit the network bands into uncertainty.json")
+    args = ap.parse_args(argv)
+    table = _shipped_table()
+    if args.bands:
+        for k, (lo, hi, n) in sorted(write_network_bands(table).items()):
+            print(f"{k}: [{math.exp(lo):.3f}, {math.exp(hi):.3f}] x predicted, {n} rows")
+    cov = band_coverage(table)
+    print(f"80% interval coverage on {cov['rows']} held-out collective rows no band saw: "
+          f"{100 * cov['interval_coverage']:.1f}% (target 70-90%)")
+    for g in cov["groups"]:
+        print(f"  {g['name']}: {100 * g['interval_coverage']:.1f}% of {g['rows']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

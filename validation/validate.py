@@ -6,9 +6,13 @@ many scored rows that profile was fitted on (``rows_in_fit``), so a fit is never
 prediction, and how many lie outside the shape range their coefficients were fitted on
 (``extrapolated``). ``split='test'`` scores only the rows the profile held out.
 
-Collective rows are also priced by the alpha-beta network model (hwmodels/collectives.py, placed by
-validation/network.py, which also prices groups spanning several nodes): ``report["network"]``,
-with its own split (the network parameters' salt and hold-out fraction).
+Collective rows are priced by the alpha-beta network model every deployment uses
+(hwmodels/collectives.py, placed by validation/network.py ``price``), not by the kernel-calibrated
+``collective`` class: their ``priced_by`` is ``alpha-beta:<set>`` (``nvlink@hopper``,
+``custom_graph@ampere``, ...), their ``rows_in_fit`` counts the network fit's training rows, and their
+interval is the ``network|<regime>`` band a deployment's collectives get, scored on held-out rows
+that band was not fitted on. ``report["network"]`` tables the same predictions per message size,
+with the network parameters' own split.
 """
 from __future__ import annotations
 
@@ -19,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from llmsim.hwmodels.calibration import Profile, default_profile
-from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.hwmodels.costmodel import OperatorCostModel, PricedRows
 from llmsim.hwmodels.devices import get_device
-from llmsim.hwmodels.uncertainty import ErrorModel, default_error_model
+from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, ErrorModel, default_error_model
 from llmsim.validation.calibrate import DEFAULT_SALT, interval_fit_rows, rows_in_fit
 from llmsim.validation.loaders import load_measurements, split_of
+from llmsim.validation import network as nw
 from llmsim.validation.network import format_network_table, network_report
 from llmsim.validation.stats import error_stats, stats_header, stats_row, unpriced_rows
 from llmsim.workloads.errors import ConfigError
@@ -66,6 +71,10 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
         table = table[held if split == "test" else ~held].reset_index(drop=True)
     priced = OperatorCostModel(profile).price(table, device=device)
     in_fit = rows_in_fit(table, profile)
+    band_rows = interval_fit_rows(table, profile)
+    band_key = priced.param_key
+    if has_collectives:
+        priced, in_fit, band_rows, band_key = _alpha_beta_collectives(table, priced, in_fit, band_rows, network_params)
     meas = table["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(priced.seconds) & np.isfinite(meas) & (meas > 0)
     labels = source_labels(table["source"])
@@ -78,10 +87,11 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     report["extrapolated"] = int(extra[ok].sum())
     report["fallback"] = int((fb[ok] != "").sum())
     em = error_model if error_model is not None else default_error_model()
-    lo, hi = em.intervals(priced.seconds, priced.param_key, priced.op_class, fb)
-    scored = ok & ~interval_fit_rows(table, profile) & ~in_fit  # rows no band and no coefficient saw
+    lo, hi = em.intervals(priced.seconds, band_key, priced.op_class, fb)
+    scored = ok & ~band_rows & ~in_fit  # rows no band and no coefficient saw
     inside = (meas >= lo) & (meas <= hi)
-    report["interval"] = "p10-p90 of held-out log(measured/predicted) per entry and regime (hwmodels/uncertainty.py)"
+    report["interval"] = ("p10-p90 of held-out log(measured/predicted) per entry and regime (hwmodels/uncertainty.py); "
+                          "collectives: the alpha-beta model's network|<regime> band")
     report["interval_coverage"] = float(inside[scored].mean()) if scored.any() else None
     report["interval_coverage_rows"] = int(scored.sum())
     report["split"] = split
@@ -103,6 +113,30 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
     if network is not None:
         report["network"] = network
     return report
+
+
+def _alpha_beta_collectives(table: pd.DataFrame, priced: PricedRows, in_fit: np.ndarray, band_rows: np.ndarray,
+                            network_params=None):
+    """``priced`` with its collective rows priced by the alpha-beta model a deployment uses
+    (validation/network.py ``price``), and the matching ``rows_in_fit``, band-fit rows and band keys:
+    the network fit's training rows, the rows the network bands were fitted on, ``NETWORK_PARAM_KEY``."""
+    params = network_params if network_params is not None else nw.default_network_params()
+    coll = table["kind"].isin(COLLECTIVE_KINDS).to_numpy()
+    configs = nw.row_configs(table)
+    seconds, reason = nw.price(table, params, configs=configs)
+    names, fb = nw.param_set_names(table, params, configs=configs)
+    old_fb = priced.fallback if priced.fallback is not None else np.full(len(table), "", dtype=object)
+    old_extra = priced.extrapolated if priced.extrapolated is not None else np.zeros(len(table), dtype=bool)
+    priced = PricedRows(seconds=np.where(coll, seconds, priced.seconds),
+                        reason=np.where(coll, reason, priced.reason).astype(object),
+                        param_key=np.where(coll, names, priced.param_key).astype(object),
+                        op_class=np.where(coll, "collective", priced.op_class).astype(object),
+                        extrapolated=np.where(coll, False, old_extra),
+                        fallback=np.where(coll, fb, old_fb).astype(object))
+    in_fit = np.where(coll, nw.rows_in_fit(table, params), in_fit)
+    band_rows = np.where(coll, nw.band_fit_rows(table, params), band_rows)
+    band_key = np.where(coll, NETWORK_PARAM_KEY, priced.param_key).astype(object)
+    return priced, in_fit, band_rows, band_key
 
 
 def format_table(report: dict) -> str:

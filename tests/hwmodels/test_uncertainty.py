@@ -123,3 +123,16 @@ def test_a_device_never_measured_in_a_calibrated_class_is_flagged_and_gets_the_w
     assert rtx.calibration_info()["device_measured"]
     (a, b), (c, d) = l40s.time_band(), rtx.time_band()
     assert b - a > d - c
+
+
+def test_a_deployments_collectives_take_the_alpha_beta_models_own_band():
+    from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY
+
+    em = default_error_model()
+    info = Deployment("llama-3.1-8b", "h100", tp=2, engine="vllm").calibration_info()
+    net_ops = [op for op, key in info["priced_by"].items() if key == NETWORK_PARAM_KEY]
+    assert net_ops, "a TP2 deployment prices its all-reduces with the alpha-beta model"
+    for seconds, regime in ((5e-6, "small"), (1e-3, "large")):
+        lo, hi, source = em.band(NETWORK_PARAM_KEY, "collective", seconds)
+        assert source == f"{NETWORK_PARAM_KEY}|{regime}" and lo < 0 < hi
+        assert (lo, hi) != em.bands[f"collective|{regime}"][:2]  # not the kernel-calibrated class's band

@@ -104,9 +104,15 @@ def test_shipped_profile_predicts_held_out_gemms_of_both_gpus():
     assert report["median_ape"] < 0.10
 
 
-def test_unexpressable_rows_are_listed_with_a_reason():
-    report = validate_kernels([str(DATA / "vidur" / "network" / "a100_dgx" / "send_recv.csv")])
+def test_unexpressable_rows_are_listed_with_a_reason(tmp_path):
+    # cross-node collectives of a setup the network model does not know (validation/network.py SETUPS)
+    elsewhere = tmp_path / "my_cluster"
+    elsewhere.mkdir()
+    (elsewhere / "send_recv.csv").write_bytes((DATA / "vidur" / "network" / "a100_dgx" / "send_recv.csv").read_bytes())
+    report = validate_kernels([str(elsewhere / "send_recv.csv")], device="a100")
     assert report["not_expressed"] and all(ne["reason"] for ne in report["not_expressed"])
+    assert any("setup 'my_cluster' is unknown" in ne["reason"] for ne in report["not_expressed"])
+    assert report["rows"] > 0  # the single-node rows are priced
 
 
 def test_unknown_device_override_fails_with_suggestions(decode_profile):

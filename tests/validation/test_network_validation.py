@@ -143,10 +143,10 @@ def test_validate_kernels_adds_the_network_section():
     report = validate_kernels([str(VIDUR_A100 / "send_recv.csv")], split="test")
     net = report["network"]
     assert net["split"] == "test" and net["rows_in_fit"] == 0
-    # the kernel model still cannot express cross-node rows; the network section prices them
-    assert any(ne["name"] == "a100_dgx/send_recv | send_recv" and "several nodes" in ne["reason"]
-               for ne in report["not_expressed"])
-    assert net["rows"] == sum(g["rows"] for g in net["groups"]) > report["rows"]
+    # the kernel table prices collectives (cross-node ones included) with the same alpha-beta model
+    assert report["not_expressed"] == []
+    assert net["rows"] == sum(g["rows"] for g in net["groups"]) == report["rows"]
+    assert net["mape"] == pytest.approx(report["mape"])
     text = format_table(report)
     assert "network (alpha-beta collectives)" in text and "ALL >=1MiB" in text
     no_coll = validate_kernels([str(KERNELS / "llmcompass" / "matmul_A100.csv")])
