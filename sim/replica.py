@@ -58,6 +58,8 @@ _FALLBACK_RUN = 16
 _FIRST_CHUNK = 48
 #: More tokens than any request has left to generate.
 _NO_LIMIT = 1 << 62
+#: Most single-prompt prefill prices a replica's ``prices`` table keeps (then it stops adding).
+_MAX_PRICES = 1 << 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,10 +139,10 @@ class Replica:
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
-                 "prompt_tokens_admitted", "hit_tokens")
+                 "prompt_tokens_admitted", "hit_tokens", "_prices")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
-                 tracer=None):
+                 tracer=None, prices: dict | None = None):
         if not hasattr(cost_model, "iteration"):
             raise ConfigError(f"cost model for replica {index} has no iteration() method: {cost_model!r}")
         self.index = index
@@ -190,6 +192,10 @@ class Replica:
         self.prefill_tokens = 0
         self.prompt_tokens_admitted = 0
         self.hit_tokens = 0
+        #: (new tokens, cached tokens) -> the cost model's (seconds, joules) of an iteration that prefills
+        #: one prompt chunk and decodes nothing; the cost model is deterministic (its protocol), so a
+        #: remembered price is the one a new call returns. Replicas sharing a cost model may share it.
+        self._prices = {} if prices is None else prices
 
     # ------------------------------------------------------------------ status for routers and tests
     @property
@@ -371,6 +377,7 @@ class Replica:
             self._batch = None
             return
         prefill = batch.prefill
+        price = None
         if prefill:
             lens = batch.prefill_tokens
             offsets = []
@@ -391,8 +398,17 @@ class Replica:
                     kv.allocate(need)
                     r.blocks += need
             self.prefill_tokens += sum(lens)
-            p_lens = np.array(lens, dtype=np.int64)
-            p_offs = np.array(offsets, dtype=np.int64)
+            if len(lens) == 1 and not batch.decode:
+                key = (lens[0], offsets[0])
+                price = self._prices.get(key)
+                if price is None:
+                    price = self.cost.iteration(np.array(lens, dtype=np.int64), np.array(offsets, dtype=np.int64),
+                                                _EMPTY)
+                    if len(self._prices) < _MAX_PRICES:
+                        self._prices[key] = price
+            else:
+                p_lens = np.array(lens, dtype=np.int64)
+                p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
         grow = 0
         if decode:
@@ -429,7 +445,9 @@ class Replica:
                 self._run_left = left
                 self._plan_run(ctx, k, now)
                 return
-        if prefill:
+        if price is not None:
+            t, e = price
+        elif prefill:
             t, e = self.cost.iteration(p_lens, p_offs, ctx)
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
