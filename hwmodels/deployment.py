@@ -80,7 +80,7 @@ GEMM_MAX_ROWS = 8192.0
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
 _EMPTY_I64 = np.zeros(0, np.int64)
 #: Rows of a deployment's remembered decode-attention prices (a power of two; 7 float64 each).
-_ATTN_MEMO_ROWS = 1 << 15
+_ATTN_MEMO_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)

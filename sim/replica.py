@@ -47,7 +47,7 @@ import numpy as np
 from llmsim.sim.kernel import PRIORITY_ITERATION, Kernel
 from llmsim.sim.kv import BlockManager, KVView, block_hashes
 from llmsim.sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
-from llmsim.sim.schedulers import DecodeSummary, ReplicaView, SchedulerConfig, make_scheduler
+from llmsim.sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
 from llmsim.workloads.errors import ConfigError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -139,7 +139,7 @@ class Replica:
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
-                 "prompt_tokens_admitted", "hit_tokens", "_prices", "_next_decode")
+                 "prompt_tokens_admitted", "hit_tokens", "_prices")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None, prices: dict | None = None):
@@ -196,9 +196,6 @@ class Replica:
         #: one prompt chunk and decodes nothing; the cost model is deterministic (its protocol), so a
         #: remembered price is the one a new call returns. Replicas sharing a cost model may share it.
         self._prices = {} if prices is None else prices
-        #: The DecodeSummary of the running requests as the last iteration's end left them (when that
-        #: iteration decoded every running request and nothing waits), for the next plan's view.
-        self._next_decode: DecodeSummary | None = None
 
     # ------------------------------------------------------------------ status for routers and tests
     @property
@@ -344,13 +341,7 @@ class Replica:
         visible = () if self._resume else tuple(waiting)
         if self._prefix and visible:
             self._lookup(visible, len(running))
-        summary = self._next_decode
-        if summary is not None:
-            self._next_decode = None
-            if len(summary.decoding) != len(running):  # requests came back from host memory
-                summary = None
-        view = ReplicaView(now, visible, tuple(running), self._kv_view, summary)
-        batch = self.scheduler.schedule(view)
+        batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
         preempt = batch.preempt
         if preempt:
             for v in preempt:
@@ -420,16 +411,7 @@ class Replica:
                 p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
         grow = 0
-        summary = view.decode
-        if decode and summary is not None and decode is summary.decoding and not preempt:
-            # the scheduler decodes the summary's requests: their contexts, growth and least tokens left
-            # are read already
-            left = summary.left
-            for r, need in zip(summary.grow_reqs, summary.grow_blocks):
-                grow += need
-                r.blocks += need
-            ctx = np.array(summary.ctx, dtype=np.int64)
-        elif decode:
+        if decode:
             cached = []
             append = cached.append
             left = _NO_LIMIT  # the fewest tokens any decode has left to generate
@@ -592,11 +574,7 @@ class Replica:
                             finished = [r]
                         else:
                             finished.append(r)
-        if not batch.prefill and not self._waiting and not self._resume:
-            # every running request decoded (or the summary is dropped in _plan): advance them and
-            # read the next plan's DecodeSummary in the same pass
-            finished = self._advance(batch.decode, k, bs)
-        elif k == 1:
+        if k == 1:
             for r in batch.decode:
                 r.cached += 1
                 g = r.generated + 1
@@ -656,55 +634,6 @@ class Replica:
                 self.finished += 1
                 on_finish(r)
         self._plan()
-
-    def _advance(self, decode, k: int, bs: int):
-        """``_on_end`` of a decode-only batch: advance every decode ``k`` tokens (KV growth of steps
-        2..k allocated), return the finished ones (or None) and leave the others' DecodeSummary in
-        ``_next_decode``."""
-        s = DecodeSummary()
-        decoding = s.decoding
-        ctx = s.ctx
-        grow_reqs = s.grow_reqs
-        grow_blocks = s.grow_blocks
-        growth = 0
-        left = _NO_LIMIT
-        grow = 0
-        finished = None
-        for r in decode:
-            c = r.cached + k
-            r.cached = c
-            b = r.blocks
-            need = (c + bs - 1) // bs - b  # never positive after one step (allocated when planned)
-            if need > 0:
-                grow += need
-                b += need
-                r.blocks = b
-            g = r.generated + k
-            r.generated = g
-            out = r.output_tokens
-            if g >= out:
-                if finished is None:
-                    finished = [r]
-                else:
-                    finished.append(r)
-            else:
-                decoding.append(r)
-                ctx.append(c)
-                need = (c + bs) // bs - b
-                if need:
-                    growth += need
-                    if need > 0:
-                        grow_reqs.append(r)
-                        grow_blocks.append(need)
-                d = out - g
-                if d < left:
-                    left = d
-        if grow:
-            self.kv.allocate(grow)
-        s.growth = growth
-        s.left = left
-        self._next_decode = s
-        return finished
 
     # ------------------------------------------------------------------ prefix cache
     def _lookup(self, waiting, n_running: int) -> None:

@@ -57,73 +57,16 @@ class SchedulerConfig:
             raise ConfigError(f"max_num_batched_tokens must be an int >= 1, got {self.max_num_batched_tokens!r}")
 
 
-class DecodeSummary:
-    """The decoding requests of a running tuple, read in one pass (:meth:`ReplicaView.decode_summary`).
-
-    ``decoding``: those with ``cached >= prefill_target``, in running order; ``ctx``: their ``cached``;
-    ``growth``: the blocks their next tokens need, ``(cached + block_size) // block_size - blocks``
-    summed; ``grow_reqs``/``grow_blocks``: the requests among them whose term is positive, and the
-    term; ``left``: the fewest tokens any of them has left to generate (``1 << 62`` when none)."""
-
-    __slots__ = ("decoding", "ctx", "growth", "grow_reqs", "grow_blocks", "left")
-
-    def __init__(self):
-        self.decoding: list[Request] = []
-        self.ctx: list[int] = []
-        self.growth = 0
-        self.grow_reqs: list[Request] = []
-        self.grow_blocks: list[int] = []
-        self.left = 1 << 62
-
-    @classmethod
-    def of(cls, running, block_size: int) -> DecodeSummary:
-        s = cls()
-        decoding = s.decoding
-        ctx = s.ctx
-        growth = 0
-        left = s.left
-        bs = block_size
-        for r in running:
-            c = r.cached
-            if c >= r.prefill_target:
-                decoding.append(r)
-                ctx.append(c)
-                g = (c + bs) // bs - r.blocks
-                if g:
-                    growth += g
-                    if g > 0:
-                        s.grow_reqs.append(r)
-                        s.grow_blocks.append(g)
-                d = r.output_tokens - r.generated
-                if d < left:
-                    left = d
-        s.growth = growth
-        s.left = left
-        return s
-
-
 class ReplicaView:
-    """What a scheduler may see of one replica. ``waiting``/``running`` are tuples (sorted by key).
+    """What a scheduler may see of one replica. ``waiting``/``running`` are tuples (sorted by key)."""
 
-    ``decode_summary()`` reads the decoding requests of ``running`` once per view; a replica that
-    already holds that summary (it advanced those requests itself) passes it as ``decode``."""
+    __slots__ = ("now", "waiting", "running", "kv")
 
-    __slots__ = ("now", "waiting", "running", "kv", "decode")
-
-    def __init__(self, now: float, waiting: tuple[Request, ...], running: tuple[Request, ...], kv: KVView,
-                 decode: DecodeSummary | None = None):
+    def __init__(self, now: float, waiting: tuple[Request, ...], running: tuple[Request, ...], kv: KVView):
         self.now = now
         self.waiting = waiting
         self.running = running
         self.kv = kv
-        self.decode = decode
-
-    def decode_summary(self) -> DecodeSummary:
-        """The :class:`DecodeSummary` of ``running`` (computed at the first call)."""
-        s = self.decode
-        if s is None:
-            s = self.decode = DecodeSummary.of(self.running, self.kv.block_size)
-        return s
 
 
 class Scheduler:
@@ -140,21 +83,20 @@ class Scheduler:
         raise NotImplementedError
 
 
-def _decode_with_preemption(view: ReplicaView, free: int, batch: Batch, budget: int | None = None) -> int:
-    """Decode every decoding request of ``view.running`` (in order), preempting from the end of
-    ``running`` while the growth does not fit. Returns the free blocks left. Prefilling requests in
-    ``running`` are left for the caller (they may still be preempted as victims). A victim frees
+def _decode_with_preemption(running, kv: KVView, free: int, batch: Batch, budget: int | None = None) -> int:
+    """Decode every decoding request of ``running`` (in order), preempting from the end of ``running``
+    while the growth does not fit. Returns the free blocks left. Prefilling requests in ``running``
+    are left for the caller (they may still be preempted as victims). A victim frees
     ``kv.freed_by(victim)`` blocks (its blocks shared with other requests stay)."""
-    summary = view.decode_summary()
-    total = summary.growth
-    if total <= free and (budget is None or len(summary.decoding) <= budget):
-        # the usual case (everything fits): the loops below would decode them all, in order; the
-        # batch holds the summary's list, which tells the replica it may use the summary
-        batch.decode = summary.decoding
-        return free - total
-    running = view.running
-    kv = view.kv
     bs = kv.block_size
+    decoding = [r for r in running if r.cached >= r.prefill_target]
+    total = 0
+    for r in decoding:
+        total += (r.cached + bs) // bs - r.blocks
+    if total <= free and (budget is None or len(decoding) <= budget):
+        # the usual case (everything fits): the loops below would decode them all, in order
+        batch.decode.extend(decoding)
+        return free - total
     n = len(running)
     need = [0] * n
     total = 0
@@ -219,7 +161,7 @@ class VLLMScheduler(Scheduler):
                 batch.prefill_tokens.append(n)
             if prefill:
                 return batch
-        _decode_with_preemption(view, free, batch)
+        _decode_with_preemption(running, kv, free, batch)
         return batch
 
 
@@ -233,7 +175,7 @@ class SarathiScheduler(Scheduler):
         bs = kv.block_size
         running = view.running
         batch = Batch()
-        free = _decode_with_preemption(view, kv.free_blocks, batch, self.budget)
+        free = _decode_with_preemption(running, kv, kv.free_blocks, batch, self.budget)
         left = self.budget - len(batch.decode)
         preempted = batch.preempt
         victims = set(preempted) if preempted else ()
@@ -334,7 +276,7 @@ class DecodePriorityScheduler(Scheduler):
         bs = kv.block_size
         running = view.running
         batch = Batch()
-        free = _decode_with_preemption(view, kv.free_blocks, batch)
+        free = _decode_with_preemption(running, kv, kv.free_blocks, batch)
         if batch.preempt:
             return batch
         left = self.budget - len(batch.decode)
