@@ -308,12 +308,14 @@ def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
                        op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
-                       attn_memo, mode, launch, host, sync, tp):
+                       attn_memo, mode, launch, host, sync, tp, start_s, start_j, sums):
     """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step,
     engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
     seconds ``host`` (``mode`` 0), that plus ``sync`` (``mode`` 1), or ``max(max(g, launch), host) +
     sync`` (``mode`` 2, an asynchronous engine); the devices idle for the difference, and joules are
-    those of one device times ``tp``.
+    those of one device times ``tp``. With ``sums`` set the outputs are running sums instead, from
+    ``start_s`` and ``start_j``: the same additions, in step order, as ``np.add.accumulate`` over
+    ``[start_s, seconds...]`` and ``[start_j, joules...]``.
 
     Only decode attention depends on the context, so the other operators are priced once per batch
     size: ``by_size[n, o]`` holds (seconds, joules) of operator ``o`` for ``n`` decodes once
@@ -347,6 +349,8 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
         by_size_have[n] = 1
     times = np.empty(steps)
     energies = np.empty(steps)
+    acc_t = start_s
+    acc_e = start_j
     for k in range(steps):
         if k > 0:
             for i in range(ctx.size):
@@ -374,8 +378,15 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             t = (gpu + host) + sync
         else:
             t = gpu + host
-        times[k] = t
-        energies[k] = (total_e + op_power[0] * (t - total_t)) * tp
+        e = (total_e + op_power[0] * (t - total_t)) * tp
+        if sums:
+            acc_t += t
+            acc_e += e
+            times[k] = acc_t
+            energies[k] = acc_e
+        else:
+            times[k] = t
+            energies[k] = e
     for o in range(n_ops):
         op_time[o] = t_op[o]
     return times, energies
@@ -847,7 +858,27 @@ class Deployment:
             return t, e
         return self._rank_decode_run(ctx, steps)
 
-    def _rank_decode_run(self, ctx: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def decode_run_sums(self, decode_ctx: np.ndarray, steps: int, start_s: float,
+                        start_j: float) -> tuple[np.ndarray, np.ndarray]:
+        """``decode_run`` as running sums: (end seconds[steps], joules so far[steps]) of the steps from
+        ``start_s`` and ``start_j``, the same bits as ``np.add.accumulate`` over ``[start_s, seconds...]``
+        and ``[start_j, joules...]`` (the replica's end times and energy, without the numpy passes)."""
+        ctx = np.asarray(decode_ctx, np.int64)
+        if self.dp_ep > 1 or ctx.size == 0:
+            t, e = self.decode_run(ctx, steps)
+            ends = np.empty(int(steps) + 1)
+            ends[0] = start_s
+            ends[1:] = t
+            np.add.accumulate(ends, out=ends)
+            acc = np.empty(int(steps) + 1)
+            acc[0] = start_j
+            acc[1:] = e
+            np.add.accumulate(acc, out=acc)
+            return ends[1:], acc[1:]
+        return self._rank_decode_run(ctx, steps, float(start_s), float(start_j), True)
+
+    def _rank_decode_run(self, ctx: np.ndarray, steps: int, start_s: float = 0.0, start_j: float = 0.0,
+                         sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
         seqs = ctx.size
         if seqs == 0:
             z = np.zeros(int(steps))
@@ -875,7 +906,7 @@ class Deployment:
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                   self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time,
                                   self._by_size, self._by_size_have, self._attn_memo, mode, float(launch), float(host),
-                                  float(sync), float(self.tp))
+                                  float(sync), float(self.tp), start_s, start_j, sums)
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

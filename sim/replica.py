@@ -62,6 +62,21 @@ _NO_LIMIT = 1 << 62
 _MAX_PRICES = 1 << 16
 
 
+def _running_sums(times: np.ndarray, energies: np.ndarray, start_s: float, start_j: float):
+    """(end times, energy so far) after each step: ``times`` and ``energies`` summed in step order from
+    ``start_s`` and ``start_j``."""
+    n = len(times)
+    ends = np.empty(n + 1)
+    ends[0] = start_s
+    ends[1:] = times
+    np.add.accumulate(ends, out=ends)
+    spent = np.empty(n + 1)
+    spent[0] = start_j
+    spent[1:] = energies
+    np.add.accumulate(spent, out=spent)
+    return ends[1:], spent[1:]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ReplicaConfig:
     """One replica's serving settings.
@@ -133,7 +148,7 @@ class ReplicaConfig:
 class Replica:
     """The engine of one replica. Read-only status for routers: ``outstanding``, ``kv_load()``."""
 
-    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_run_left", "kv", "_kv_view",
+    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_decode_sums", "_run_left", "kv", "_kv_view",
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
@@ -151,6 +166,8 @@ class Replica:
         self.scheduler = make_scheduler(config.scheduler)
         self.cost = cost_model
         self._decode_run = getattr(cost_model, "decode_run", None)
+        #: ``decode_run`` as running sums from given start seconds and joules, where the cost model has it
+        self._decode_sums = getattr(cost_model, "decode_run_sums", None)
         self.kv = BlockManager(num_blocks=config.num_blocks, block_size=config.block_size,
                                watermark_blocks=config.watermark_blocks, prefix_caching=config.prefix_caching)
         self._prefix = config.prefix_caching
@@ -480,29 +497,32 @@ class Replica:
                     lo = mid
             k = lo
         if k > 1:
-            if self._decode_run is not None:
+            if self._decode_sums is not None:
                 have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
-                times, energies = self._decode_run(ctx, have)
+                ends, spent = self._decode_sums(ctx, have, now, self.energy_j)
             else:
-                k = have = min(k, _FALLBACK_RUN)
-                iteration = self.cost.iteration
-                pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
-                times = np.array([p[0] for p in pairs])
-                energies = np.array([p[1] for p in pairs])
-            ends = np.empty(have + 1)
-            ends[0] = now
-            ends[1:] = times
-            np.add.accumulate(ends, out=ends)
-            self._run_ends = ends[1:]
-            self._run_energy = energies
+                if self._decode_run is not None:
+                    have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
+                    times, energies = self._decode_run(ctx, have)
+                else:
+                    k = have = min(k, _FALLBACK_RUN)
+                    iteration = self.cost.iteration
+                    pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
+                    times = np.array([p[0] for p in pairs])
+                    energies = np.array([p[1] for p in pairs])
+                ends, spent = _running_sums(times, energies, now, self.energy_j)
+            # end times and the replica's energy after each step, summed in step order as the
+            # per-iteration loop does, so both agree to the bit
+            self._run_ends = ends
+            self._run_energy = spent
             self._run_ctx = ctx
             self._run_k = k
             if have == k:
-                self.kernel.schedule(float(ends[k]), PRIORITY_ITERATION, self._on_end, self._token)
+                self.kernel.schedule(float(ends[k - 1]), PRIORITY_ITERATION, self._on_end, self._token)
             else:
                 # the run's end keeps the place among same-time events it has when priced at once
                 self._run_seq = self.kernel.reserve()
-                self.kernel.schedule(float(ends[have]), PRIORITY_ITERATION, self._on_chunk, self._token)
+                self.kernel.schedule(float(ends[have - 1]), PRIORITY_ITERATION, self._on_chunk, self._token)
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
             self._run_k = 1
@@ -523,14 +543,15 @@ class Replica:
         more = self._run_k - have
         if more > 3 * have:
             more = 3 * have  # chunks grow fourfold: few events for long runs, little waste for cut ones
-        times, energies = self._decode_run(self._run_ctx + have, more)
-        grown = np.empty(have + more)
-        grown[:have] = ends
-        tail = grown[have - 1:]
-        tail[1:] = times
-        np.add.accumulate(tail, out=tail)
+        spent = self._run_energy
+        if self._decode_sums is not None:
+            t, e = self._decode_sums(self._run_ctx + have, more, float(ends[have - 1]), float(spent[have - 1]))
+        else:
+            times, energies = self._decode_run(self._run_ctx + have, more)
+            t, e = _running_sums(times, energies, ends[have - 1], spent[have - 1])
+        grown = np.concatenate((ends, t))
         self._run_ends = grown
-        self._run_energy = np.concatenate((self._run_energy, energies))
+        self._run_energy = np.concatenate((spent, e))
         have += more
         if have == self._run_k:
             self.kernel.schedule_reserved(float(grown[have - 1]), PRIORITY_ITERATION, self._run_seq, self._on_end,
@@ -547,11 +568,7 @@ class Replica:
         if self._run_ends is None:
             self.energy_j += self._run_energy
         else:
-            # Accumulated in iteration order, as the per-iteration loop does, so both agree to the bit.
-            acc = np.empty(k + 1)
-            acc[0] = self.energy_j
-            acc[1:] = self._run_energy[:k]
-            self.energy_j = float(np.add.accumulate(acc)[k])
+            self.energy_j = float(self._run_energy[k - 1])  # summed in step order when planned
         self.busy_s += now - self._run_start
         self.iterations += k
         if self._tracer is not None:

@@ -36,3 +36,15 @@ def test_remembered_decode_attention_prices_equal_fresh_ones(rows):
         t, e = dep.decode_run(ctx, 9)
         assert [dep.iteration(E, E, ctx + k) for k in range(9)] == list(zip(t.tolist(), e.tolist()))
     assert (dep._attn_memo[:, 0] >= 0).any()
+
+
+@pytest.mark.parametrize("kw", [dict(model="llama-3.1-8b", tp=2), dict(model="mixtral-8x7b", tp=1, dp_ep=2)])
+def test_decode_run_sums_are_the_running_sums_of_decode_run(kw):
+    """``decode_run_sums`` gives the bits of ``np.add.accumulate`` over the start and ``decode_run``'s steps."""
+    model = kw.pop("model")
+    dep = Deployment(model, "h100", engine="vllm", **kw)
+    ctx = np.random.default_rng(9).integers(1, 5000, 23).astype(np.int64)
+    t, e = dep.decode_run(ctx, 11)
+    ends, spent = dep.decode_run_sums(ctx, 11, 12.5, 3.0e4)
+    assert ends.tolist() == np.add.accumulate(np.concatenate(([12.5], t)))[1:].tolist()
+    assert spent.tolist() == np.add.accumulate(np.concatenate(([3.0e4], e)))[1:].tolist()
