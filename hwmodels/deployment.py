@@ -77,6 +77,8 @@ _PAR_WIDTH = 10
 # (aiconfigurator A100: m <= 8192); larger GEMMs are priced as equal slices of at most this size.
 GEMM_MAX_ROWS = 8192.0
 _EMPTY_I64 = np.zeros(0, np.int64)
+#: Rows of a deployment's remembered decode-attention prices (a power of two; 7 float64 each).
+_ATTN_MEMO_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,22 @@ class IterationCost:
     time_s: float
     energy_j: float
     breakdown: dict = field(default_factory=dict)
+
+
+@njit(cache=True)
+def _attn_decode_work(par, decode_ctx):
+    """(summed context, FLOPs, bytes) of decode attention (row parameters ``par``) over requests
+    with ``decode_ctx`` tokens cached, each new token seeing its own key too; summed in request order."""
+    flops = 0.0
+    nbytes = 0.0
+    L_sum = 0.0
+    for i in range(decode_ctx.size):
+        L = float(decode_ctx[i]) + 1.0
+        f, b = ops.attention_decode_work(1.0, L, par[0], par[1], par[2], par[3], par[4], par[5])
+        flops += f
+        nbytes += b
+        L_sum += L
+    return L_sum, flops, nbytes
 
 
 @njit(cache=True)
@@ -157,15 +175,7 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
     elif kind == _ATTN_DECODE:
         if n_d == 0:
             return 0.0, 0.0
-        flops = 0.0
-        nbytes = 0.0
-        L_sum = 0.0
-        for i in range(n_d):
-            L = float(decode_ctx[i]) + 1.0
-            f, b = ops.attention_decode_work(1.0, L, par[0], par[1], par[2], par[3], par[4], par[5])
-            flops += f
-            nbytes += b
-            L_sum += L
+        L_sum, flops, nbytes = _attn_decode_work(par, decode_ctx)
         shape[0] = n_d
         shape[1] = L_sum / n_d
         shape[2] = par[0]
@@ -242,20 +252,66 @@ def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind
     return total_t, total_e
 
 
+@njit(cache=True, inline="always")
+def _attn_memo_row(memo, o, n, L_sum, flops, nbytes):
+    """The row of ``memo`` for decode-attention operator ``o`` over ``n`` decodes with summed context
+    ``L_sum`` and summed ``flops`` and ``nbytes``: ``row`` when it holds that shape's price, else
+    ``-1 - row`` (the row a fresh price goes to).
+
+    In a batch without prefills the operator's price is a function of its shape row alone, which
+    these five numbers fix, so a remembered price is the same bits as a fresh one. A row holds
+    (op, decodes, summed context, FLOPs, bytes, seconds, joules); the table is direct-mapped (a new
+    shape takes the row its hash picks: which row changes how often a price is remembered, never
+    the price)."""
+    row = 0
+    if L_sum < 4503599627370496.0:  # 2 ** 52: an exact integer
+        row = (int(L_sum) * 40503 + n * 7919 + o * 104729) & (memo.shape[0] - 1)
+    if (memo[row, 0] == o and memo[row, 1] == n and memo[row, 2] == L_sum and memo[row, 3] == flops
+            and memo[row, 4] == nbytes):
+        return row
+    return -1 - row
+
+
+@njit(cache=True)
+def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev,
+                      op_power, op_net, op_nnet, scratch, shape, op_range, memo):
+    """``_op_cost`` of decode-attention operator ``o`` in a batch of decodes only, priced on a miss of
+    ``memo`` (``_attn_memo_row``) and remembered there."""
+    L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+    row = _attn_memo_row(memo, o, ctx.size, L_sum, flops, nbytes)
+    if row >= 0:
+        return memo[row, 5], memo[row, 6]
+    row = -1 - row
+    empty = ctx[:0]
+    t, e = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat,
+                    op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range)
+    memo[row, 0] = o
+    memo[row, 1] = ctx.size
+    memo[row, 2] = L_sum
+    memo[row, 3] = flops
+    memo[row, 4] = nbytes
+    memo[row, 5] = t
+    memo[row, 6] = e
+    return t, e
+
+
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
                        op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
-                       mode, launch, host, sync, tp):
+                       attn_memo, mode, launch, host, sync, tp, start_s, start_j, sums):
     """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step,
     engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
     seconds ``host`` (``mode`` 0), that plus ``sync`` (``mode`` 1), or ``max(max(g, launch), host) +
     sync`` (``mode`` 2, an asynchronous engine); the devices idle for the difference, and joules are
-    those of one device times ``tp``.
+    those of one device times ``tp``. With ``sums`` set the outputs are running sums instead, from
+    ``start_s`` and ``start_j``: the same additions, in step order, as ``np.add.accumulate`` over
+    ``[start_s, seconds...]`` and ``[start_j, joules...]``.
 
     Only decode attention depends on the context, so the other operators are priced once per batch
     size: ``by_size[n, o]`` holds (seconds, joules) of operator ``o`` for ``n`` decodes once
-    ``by_size_have[n]`` is set (sizes past the table are priced each call). The per-step totals add
-    the same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit)."""
+    ``by_size_have[n]`` is set (sizes past the table are priced each call), and decode attention is
+    remembered by its shape in ``attn_memo`` (``_attn_decode_memo``). The per-step totals add the
+    same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit)."""
     empty = np.zeros(0, np.int64)
     ctx = decode_ctx.copy()
     tokens, seqs = _batch_size(empty, ctx)
@@ -265,7 +321,11 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     n = ctx.size
     cached = n < by_size_have.size and by_size_have[n] != 0
     for o in range(n_ops):
-        if cached and op_kind[o] != _ATTN_DECODE:
+        if op_kind[o] == _ATTN_DECODE:
+            t_op[o], e_op[o] = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta,
+                                                 op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+                                                 shape, op_range, attn_memo)
+        elif cached:
             t_op[o] = by_size[n, o, 0]
             e_op[o] = by_size[n, o, 1]
         else:
@@ -279,15 +339,23 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
         by_size_have[n] = 1
     times = np.empty(steps)
     energies = np.empty(steps)
+    acc_t = start_s
+    acc_e = start_j
     for k in range(steps):
         if k > 0:
             for i in range(ctx.size):
                 ctx[i] += 1
             for o in range(n_ops):
                 if op_kind[o] == _ATTN_DECODE:
-                    t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par,
-                                                op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net,
-                                                op_nnet, scratch, shape, op_range)
+                    L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+                    row = _attn_memo_row(attn_memo, o, n, L_sum, flops, nbytes)
+                    if row >= 0:
+                        t_op[o] = attn_memo[row, 5]
+                        e_op[o] = attn_memo[row, 6]
+                    else:
+                        t_op[o], e_op[o] = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult,
+                                                             op_theta, op_nfeat, op_floor, op_dev, op_power, op_net,
+                                                             op_nnet, scratch, shape, op_range, attn_memo)
         total_t = 0.0
         total_e = 0.0
         for o in range(n_ops):
@@ -300,8 +368,15 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             t = (gpu + host) + sync
         else:
             t = gpu + host
-        times[k] = t
-        energies[k] = (total_e + op_power[0] * (t - total_t)) * tp
+        e = (total_e + op_power[0] * (t - total_t)) * tp
+        if sums:
+            acc_t += t
+            acc_e += e
+            times[k] = acc_t
+            energies[k] = acc_e
+        else:
+            times[k] = t
+            energies[k] = e
     for o in range(n_ops):
         op_time[o] = t_op[o]
     return times, energies
@@ -403,6 +478,7 @@ class Deployment:
         # decode_run's per-batch-size prices of the context-free operators (grown on demand)
         self._by_size = np.zeros((0, len(self.op_names), 2))
         self._by_size_have = np.zeros(0, np.uint8)
+        self._attn_memo = None  # decode_run's remembered decode-attention prices (allocated at first use)
 
     # -- plan ---------------------------------------------------------------------------------
     def _check_plan(self) -> None:
@@ -793,7 +869,27 @@ class Deployment:
             return t, e
         return self._rank_decode_run(ctx, steps)
 
-    def _rank_decode_run(self, ctx: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    def decode_run_sums(self, decode_ctx: np.ndarray, steps: int, start_s: float,
+                        start_j: float) -> tuple[np.ndarray, np.ndarray]:
+        """``decode_run`` as running sums: (end seconds[steps], joules so far[steps]) of the steps from
+        ``start_s`` and ``start_j``, the same bits as ``np.add.accumulate`` over ``[start_s, seconds...]``
+        and ``[start_j, joules...]`` (the replica's end times and energy, without the numpy passes)."""
+        ctx = np.asarray(decode_ctx, np.int64)
+        if self.dp_ep > 1 or ctx.size == 0:
+            t, e = self.decode_run(ctx, steps)
+            ends = np.empty(int(steps) + 1)
+            ends[0] = start_s
+            ends[1:] = t
+            np.add.accumulate(ends, out=ends)
+            acc = np.empty(int(steps) + 1)
+            acc[0] = start_j
+            acc[1:] = e
+            np.add.accumulate(acc, out=acc)
+            return ends[1:], acc[1:]
+        return self._rank_decode_run(ctx, steps, float(start_s), float(start_j), True)
+
+    def _rank_decode_run(self, ctx: np.ndarray, steps: int, start_s: float = 0.0, start_j: float = 0.0,
+                         sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
         seqs = ctx.size
         if seqs == 0:
             z = np.zeros(int(steps))
@@ -805,6 +901,8 @@ class Deployment:
             have = np.zeros(cap, np.uint8)
             have[:self._by_size_have.size] = self._by_size_have
             self._by_size, self._by_size_have = grown, have
+        if self._attn_memo is None:
+            self._attn_memo = np.full((_ATTN_MEMO_ROWS, 7), -1.0)
         if self._piecewise:
             mode = 2 if self._async else 1
             launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
@@ -818,8 +916,8 @@ class Deployment:
         return _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
                                   self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
                                   self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time,
-                                  self._by_size, self._by_size_have, mode, float(launch), float(host),
-                                  float(sync), float(self.tp))
+                                  self._by_size, self._by_size_have, self._attn_memo, mode, float(launch), float(host),
+                                  float(sync), float(self.tp), start_s, start_j, sums)
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

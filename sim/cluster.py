@@ -140,7 +140,8 @@ class Cluster:
                  router: str = "round-robin", seed: int = 0, metrics: MetricsCollector, tracer=None):
         self.kernel = kernel
         self.metrics = metrics
-        self.replicas = [Replica(i, c, m, kernel, self._finished, tracer)
+        prices = shared_prices(cost_models)
+        self.replicas = [Replica(i, c, m, kernel, self._finished, tracer, prices[i])
                          for i, (c, m) in enumerate(zip(configs, cost_models))]
         self._status = tuple(ReplicaStatus(r) for r in self.replicas)
         self.router = ROUTERS.get(router)(len(self.replicas), stream(seed, "router"))
@@ -249,6 +250,13 @@ class Cluster:
             self._user_done(r.finish_s)
         elif self._follow:
             self._next_turns(r.index, r.finish_s)
+
+
+def shared_prices(cost_models: Sequence) -> list[dict]:
+    """One remembered-prices table per replica (``Replica(prices=...)``), shared by the replicas
+    whose cost model is the same object."""
+    tables: dict[int, dict] = {}
+    return [tables.setdefault(id(m), {}) for m in cost_models]
 
 
 def _as_list(value, n: int, what: str) -> list:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from llmsim.sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result, request_arrays
+from llmsim.sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result, request_arrays, shared_prices
 from llmsim.sim.costs import IterationCostModel
 from llmsim.sim.kernel import PRIORITY_ARRIVAL, PRIORITY_TRANSFER, Kernel
 from llmsim.sim.metrics import SLO, MetricsCollector
@@ -41,8 +41,11 @@ class DisaggCluster:
         self.kernel = kernel
         self.metrics = metrics
         n_p = len(prefill)
-        self.prefill = [Replica(i, c, m, kernel, self._prefilled, tracer) for i, (c, m) in enumerate(prefill)]
-        self.decode = [Replica(n_p + i, c, m, kernel, self._finished, tracer) for i, (c, m) in enumerate(decode)]
+        prices = shared_prices([m for _, m in (*prefill, *decode)])
+        self.prefill = [Replica(i, c, m, kernel, self._prefilled, tracer, prices[i])
+                        for i, (c, m) in enumerate(prefill)]
+        self.decode = [Replica(n_p + i, c, m, kernel, self._finished, tracer, prices[n_p + i])
+                       for i, (c, m) in enumerate(decode)]
         self._p_status = tuple(ReplicaStatus(r) for r in self.prefill)
         self._d_status = tuple(ReplicaStatus(r) for r in self.decode)
         self.p_router = ROUTERS.get(prefill_router)(len(self.prefill), stream(seed, "router-prefill"))

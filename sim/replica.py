@@ -58,6 +58,23 @@ _FALLBACK_RUN = 16
 _FIRST_CHUNK = 48
 #: More tokens than any request has left to generate.
 _NO_LIMIT = 1 << 62
+#: Most single-prompt prefill prices a replica's ``prices`` table keeps (then it stops adding).
+_MAX_PRICES = 1 << 16
+
+
+def _running_sums(times: np.ndarray, energies: np.ndarray, start_s: float, start_j: float):
+    """(end times, energy so far) after each step: ``times`` and ``energies`` summed in step order from
+    ``start_s`` and ``start_j``."""
+    n = len(times)
+    ends = np.empty(n + 1)
+    ends[0] = start_s
+    ends[1:] = times
+    np.add.accumulate(ends, out=ends)
+    spent = np.empty(n + 1)
+    spent[0] = start_j
+    spent[1:] = energies
+    np.add.accumulate(spent, out=spent)
+    return ends[1:], spent[1:]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,16 +148,16 @@ class ReplicaConfig:
 class Replica:
     """The engine of one replica. Read-only status for routers: ``outstanding``, ``kv_load()``."""
 
-    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_run_left", "kv", "_kv_view",
+    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_decode_sums", "_run_left", "kv", "_kv_view",
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
-                 "prompt_tokens_admitted", "hit_tokens")
+                 "prompt_tokens_admitted", "hit_tokens", "_prices")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
-                 tracer=None):
+                 tracer=None, prices: dict | None = None):
         if not hasattr(cost_model, "iteration"):
             raise ConfigError(f"cost model for replica {index} has no iteration() method: {cost_model!r}")
         self.index = index
@@ -149,6 +166,8 @@ class Replica:
         self.scheduler = make_scheduler(config.scheduler)
         self.cost = cost_model
         self._decode_run = getattr(cost_model, "decode_run", None)
+        #: ``decode_run`` as running sums from given start seconds and joules, where the cost model has it
+        self._decode_sums = getattr(cost_model, "decode_run_sums", None)
         self.kv = BlockManager(num_blocks=config.num_blocks, block_size=config.block_size,
                                watermark_blocks=config.watermark_blocks, prefix_caching=config.prefix_caching)
         self._prefix = config.prefix_caching
@@ -190,6 +209,10 @@ class Replica:
         self.prefill_tokens = 0
         self.prompt_tokens_admitted = 0
         self.hit_tokens = 0
+        #: (new tokens, cached tokens) -> the cost model's (seconds, joules) of an iteration that prefills
+        #: one prompt chunk and decodes nothing; the cost model is deterministic (its protocol), so a
+        #: remembered price is the one a new call returns. Replicas sharing a cost model may share it.
+        self._prices = {} if prices is None else prices
 
     # ------------------------------------------------------------------ status for routers and tests
     @property
@@ -371,6 +394,7 @@ class Replica:
             self._batch = None
             return
         prefill = batch.prefill
+        price = None
         if prefill:
             lens = batch.prefill_tokens
             offsets = []
@@ -391,8 +415,17 @@ class Replica:
                     kv.allocate(need)
                     r.blocks += need
             self.prefill_tokens += sum(lens)
-            p_lens = np.array(lens, dtype=np.int64)
-            p_offs = np.array(offsets, dtype=np.int64)
+            if len(lens) == 1 and not batch.decode:
+                key = (lens[0], offsets[0])
+                price = self._prices.get(key)
+                if price is None:
+                    price = self.cost.iteration(np.array(lens, dtype=np.int64), np.array(offsets, dtype=np.int64),
+                                                _EMPTY)
+                    if len(self._prices) < _MAX_PRICES:
+                        self._prices[key] = price
+            else:
+                p_lens = np.array(lens, dtype=np.int64)
+                p_offs = np.array(offsets, dtype=np.int64)
         decode = batch.decode
         grow = 0
         if decode:
@@ -429,7 +462,9 @@ class Replica:
                 self._run_left = left
                 self._plan_run(ctx, k, now)
                 return
-        if prefill:
+        if price is not None:
+            t, e = price
+        elif prefill:
             t, e = self.cost.iteration(p_lens, p_offs, ctx)
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
@@ -462,29 +497,32 @@ class Replica:
                     lo = mid
             k = lo
         if k > 1:
-            if self._decode_run is not None:
+            if self._decode_sums is not None:
                 have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
-                times, energies = self._decode_run(ctx, have)
+                ends, spent = self._decode_sums(ctx, have, now, self.energy_j)
             else:
-                k = have = min(k, _FALLBACK_RUN)
-                iteration = self.cost.iteration
-                pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
-                times = np.array([p[0] for p in pairs])
-                energies = np.array([p[1] for p in pairs])
-            ends = np.empty(have + 1)
-            ends[0] = now
-            ends[1:] = times
-            np.add.accumulate(ends, out=ends)
-            self._run_ends = ends[1:]
-            self._run_energy = energies
+                if self._decode_run is not None:
+                    have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
+                    times, energies = self._decode_run(ctx, have)
+                else:
+                    k = have = min(k, _FALLBACK_RUN)
+                    iteration = self.cost.iteration
+                    pairs = [iteration(_EMPTY, _EMPTY, ctx + j) for j in range(k)]
+                    times = np.array([p[0] for p in pairs])
+                    energies = np.array([p[1] for p in pairs])
+                ends, spent = _running_sums(times, energies, now, self.energy_j)
+            # end times and the replica's energy after each step, summed in step order as the
+            # per-iteration loop does, so both agree to the bit
+            self._run_ends = ends
+            self._run_energy = spent
             self._run_ctx = ctx
             self._run_k = k
             if have == k:
-                self.kernel.schedule(float(ends[k]), PRIORITY_ITERATION, self._on_end, self._token)
+                self.kernel.schedule(float(ends[k - 1]), PRIORITY_ITERATION, self._on_end, self._token)
             else:
                 # the run's end keeps the place among same-time events it has when priced at once
                 self._run_seq = self.kernel.reserve()
-                self.kernel.schedule(float(ends[have]), PRIORITY_ITERATION, self._on_chunk, self._token)
+                self.kernel.schedule(float(ends[have - 1]), PRIORITY_ITERATION, self._on_chunk, self._token)
         else:
             t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
             self._run_k = 1
@@ -505,14 +543,15 @@ class Replica:
         more = self._run_k - have
         if more > 3 * have:
             more = 3 * have  # chunks grow fourfold: few events for long runs, little waste for cut ones
-        times, energies = self._decode_run(self._run_ctx + have, more)
-        grown = np.empty(have + more)
-        grown[:have] = ends
-        tail = grown[have - 1:]
-        tail[1:] = times
-        np.add.accumulate(tail, out=tail)
+        spent = self._run_energy
+        if self._decode_sums is not None:
+            t, e = self._decode_sums(self._run_ctx + have, more, float(ends[have - 1]), float(spent[have - 1]))
+        else:
+            times, energies = self._decode_run(self._run_ctx + have, more)
+            t, e = _running_sums(times, energies, ends[have - 1], spent[have - 1])
+        grown = np.concatenate((ends, t))
         self._run_ends = grown
-        self._run_energy = np.concatenate((self._run_energy, energies))
+        self._run_energy = np.concatenate((spent, e))
         have += more
         if have == self._run_k:
             self.kernel.schedule_reserved(float(grown[have - 1]), PRIORITY_ITERATION, self._run_seq, self._on_end,
@@ -529,11 +568,7 @@ class Replica:
         if self._run_ends is None:
             self.energy_j += self._run_energy
         else:
-            # Accumulated in iteration order, as the per-iteration loop does, so both agree to the bit.
-            acc = np.empty(k + 1)
-            acc[0] = self.energy_j
-            acc[1:] = self._run_energy[:k]
-            self.energy_j = float(np.add.accumulate(acc)[k])
+            self.energy_j = float(self._run_energy[k - 1])  # summed in step order when planned
         self.busy_s += now - self._run_start
         self.iterations += k
         if self._tracer is not None:

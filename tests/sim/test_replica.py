@@ -190,3 +190,23 @@ def test_an_arrival_in_any_iteration_of_a_decode_run_matches_the_per_iteration_l
         out = [simulate(t, ReplicaConfig(kv_blocks=50, fuse_decode=f, scheduler=SchedulerConfig(policy=policy)),
                         cost).to_json() for f in (True, False)]
         assert out[0] == out[1], a
+
+
+def test_remembered_prefill_prices_give_the_results_of_fresh_calls(monkeypatch):
+    """Replicas remember single-prompt prefill prices (shared per cost model); with the table kept
+    empty every iteration calls the cost model, and the results are the same bits."""
+    import llmsim.sim.replica as replica_module
+
+    rng = np.random.default_rng(4)
+    n = 300
+    t = Trace(np.sort(rng.uniform(0, 20, n)), rng.integers(1, 40, n) * 16, rng.integers(1, 60, n))
+    cfg = ReplicaConfig(kv_blocks=400)
+    remembered = NoRunCost()
+    a = simulate(t, cfg, remembered, num_replicas=2, router="least-outstanding")
+    monkeypatch.setattr(replica_module, "_MAX_PRICES", 0)
+    fresh = NoRunCost()
+    b = simulate(t, cfg, fresh, num_replicas=2, router="least-outstanding")
+    assert a.to_json() == b.to_json()
+    for key in a.records:
+        np.testing.assert_array_equal(a.records[key], b.records[key])
+    assert remembered.calls < fresh.calls
