@@ -345,12 +345,13 @@ class ProgressTracer:
 
 
 def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None,
-        progress=None) -> RunOutput:
+        progress=None, built=None) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
     ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
     output section asks for a Chrome trace or a report); ``trace``: requests to serve instead of the
     workload section's, as :func:`assemble` takes. ``progress``: ``progress(simulated_s, iterations)``
-    called every 512 iterations (a :class:`ProgressTracer`); it does not change results."""
+    called every 512 iterations (a :class:`ProgressTracer`); it does not change results. ``built``:
+    called with no arguments once the run is built (deployments, requests), before it simulates."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
@@ -359,9 +360,12 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace
         tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
     hook = tracer if progress is None else ProgressTracer(tracer, progress)
     if cfg.disagg is not None:
-        out = _run_disagg(cfg, hook, want_records, trace)
+        out = _run_disagg(cfg, hook, want_records, trace, built)
     else:
-        out = run_built(assemble(cfg, trace=trace), keep_requests=want_records, tracer=hook)
+        parts = assemble(cfg, trace=trace)
+        if built is not None:
+            built()
+        out = run_built(parts, keep_requests=want_records, tracer=hook)
     return out if progress is None else replace(out, tracer=tracer)
 
 
@@ -560,7 +564,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
     return dep_p.layout.kv_bytes_per_token / (lanes * bw), dg.latency_s
 
 
-def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None) -> RunOutput:
+def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None, built=None) -> RunOutput:
     from llmsim.sim.disagg import simulate_disagg
 
     dg = cfg.disagg
@@ -579,6 +583,8 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None) -> RunOu
         trace = load_requests(cfg)
         if cfg.workload.trace is not None:
             check_requests(trace, dep_p.model, cfg.workload.trace)
+    if built is not None:
+        built()
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,

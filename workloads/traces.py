@@ -336,10 +336,58 @@ def _azure_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     return (ns - ns.min()) / NS_PER_S, p, o
 
 
-def load_azure_csv(path: str | Path) -> RequestTrace:
-    """Azure LLM inference trace 2023: ``TIMESTAMP, ContextTokens, GeneratedTokens``."""
-    path = Path(path)
+#: where the parsed arrays of the bundled Azure traces are kept between processes (beside the bytecode)
+_ARRAY_CACHE = Path(__file__).resolve().parent / "__pycache__"
+
+
+def _azure_shipped(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_azure_fast` of a bundled trace, its arrays kept in ``_ARRAY_CACHE`` keyed (as bytecode is)
+    by the file's and this module's size and modification time; the same float64 and int64 bytes
+    come back. ``LLMSIM_DATA_CACHE=0`` parses every time (workloads/yamlio.py)."""
+    import marshal
+    import os
+    import sys
+
+    from llmsim.workloads import yamlio
+
+    if not yamlio.DATA_CACHE_ON:
+        return _azure_fast(path)
+    try:
+        key = (np.__version__, *((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in (path, Path(__file__))))
+    except OSError:
+        return _azure_fast(path)
+    cache = _ARRAY_CACHE / f"{path.stem}.{sys.implementation.cache_tag}.arrays"
+    try:
+        with open(cache, "rb") as f:
+            stored, arrival, prompt, output = marshal.load(f)
+        if stored == key:
+            return (np.frombuffer(arrival, np.float64), np.frombuffer(prompt, np.int64),
+                    np.frombuffer(output, np.int64))
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
     fast = _azure_fast(path)
+    if fast is not None:
+        arrival, prompt, output = fast
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as f:
+                marshal.dump((key, arrival.astype(np.float64).tobytes(), prompt.astype(np.int64).tobytes(),
+                              output.astype(np.int64).tobytes()), f)
+            os.replace(tmp, cache)
+        except OSError:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return fast
+
+
+def load_azure_csv(path: str | Path, *, shipped: bool = False) -> RequestTrace:
+    """Azure LLM inference trace 2023: ``TIMESTAMP, ContextTokens, GeneratedTokens``. ``shipped``: a
+    bundled trace, whose parsed arrays may be kept between processes."""
+    path = Path(path)
+    fast = _azure_shipped(path) if shipped else _azure_fast(path)
     if fast is not None:
         arrival, prompt, output = fast
         return _sorted_trace(arrival, prompt, output, np.arange(len(prompt), dtype=np.int64), path.stem)
@@ -835,7 +883,7 @@ def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: in
     elif canonical == "arxiv-summarization":
         trace = load_lengths_csv(path, arrivals or PoissonArrivals(rate_per_s=1.0), seed=seed)
     else:
-        trace = load_azure_csv(path)
+        trace = load_azure_csv(path, shipped=True)
         if arrivals is not None:
             n = len(trace)
             trace = RequestTrace(arrivals.times(n, stream(seed, "arrivals")), trace.prompt_tokens.copy(),

@@ -12,6 +12,7 @@ prints one line and exits with 130; anything else is a bug and keeps its traceba
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from llmsim.cli.run import RUN_FLAGS, run_config
@@ -73,10 +74,32 @@ EXAMPLES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Start-up allocates long-lived objects (modules, classes, catalogue entries, the trace), which
+    # the cyclic collector would scan again and again for nothing: it is off until the command starts
+    # its work (start_work; `run` calls it once the run is built) and as it was when main returns.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        gc.unfreeze()
+        (gc.enable if collecting else gc.disable)()
+
+
+def start_work() -> None:
+    """Before a command's main loop: what start-up allocated is set aside for good (``gc.freeze``)
+    and the cyclic collector runs again, on what the work allocates."""
+    gc.freeze()
+    gc.enable()
+
+
+def _main(argv: list[str] | None) -> int:
     from llmsim.workloads.errors import LLMSimError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
+    if not getattr(args, "starts_work", False):
+        start_work()
     try:
         return int(args.func(args) or 0)
     except LLMSimError as e:

@@ -102,6 +102,7 @@ def cmd_run(args) -> int:
     from llmsim.sim.metrics import to_json_dict
     from llmsim.sim.runner import run
 
+    from llmsim.cli import start_work
     from llmsim.cli.checks import check_outputs, run_warnings, warn
     from llmsim.cli.progress import run_bar
 
@@ -110,7 +111,8 @@ def cmd_run(args) -> int:
     for message in run_warnings(cfg):
         warn("run", message)
     with run_bar() as bar:
-        out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None)
+        out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None,
+                  built=start_work)
     if out.static and not out.summary.get("fits_in_one_batch", True):
         dep = out.summary["deployment"]
         warn("run", f"the static batch ({cfg.static_batch.batch_size} x {cfg.static_batch.prompt_tokens} + "
@@ -131,9 +133,9 @@ def cmd_run(args) -> int:
         write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title,
                      config=summary["config"])
     if o.json:
-        from llmsim.api import _json_safe  # one JSON conversion for the API and the command line
+        from llmsim.jsonsafe import json_safe  # one JSON conversion for the API and the command line
 
-        print(json.dumps(_json_safe(summary), sort_keys=True, allow_nan=False))
+        print(json.dumps(json_safe(summary), sort_keys=True, allow_nan=False))
     else:
         keys = (("prefill_time_s", "per_token_time_s", "e2e_time_s") if out.static else ()) + (
             "requests_completed", "requests_rejected", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s",
@@ -303,4 +305,4 @@ def add_parser(sub) -> None:
     g.add_argument("--out", metavar="FILE", help="per-request records (.csv or .parquet)")
     g.add_argument("--chrome-trace", metavar="FILE", help="Perfetto/Chrome trace of iterations per replica (JSON)")
     g.add_argument("--report", metavar="FILE", help="self-contained HTML report (plotly.js embedded)")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, starts_work=True)  # cmd_run calls start_work once the run is built
