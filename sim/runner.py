@@ -307,13 +307,21 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
             **({"calibration": dep.calibration_info()} if hasattr(dep, "calibration_info") else {})}
 
 
+#: what the ``*_interval`` figures of a run summary cover (its ``interval_scope``)
+INTERVAL_SCOPE = ("kernel time only: each figure scaled by the 80% band of the iteration-time error of the "
+                  "calibration (hwmodels/uncertainty.py); how queueing amplifies that error in TTFT and E2E "
+                  "under load is not included, so those intervals are too narrow near saturation")
+
+
 def _with_intervals(summary: dict, *deps) -> dict:
-    """``summary`` plus ``<metric>_interval: [lo, hi]`` (hwmodels/uncertainty.py) from its deployments' bands."""
+    """``summary`` plus ``<metric>_interval: [lo, hi]`` (hwmodels/uncertainty.py) from its deployments'
+    bands, and ``interval_scope`` saying what they cover."""
     from llmsim.hwmodels.uncertainty import run_intervals
 
     bands = [d.time_band() for d in deps if hasattr(d, "time_band")]
     if bands:
         summary.update(run_intervals(summary, (min(b[0] for b in bands), max(b[1] for b in bands))))
+        summary["interval_scope"] = INTERVAL_SCOPE
     return summary
 
 

@@ -156,10 +156,42 @@ def cmd_run(args) -> int:
             print(f"{summary['mode']}: {pools[0]['model']} on " + " + ".join(
                 f"{p['replicas']} x {p['device']} tp={p['tp']} ({name}, KV {p['kv_capacity_tokens']} tokens/replica)"
                 for name, p in zip(("prefill", "decode"), pools)) + f", engine {pools[0]['engine']}")
+        shown = to_json_dict({k: summary[k] for k in keys if k in summary})
         for k in keys:
-            if k in summary:
-                print(f"  {k:26s} {_fmt_value(to_json_dict({k: summary[k]})[k])}")
+            if k in shown:
+                band = summary.get(f"{k}_interval")
+                print(f"  {k:26s} {_fmt_value(shown[k])}"
+                      + (f"  [{_fmt_value(band[0])}, {_fmt_value(band[1])}]" if band else ""))
+        if any(f"{k}_interval" in summary for k in keys):
+            print("  [lo, hi]: 80% interval of kernel time only (queueing amplification under load not included)")
+        for line in calibration_lines(summary):
+            print(line)
     return 0
+
+
+def calibration_lines(summary: dict) -> list[str]:
+    """The text output's lines on how each pool's costs were calibrated: extrapolated or not, and why
+    (``deployment.calibration`` of the JSON; a disaggregated run: each pool's)."""
+    pools = [("", summary.get("deployment"))] if "deployment" in summary else [
+        ("prefill ", summary.get("prefill_pool")), ("decode ", summary.get("decode_pool"))]
+    out = []
+    for label, dep in pools:
+        cal = (dep or {}).get("calibration")
+        if not cal:
+            continue
+        if not cal.get("extrapolated"):
+            out.append(f"  {label + 'calibration':26s} measured device ({dep.get('device')}), not extrapolated")
+            continue
+        why = []
+        if not cal.get("device_class_calibrated"):
+            why.append("its architecture class has no calibration of its own")
+        elif not cal.get("device_measured"):
+            why.append("no kernel measurements of this device")
+        fallback = cal.get("fallback_ops") or {}
+        if fallback:
+            why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
+        out.append(f"  {label + 'calibration':26s} EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or 'see --json'}")
+    return out
 
 
 TRACE_FORMAT = """\
