@@ -15,7 +15,11 @@ import argparse
 import gc
 import sys
 
-from llmsim.cli.run import RUN_FLAGS, run_config
+from llmsim.cli import codecache
+
+codecache.install()  # before any dataclass of a command is defined
+
+from llmsim.cli.run import RUN_FLAGS, run_config  # noqa: E402
 
 __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gc.unfreeze()
         (gc.enable if collecting else gc.disable)()
+        codecache.save()
 
 
 def start_work() -> None:
