@@ -81,12 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     # Start-up allocates long-lived objects (modules, classes, catalogue entries, the trace), which
     # the cyclic collector would scan again and again for nothing: it is off until the command starts
     # its work (start_work; `run` calls it once the run is built) and as it was when main returns.
+    # As the process's own command line (argv None) the objects are left frozen for the exit, whose
+    # final collection then has nothing to scan; called with argv (tests, scripts) they are not.
     collecting = gc.isenabled()
     gc.disable()
     try:
         return _main(argv)
     finally:
-        gc.unfreeze()
+        if argv is None:
+            gc.freeze()
+        else:
+            gc.unfreeze()
         (gc.enable if collecting else gc.disable)()
         codecache.save()
 
