@@ -2,7 +2,7 @@
 simulated time / wall time, peak memory.
 
     .venv/bin/python benchmarks/bench_serving.py [--startup] [--scenarios N] [--million] [--ten-million]
-                                                 [--skip-conv] [--profile PROFILE.json]
+                                                 [--requests N] [--arrays] [--skip-conv] [--profile PROFILE.json]
 
 Groups: the one-hour Azure conversation trace (19,366 requests) served by Llama-2-70B on one DGX-H100
 (8 x H100, TP8) and on four of them (4 replicas of TP8 behind a least-outstanding router), both with
@@ -12,8 +12,10 @@ Groups: the one-hour Azure conversation trace (19,366 requests) served by Llama-
 after another in one process through ``llmsim.api.simulate`` (the first 1,000 requests of the Azure
 conversation trace on Llama-3.1-70B, the candidates cycling over plans), scenarios per second after
 the first. ``--million``: one million synthetic requests (Poisson 80 req/s, lognormal lengths) on
-Llama-3.1-8B, 8 replicas of one H100, streaming metrics (target <= 60 s, peak RSS < 1 GiB);
-``--ten-million`` the same with ten million. Pinned to one core.
+Llama-3.1-8B, 8 replicas of one H100, streaming metrics, the requests generated lazily (target <= 60 s,
+peak RSS < 1 GiB); ``--ten-million`` the same with ten million (bounded memory), ``--requests N`` with
+N; ``--arrays`` generates them as whole arrays instead. Peak RSS is the process's: one size per
+process to compare. Pinned to one core.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from llmsim.hwmodels.deployment import Deployment  # noqa: E402
 from llmsim.sim.cluster import simulate  # noqa: E402
 from llmsim.sim.replica import ReplicaConfig  # noqa: E402
 from llmsim.sim.schedulers import SchedulerConfig  # noqa: E402
-from llmsim.workloads.traces import LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
+from llmsim.workloads.traces import LazyTrace, LognormalLength, PoissonArrivals, load_workload, synthesize  # noqa: E402
 
 TARGETS = {"1x TP8": 5.0, "4x TP8": 3.0, "1M": 60.0, "startup": 0.3}
 RSS_TARGET_MIB = 1024.0
@@ -101,14 +103,18 @@ def scenarios(n: int) -> None:
           f"{len(rest)} scenarios over {len(plans)} plans) | peak RSS {rss_mib():.0f} MiB", flush=True)
 
 
-def synthetic_8b(n: int) -> None:
-    """``n`` synthetic requests on Llama-3.1-8B, 8 replicas of one H100, streaming metrics."""
+def synthetic_8b(n: int, lazy: bool = True) -> None:
+    """``n`` synthetic requests on Llama-3.1-8B, 8 replicas of one H100, streaming metrics; ``lazy``:
+    the requests generated in pieces as the simulation reaches them (``LazyTrace``: the same bits as
+    ``synthesize``), so memory does not grow with ``n``. The peak RSS printed is this process's
+    (run one size per process to compare sizes)."""
     dep = Deployment("llama-3.1-8b", "h100", tp=1, engine="vllm")
-    trace = synthesize(n, arrivals=PoissonArrivals(rate_per_s=80.0),
-                       prompt=LognormalLength(median=800, sigma=1.0, high=8000),
-                       output=LognormalLength(median=150, sigma=1.0, high=2000), seed=0)
+    args = dict(arrivals=PoissonArrivals(rate_per_s=80.0), prompt=LognormalLength(median=800, sigma=1.0, high=8000),
+                output=LognormalLength(median=150, sigma=1.0, high=2000), seed=0)
+    trace = LazyTrace(n=n, **args) if lazy else synthesize(n, **args)
     target = TARGETS["1M"] if n == 1_000_000 else None
-    run(f"synthetic {n:,}, Llama-3.1-8B, 8 x H100, streaming", trace, dep, 8, keep=False, target=target)
+    run(f"synthetic {n:,}, Llama-3.1-8B, 8 x H100, {'lazy' if lazy else 'arrays'}", trace, dep, 8, keep=False,
+        target=target)
     rss = rss_mib()
     print(f"{'':<46} peak RSS {rss:.0f} MiB {'PASS' if rss < RSS_TARGET_MIB else 'MISS'} (target < "
           f"{RSS_TARGET_MIB:.0f} MiB)", flush=True)
@@ -118,6 +124,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--million", action="store_true", help="also run one million synthetic requests")
     ap.add_argument("--ten-million", action="store_true", help="also run ten million synthetic requests")
+    ap.add_argument("--requests", type=int, default=0, help="also run this many synthetic requests (e.g. 200000)")
+    ap.add_argument("--arrays", action="store_true", help="synthetic requests as whole arrays, not generated lazily")
     ap.add_argument("--startup", action="store_true", help="time a 10-request simulate run process")
     ap.add_argument("--scenarios", type=int, default=0, help="scenarios one after another in one process")
     ap.add_argument("--skip-conv", action="store_true", help="skip the conversation-hour groups")
@@ -146,10 +154,12 @@ def main() -> None:
               f"{dep.engine.name}, KV {dep.kv_capacity_tokens(0.9)} tokens per replica")
         run("azure-conv, 1 replica TP8 (8 x H100)", conv, dep, 1, target=TARGETS["1x TP8"])
         run("azure-conv, 4 replicas TP8 (32 x H100)", conv, dep, 4, target=TARGETS["4x TP8"])
+    if args.requests:
+        synthetic_8b(args.requests, lazy=not args.arrays)
     if args.million:
-        synthetic_8b(1_000_000)
+        synthetic_8b(1_000_000, lazy=not args.arrays)
     if args.ten_million:
-        synthetic_8b(10_000_000)
+        synthetic_8b(10_000_000, lazy=not args.arrays)
 
 
 if __name__ == "__main__":

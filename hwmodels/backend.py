@@ -124,10 +124,19 @@ def _gpu_backend(model, device: DeviceSpec, **kw) -> ReplicaCost:
 for _family in FAMILIES:
     _BACKENDS[_family] = _gpu_backend
 
-from llmsim.hwmodels import fpga as _fpga  # noqa: E402  (the FPGA engines' backend)
+def _fpga_backend(model, device: DeviceSpec, **kw) -> ReplicaCost:
+    """The FPGA engines' backend (hwmodels/fpga.py), imported when first used (not on a GPU run's start-up)."""
+    from llmsim.hwmodels.fpga import fpga_backend
 
-register_backend("fpga-engine", _fpga.fpga_backend)
+    return fpga_backend(model, device, **kw)
 
-from llmsim.hwmodels import rdu as _rdu  # noqa: E402  (the SN40L RDU's backend)
 
-register_backend("rdu-dataflow", _rdu.rdu_backend)
+def _rdu_backend(model, device: DeviceSpec, **kw) -> ReplicaCost:
+    """The SN40L RDU's backend (hwmodels/rdu.py), imported when first used."""
+    from llmsim.hwmodels.rdu import rdu_backend
+
+    return rdu_backend(model, device, **kw)
+
+
+register_backend("fpga-engine", _fpga_backend)
+register_backend("rdu-dataflow", _rdu_backend)

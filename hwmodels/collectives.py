@@ -231,7 +231,7 @@ def load_network_params(path: str | Path) -> NetworkParams:
 def default_network_params() -> NetworkParams:
     """The shipped parameters (``hwmodels/data/network_calibration.yaml``), read once."""
     ref = resources.files("llmsim.hwmodels") / "data" / _YAML_NAME
-    params = network_params_from_dict(read_yaml(ref.read_text(), _YAML_NAME), _YAML_NAME)
+    params = network_params_from_dict(read_yaml(ref.read_text(), _YAML_NAME, shipped=True), _YAML_NAME)
     return NetworkParams(params.sets, params.fit, "<default>")
 
 

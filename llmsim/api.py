@@ -24,6 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from llmsim.jsonsafe import json_safe
+
 __all__ = ["Built", "IterationBatch", "IterationPrediction", "Metrics", "Result", "Scenario", "build", "deployment",
            "explore", "predict_iteration", "simulate", "size"]
 
@@ -238,19 +240,7 @@ class Metrics:
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict (NaN -> ``None``)."""
-        return _json_safe(dataclasses.asdict(self))
-
-
-def _json_safe(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        return _json_safe(obj.item())
-    return obj
+        return json_safe(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +258,7 @@ class Result:
 
     def to_dict(self) -> dict:
         """The JSON object ``simulate run --json`` prints for the same config (NaN -> ``None``)."""
-        return _json_safe({**self.summary, "config": self.config.to_dict()})
+        return json_safe({**self.summary, "config": self.config.to_dict()})
 
     def requests_frame(self):
         """Per-request rows (pandas DataFrame: arrival, first token, finish, tokens, replica, ...);

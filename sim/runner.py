@@ -307,13 +307,21 @@ def _deployment_info(dep, rc: ReplicaConfig) -> dict:
             **({"calibration": dep.calibration_info()} if hasattr(dep, "calibration_info") else {})}
 
 
+#: what the ``*_interval`` figures of a run summary cover (its ``interval_scope``)
+INTERVAL_SCOPE = ("kernel time only: each figure scaled by the 80% band of the iteration-time error of the "
+                  "calibration (hwmodels/uncertainty.py); how queueing amplifies that error in TTFT and E2E "
+                  "under load is not included, so those intervals are too narrow near saturation")
+
+
 def _with_intervals(summary: dict, *deps) -> dict:
-    """``summary`` plus ``<metric>_interval: [lo, hi]`` (hwmodels/uncertainty.py) from its deployments' bands."""
+    """``summary`` plus ``<metric>_interval: [lo, hi]`` (hwmodels/uncertainty.py) from its deployments'
+    bands, and ``interval_scope`` saying what they cover."""
     from llmsim.hwmodels.uncertainty import run_intervals
 
     bands = [d.time_band() for d in deps if hasattr(d, "time_band")]
     if bands:
         summary.update(run_intervals(summary, (min(b[0] for b in bands), max(b[1] for b in bands))))
+        summary["interval_scope"] = INTERVAL_SCOPE
     return summary
 
 
@@ -345,12 +353,13 @@ class ProgressTracer:
 
 
 def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None,
-        progress=None) -> RunOutput:
+        progress=None, built=None) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
     ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
     output section asks for a Chrome trace or a report); ``trace``: requests to serve instead of the
     workload section's, as :func:`assemble` takes. ``progress``: ``progress(simulated_s, iterations)``
-    called every 512 iterations (a :class:`ProgressTracer`); it does not change results."""
+    called every 512 iterations (a :class:`ProgressTracer`); it does not change results. ``built``:
+    called with no arguments once the run is built (deployments, requests), before it simulates."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
@@ -359,9 +368,12 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace
         tracer = ChromeTracer() if (o.chrome_trace or o.report) else None
     hook = tracer if progress is None else ProgressTracer(tracer, progress)
     if cfg.disagg is not None:
-        out = _run_disagg(cfg, hook, want_records, trace)
+        out = _run_disagg(cfg, hook, want_records, trace, built)
     else:
-        out = run_built(assemble(cfg, trace=trace), keep_requests=want_records, tracer=hook)
+        parts = assemble(cfg, trace=trace)
+        if built is not None:
+            built()
+        out = run_built(parts, keep_requests=want_records, tracer=hook)
     return out if progress is None else replace(out, tracer=tracer)
 
 
@@ -560,7 +572,7 @@ def transfer_seconds_per_token(cfg: RunConfig, dep_p, dep_d, layouts=None) -> tu
     return dep_p.layout.kv_bytes_per_token / (lanes * bw), dg.latency_s
 
 
-def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None) -> RunOutput:
+def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None, built=None) -> RunOutput:
     from llmsim.sim.disagg import simulate_disagg
 
     dg = cfg.disagg
@@ -579,6 +591,8 @@ def _run_disagg(cfg: RunConfig, tracer, want_records: bool, trace=None) -> RunOu
         trace = load_requests(cfg)
         if cfg.workload.trace is not None:
             check_requests(trace, dep_p.model, cfg.workload.trace)
+    if built is not None:
+        built()
     result = simulate_disagg(trace, rc_p, dep_p, rc_d, dep_d, num_prefill=dg.prefill.replicas,
                              num_decode=dg.decode.replicas, transfer_s_per_token=s_per_tok,
                              transfer_latency_s=latency, prefill_router=dg.prefill_router,

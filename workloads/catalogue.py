@@ -16,11 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import yaml
-
 from llmsim.workloads.errors import ConfigError, UnknownNameError
 from llmsim.workloads.naming import NameIndex, normalise
-from llmsim.workloads.yamlio import StrictLoader, read_yaml
+from llmsim.workloads.yamlio import read_yaml
 
 __all__ = ["PATH_SUFFIXES", "Catalogue", "is_path", "read_data_file", "read_data_text"]
 
@@ -38,14 +36,15 @@ def is_path(name: Any) -> bool:
     return isinstance(name, str) and name.strip().lower().endswith(PATH_SUFFIXES)
 
 
-def read_data_text(text: str, where: str, suffix: str = ".yaml") -> Any:
-    """Parse ``text`` as JSON (``suffix`` '.json') or strict YAML; errors name ``where``."""
+def read_data_text(text: str, where: str, suffix: str = ".yaml", *, shipped: bool = False) -> Any:
+    """Parse ``text`` as JSON (``suffix`` '.json') or strict YAML; errors name ``where``. ``shipped``:
+    ``text`` is a shipped data file, whose YAML parse may be kept between processes (workloads/yamlio.py)."""
     if suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{where}: invalid JSON: {exc}") from None
-    return read_yaml(text, where)
+    return read_yaml(text, where, shipped=shipped)
 
 
 def read_data_file(path: str | Path, kind: str) -> Any:
@@ -60,6 +59,10 @@ def read_data_file(path: str | Path, kind: str) -> Any:
         raise ConfigError(f"{path}: cannot read {kind} file: {exc.strerror or exc}") from None
     if path.suffix.lower() == ".json":
         return read_data_text(text, str(path), ".json")
+    import yaml
+
+    from llmsim.workloads.yamlio import StrictLoader
+
     try:
         return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
@@ -104,7 +107,7 @@ class Catalogue(Generic[T]):
                 if not item.name.endswith(suffix):
                     continue
                 where = f"{package.rpartition('.')[2]}/{folder}/{item.name}"
-                data = read_data_text(item.read_text(encoding="utf-8"), where, suffix)
+                data = read_data_text(item.read_text(encoding="utf-8"), where, suffix, shipped=True)
                 for name, value, aliases in parse(data, where):
                     aliases = tuple(aliases)
                     stem = item.name[: -len(suffix)]
@@ -129,7 +132,7 @@ class Catalogue(Generic[T]):
         def load() -> list[Entry]:
             where = f"{package.rpartition('.')[2]}/{file}"
             text = resources.files(package).joinpath(*file.split("/")).read_text(encoding="utf-8")
-            return list(parse(read_data_text(text, where, Path(file).suffix), where))
+            return list(parse(read_data_text(text, where, Path(file).suffix, shipped=True), where))
 
         return cls(kind, load, parse)
 

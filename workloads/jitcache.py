@@ -13,7 +13,6 @@ module runs.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
@@ -24,15 +23,19 @@ def guard(module_file: str, *dependencies: str, module_name: str | None = None) 
     """Drop ``module_file``'s numba cache files when any of ``dependencies`` (source files), the
     module itself or its import name ``module_name`` (pass ``__name__``) changed since they were
     written; never raises (a read-only install keeps its cache)."""
+    try:
+        from _blake2 import blake2b  # CPython's own; hashlib would load OpenSSL (~5 ms of every start)
+    except ImportError:  # pragma: no cover - another interpreter
+        from hashlib import blake2b
     src = Path(module_file)
     cache = src.parent / "__pycache__"
     try:
-        digest = hashlib.sha256()
+        digest = blake2b()
         if module_name is not None:
             digest.update(f"module {module_name}\n".encode())
         for path in (src, *map(Path, dependencies)):
             digest.update(path.read_bytes())
-        stamp = cache / f"{src.stem}.deps-sha256"
+        stamp = cache / f"{src.stem}.deps-blake2b"
         if stamp.is_file() and stamp.read_text().strip() == digest.hexdigest():
             return
         if cache.is_dir():

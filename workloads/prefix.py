@@ -11,18 +11,22 @@ next turn's prefix). The simulator derives its own KV blocks' identities from th
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from llmsim.workloads.errors import ConfigError
 
+try:
+    from _blake2 import blake2b  # CPython's own; hashlib would load OpenSSL too (~5 ms of every start)
+except ImportError:  # pragma: no cover - another interpreter
+    from hashlib import blake2b
+
 
 def name_key(*parts) -> int:
     """A stable 63-bit id for a name (a session, a system prompt); never Python's salted ``hash``."""
     text = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+    return int.from_bytes(blake2b(text, digest_size=8).digest(), "little") >> 1
 
 
 @dataclass(frozen=True, eq=False)

@@ -222,9 +222,9 @@ def _build(cls: type, where: str, data: dict) -> Any:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _parse_catalogue(text: str, where: str) -> tuple[dict[str, QuantFormat], NameIndex,
-                                                      dict[str, KVCacheFormat], NameIndex]:
-    return _parse_data(read_yaml(text, where), where)
+def _parse_catalogue(text: str, where: str, shipped: bool = False) -> tuple[dict[str, QuantFormat], NameIndex,
+                                                                         dict[str, KVCacheFormat], NameIndex]:
+    return _parse_data(read_yaml(text, where, shipped=shipped), where)
 
 
 def _parse_data(data: Any, where: str) -> tuple[dict[str, QuantFormat], NameIndex,
@@ -264,7 +264,7 @@ def _register(index: NameIndex, table: dict, fmt: Any, where: str) -> None:
 @functools.cache
 def _shipped() -> tuple[dict[str, QuantFormat], NameIndex, dict[str, KVCacheFormat], NameIndex]:
     text = resources.files("llmsim.workloads").joinpath("data", "quant_formats.yaml").read_text(encoding="utf-8")
-    return _parse_catalogue(text, "workloads/data/quant_formats.yaml")
+    return _parse_catalogue(text, "workloads/data/quant_formats.yaml", shipped=True)
 
 
 def _entries(table: dict) -> list[tuple[str, Any, tuple[str, ...]]]:

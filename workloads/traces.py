@@ -336,10 +336,58 @@ def _azure_fast(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     return (ns - ns.min()) / NS_PER_S, p, o
 
 
-def load_azure_csv(path: str | Path) -> RequestTrace:
-    """Azure LLM inference trace 2023: ``TIMESTAMP, ContextTokens, GeneratedTokens``."""
-    path = Path(path)
+#: where the parsed arrays of the bundled Azure traces are kept between processes (beside the bytecode)
+_ARRAY_CACHE = Path(__file__).resolve().parent / "__pycache__"
+
+
+def _azure_shipped(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_azure_fast` of a bundled trace, its arrays kept in ``_ARRAY_CACHE`` keyed (as bytecode is)
+    by the file's and this module's size and modification time; the same float64 and int64 bytes
+    come back. ``LLMSIM_DATA_CACHE=0`` parses every time (workloads/yamlio.py)."""
+    import marshal
+    import os
+    import sys
+
+    from llmsim.workloads import yamlio
+
+    if not yamlio.DATA_CACHE_ON:
+        return _azure_fast(path)
+    try:
+        key = (np.__version__, *((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in (path, Path(__file__))))
+    except OSError:
+        return _azure_fast(path)
+    cache = _ARRAY_CACHE / f"{path.stem}.{sys.implementation.cache_tag}.arrays"
+    try:
+        with open(cache, "rb") as f:
+            stored, arrival, prompt, output = marshal.load(f)
+        if stored == key:
+            return (np.frombuffer(arrival, np.float64), np.frombuffer(prompt, np.int64),
+                    np.frombuffer(output, np.int64))
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
     fast = _azure_fast(path)
+    if fast is not None:
+        arrival, prompt, output = fast
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            with open(tmp, "wb") as f:
+                marshal.dump((key, arrival.astype(np.float64).tobytes(), prompt.astype(np.int64).tobytes(),
+                              output.astype(np.int64).tobytes()), f)
+            os.replace(tmp, cache)
+        except OSError:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+    return fast
+
+
+def load_azure_csv(path: str | Path, *, shipped: bool = False) -> RequestTrace:
+    """Azure LLM inference trace 2023: ``TIMESTAMP, ContextTokens, GeneratedTokens``. ``shipped``: a
+    bundled trace, whose parsed arrays may be kept between processes."""
+    path = Path(path)
+    fast = _azure_shipped(path) if shipped else _azure_fast(path)
     if fast is not None:
         arrival, prompt, output = fast
         return _sorted_trace(arrival, prompt, output, np.arange(len(prompt), dtype=np.int64), path.stem)
@@ -526,8 +574,24 @@ def load_trace(path: str | Path, *, arrivals: ArrivalProcess | None = None, seed
 class ArrivalProcess:
     closed_loop: tuple[int, float] | None = None
 
-    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover - abstract
+    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Arrival times (s) of ``n`` requests: the running sum of :meth:`gaps`."""
+        return np.cumsum(self.gaps(n, rng))
+
+    def gaps(self, n: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover - abstract
+        """``n`` gaps (s) between consecutive arrivals, the first one's from 0."""
         raise NotImplementedError
+
+    def time_chunks(self, n: int, rng: np.random.Generator, size: int):
+        """``times(n, rng)`` in consecutive pieces of at most ``size``, drawn as they are reached: the
+        same values (the draws of one stream in the same order, the running sum continued), with
+        memory for one piece."""
+        last = None
+        for start in range(0, n, size):
+            g = self.gaps(min(size, n - start), rng)
+            t = np.cumsum(g) if last is None else np.cumsum(np.concatenate(([last], g)))[1:]
+            last = t[-1]
+            yield t
 
 
 def _positive(name: str, value: float) -> None:
@@ -544,8 +608,8 @@ class PoissonArrivals(ArrivalProcess):
     def __post_init__(self) -> None:
         _positive("rate_per_s", self.rate_per_s)
 
-    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return np.cumsum(rng.exponential(1.0 / self.rate_per_s, size=n))
+    def gaps(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return rng.exponential(1.0 / self.rate_per_s, size=n)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -559,9 +623,9 @@ class GammaArrivals(ArrivalProcess):
         _positive("rate_per_s", self.rate_per_s)
         _positive("cv", self.cv)
 
-    def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def gaps(self, n: int, rng: np.random.Generator) -> np.ndarray:
         shape = 1.0 / (self.cv * self.cv)
-        return np.cumsum(rng.gamma(shape, 1.0 / (self.rate_per_s * shape), size=n))
+        return rng.gamma(shape, 1.0 / (self.rate_per_s * shape), size=n)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -575,6 +639,10 @@ class FixedRateArrivals(ArrivalProcess):
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.arange(n, dtype=np.float64) / self.rate_per_s
+
+    def time_chunks(self, n: int, rng: np.random.Generator, size: int):
+        for start in range(0, n, size):
+            yield np.arange(start, min(n, start + size), dtype=np.float64) / self.rate_per_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -597,6 +665,9 @@ class ClosedLoop(ArrivalProcess):
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(n)
+
+    def time_chunks(self, n: int, rng: np.random.Generator, size: int):
+        raise ConfigError("closed-loop arrivals are decided by the simulation; a lazy trace needs open-loop arrivals")
 
 
 # ---------------------------------------------------------------------------------------------- lengths
@@ -679,6 +750,60 @@ def synthesize(n: int, *, arrivals: ArrivalProcess, prompt: LengthDistribution, 
     return RequestTrace(arrivals.times(n, stream(seed, "arrivals")), prompt.sample(n, stream(seed, "prompt")),
                         output.sample(n, stream(seed, "output")), np.arange(n, dtype=np.int64), name,
                         arrivals.closed_loop)
+
+
+#: requests per piece of a :class:`LazyTrace` (~1.5 MiB of arrays)
+LAZY_CHUNK = 65_536
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LazyTrace:
+    """The requests of :func:`synthesize` with the same arguments, generated in pieces of ``chunk``
+    requests as the simulation reaches them (:meth:`chunks`), so memory does not grow with ``n``.
+    Every piece comes from the same three streams in the same order, so the requests are the same
+    bits as :func:`synthesize`'s (``tests/workloads/test_lazy_trace.py``). Open-loop arrivals only.
+    ``sim.cluster.simulate`` takes it where it takes a :class:`RequestTrace`; :meth:`materialize`
+    gives that trace."""
+
+    n: int
+    arrivals: ArrivalProcess
+    prompt: LengthDistribution
+    output: LengthDistribution
+    seed: int = 0
+    name: str = "synthetic"
+    chunk: int = LAZY_CHUNK
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n, bool) or not (isinstance(self.n, (int, np.integer)) and self.n >= 0):
+            raise ConfigError(f"n must be an int >= 0, got {self.n!r}")
+        if isinstance(self.chunk, bool) or not (isinstance(self.chunk, (int, np.integer)) and self.chunk >= 1):
+            raise ConfigError(f"chunk must be an int >= 1, got {self.chunk!r}")
+        if self.arrivals.closed_loop is not None:
+            raise ConfigError("a LazyTrace needs open-loop arrivals (closed-loop arrivals are decided by the "
+                              "simulation); use synthesize")
+
+    closed_loop = None
+    prefix = None
+    sessions = None
+    request_id = None
+
+    def __len__(self) -> int:
+        return int(self.n)
+
+    def chunks(self):
+        """``(arrival_s, prompt_tokens, output_tokens)`` arrays of consecutive pieces of the trace."""
+        n, size = int(self.n), int(self.chunk)
+        prompt_rng, output_rng = stream(self.seed, "prompt"), stream(self.seed, "output")
+        for arrival in self.arrivals.time_chunks(n, stream(self.seed, "arrivals"), size):
+            k = len(arrival)
+            yield (np.ascontiguousarray(arrival, dtype=np.float64),
+                   np.ascontiguousarray(self.prompt.sample(k, prompt_rng), dtype=np.int64),
+                   np.ascontiguousarray(self.output.sample(k, output_rng), dtype=np.int64))
+
+    def materialize(self) -> RequestTrace:
+        """The whole trace as arrays (:func:`synthesize`'s)."""
+        return synthesize(int(self.n), arrivals=self.arrivals, prompt=self.prompt, output=self.output,
+                          seed=self.seed, name=self.name)
 
 
 def resample(trace: RequestTrace, n: int, *, arrivals: ArrivalProcess, seed: int = 0) -> RequestTrace:
@@ -835,7 +960,7 @@ def load_workload(name: str, *, arrivals: ArrivalProcess | None = None, seed: in
     elif canonical == "arxiv-summarization":
         trace = load_lengths_csv(path, arrivals or PoissonArrivals(rate_per_s=1.0), seed=seed)
     else:
-        trace = load_azure_csv(path)
+        trace = load_azure_csv(path, shipped=True)
         if arrivals is not None:
             n = len(trace)
             trace = RequestTrace(arrivals.times(n, stream(seed, "arrivals")), trace.prompt_tokens.copy(),

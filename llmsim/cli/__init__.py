@@ -12,9 +12,14 @@ prints one line and exits with 130; anything else is a bug and keeps its traceba
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
-from llmsim.cli.run import RUN_FLAGS, run_config
+from llmsim.cli import codecache
+
+codecache.install()  # before any dataclass of a command is defined
+
+from llmsim.cli.run import RUN_FLAGS, run_config  # noqa: E402
 
 __all__ = ["RUN_FLAGS", "build_parser", "main", "run_config"]
 
@@ -73,10 +78,38 @@ EXAMPLES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Start-up allocates long-lived objects (modules, classes, catalogue entries, the trace), which
+    # the cyclic collector would scan again and again for nothing: it is off until the command starts
+    # its work (start_work; `run` calls it once the run is built) and as it was when main returns.
+    # As the process's own command line (argv None) the objects are left frozen for the exit, whose
+    # final collection then has nothing to scan; called with argv (tests, scripts) they are not.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _main(argv)
+    finally:
+        if argv is None:
+            gc.freeze()
+        else:
+            gc.unfreeze()
+        (gc.enable if collecting else gc.disable)()
+        codecache.save()
+
+
+def start_work() -> None:
+    """Before a command's main loop: what start-up allocated is set aside for good (``gc.freeze``)
+    and the cyclic collector runs again, on what the work allocates."""
+    gc.freeze()
+    gc.enable()
+
+
+def _main(argv: list[str] | None) -> int:
     from llmsim.workloads.errors import LLMSimError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else None).parse_args(argv)
+    if not getattr(args, "starts_work", False):
+        start_work()
     try:
         return int(args.func(args) or 0)
     except LLMSimError as e:

@@ -14,9 +14,9 @@ ENGINE_OF = {"splitwise": "vllm-0.2", "apex": "vllm-0.6", "llmservingsim": "vllm
 
 def _emit(obj: dict) -> None:
     """One JSON object on stdout (``--json``)."""
-    from llmsim.api import _json_safe
+    from llmsim.jsonsafe import json_safe
 
-    print(json.dumps(_json_safe(obj), sort_keys=True, default=str))
+    print(json.dumps(json_safe(obj), sort_keys=True, default=str))
 
 
 def _lines_to_stderr(args):

@@ -14,7 +14,7 @@ def cmd_profile(args) -> int:
 
     if not args.json:
         return profiler.run(args)
-    from llmsim.api import _json_safe
+    from llmsim.jsonsafe import json_safe
 
     with contextlib.redirect_stdout(sys.stderr):
         rc = profiler.run(args)
@@ -29,7 +29,7 @@ def cmd_profile(args) -> int:
         env = json.loads((Path(args.out) / profiler.ENV_FILE).read_text())
         out = {"dry_run": False, "out": str(args.out), "rows": env.get("rows"), "status": env.get("status"),
                "skipped_count": env.get("skipped_count"), "notes": env.get("notes", [])}
-    print(json.dumps(_json_safe(out), sort_keys=True))
+    print(json.dumps(json_safe(out), sort_keys=True))
     return rc
 
 

@@ -102,6 +102,7 @@ def cmd_run(args) -> int:
     from llmsim.sim.metrics import to_json_dict
     from llmsim.sim.runner import run
 
+    from llmsim.cli import start_work
     from llmsim.cli.checks import check_outputs, run_warnings, warn
     from llmsim.cli.progress import run_bar
 
@@ -110,7 +111,8 @@ def cmd_run(args) -> int:
     for message in run_warnings(cfg):
         warn("run", message)
     with run_bar() as bar:
-        out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None)
+        out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None,
+                  built=start_work)
     if out.static and not out.summary.get("fits_in_one_batch", True):
         dep = out.summary["deployment"]
         warn("run", f"the static batch ({cfg.static_batch.batch_size} x {cfg.static_batch.prompt_tokens} + "
@@ -131,9 +133,9 @@ def cmd_run(args) -> int:
         write_report(o.report, out.summary, out.result.records or None, out.tracer, title=title,
                      config=summary["config"])
     if o.json:
-        from llmsim.api import _json_safe  # one JSON conversion for the API and the command line
+        from llmsim.jsonsafe import json_safe  # one JSON conversion for the API and the command line
 
-        print(json.dumps(_json_safe(summary), sort_keys=True, allow_nan=False))
+        print(json.dumps(json_safe(summary), sort_keys=True, allow_nan=False))
     else:
         keys = (("prefill_time_s", "per_token_time_s", "e2e_time_s") if out.static else ()) + (
             "requests_completed", "requests_rejected", "ttft_mean_s", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s",
@@ -154,10 +156,42 @@ def cmd_run(args) -> int:
             print(f"{summary['mode']}: {pools[0]['model']} on " + " + ".join(
                 f"{p['replicas']} x {p['device']} tp={p['tp']} ({name}, KV {p['kv_capacity_tokens']} tokens/replica)"
                 for name, p in zip(("prefill", "decode"), pools)) + f", engine {pools[0]['engine']}")
+        shown = to_json_dict({k: summary[k] for k in keys if k in summary})
         for k in keys:
-            if k in summary:
-                print(f"  {k:26s} {_fmt_value(to_json_dict({k: summary[k]})[k])}")
+            if k in shown:
+                band = summary.get(f"{k}_interval")
+                print(f"  {k:26s} {_fmt_value(shown[k])}"
+                      + (f"  [{_fmt_value(band[0])}, {_fmt_value(band[1])}]" if band else ""))
+        if any(f"{k}_interval" in summary for k in keys):
+            print("  [lo, hi]: 80% interval of kernel time only (queueing amplification under load not included)")
+        for line in calibration_lines(summary):
+            print(line)
     return 0
+
+
+def calibration_lines(summary: dict) -> list[str]:
+    """The text output's lines on how each pool's costs were calibrated: extrapolated or not, and why
+    (``deployment.calibration`` of the JSON; a disaggregated run: each pool's)."""
+    pools = [("", summary.get("deployment"))] if "deployment" in summary else [
+        ("prefill ", summary.get("prefill_pool")), ("decode ", summary.get("decode_pool"))]
+    out = []
+    for label, dep in pools:
+        cal = (dep or {}).get("calibration")
+        if not cal:
+            continue
+        if not cal.get("extrapolated"):
+            out.append(f"  {label + 'calibration':26s} measured device ({dep.get('device')}), not extrapolated")
+            continue
+        why = []
+        if not cal.get("device_class_calibrated"):
+            why.append("its architecture class has no calibration of its own")
+        elif not cal.get("device_measured"):
+            why.append("no kernel measurements of this device")
+        fallback = cal.get("fallback_ops") or {}
+        if fallback:
+            why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
+        out.append(f"  {label + 'calibration':26s} EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or 'see --json'}")
+    return out
 
 
 TRACE_FORMAT = """\
@@ -303,4 +337,4 @@ def add_parser(sub) -> None:
     g.add_argument("--out", metavar="FILE", help="per-request records (.csv or .parquet)")
     g.add_argument("--chrome-trace", metavar="FILE", help="Perfetto/Chrome trace of iterations per replica (JSON)")
     g.add_argument("--report", metavar="FILE", help="self-contained HTML report (plotly.js embedded)")
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, starts_work=True)  # cmd_run calls start_work once the run is built
