@@ -64,6 +64,31 @@ _PY_CALL_BUDGET = 20_000
 _calls = 0
 _compiled = False
 _lock = threading.Lock()
+_skip_blas_probe = False
+
+
+def skip_blas_probe() -> None:
+    """Let this process's numba start without probing for a BLAS (about 0.2 s: importing
+    ``scipy.linalg``). numba's ``arraymath`` probes once, at import, and the result only picks how
+    its ``np.correlate``/``np.convolve`` compute inner products; no kernel here uses them, and
+    ``np.dot``-like functions still find BLAS when compiled (they import it themselves). For a
+    process that runs only llmsim's kernels: the command line calls it."""
+    global _skip_blas_probe
+    _skip_blas_probe = True
+
+
+def _import_numba_without_blas_probe() -> None:
+    """Import ``numba.np.arraymath`` with ``scipy.linalg.cython_blas`` unimportable for that moment
+    (a ``None`` entry in ``sys.modules`` makes the import fail at once), then restore it."""
+    name = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or name in sys.modules:
+        return
+    sys.modules[name] = None
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
 _registry: list["_Kernel"] = []
 
 
@@ -126,6 +151,8 @@ def compile_all() -> None:
             return
         from numba import njit
 
+        if _skip_blas_probe:
+            _import_numba_without_blas_probe()
         for k in pending:
             k.dispatcher = njit(**k.options)(k.py_func)
         for k in pending:  # module names refer to the dispatchers, so compiled callers inline them

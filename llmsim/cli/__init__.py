@@ -16,8 +16,10 @@ import gc
 import sys
 
 from llmsim.cli import codecache
+from llmsim.workloads import jitcache
 
 codecache.install()  # before any dataclass of a command is defined
+jitcache.skip_blas_probe()  # this process runs only llmsim's kernels
 
 from llmsim.cli.run import RUN_FLAGS, run_config  # noqa: E402
 

@@ -1,0 +1,46 @@
+"""The command line starts numba without importing scipy.linalg, and numba's BLAS functions still work."""
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = """
+import io, json, sys, contextlib
+from llmsim.cli import main
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    rc = main(["run", "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--workload", "azure-code",
+               "--num-requests", "5", "--json"])
+probe_skipped = "scipy.linalg" not in sys.modules
+import numpy as np
+from numba import njit
+dot = njit(lambda a, b: np.dot(a, b))(np.arange(3.0), np.arange(3.0))
+print(json.dumps({"rc": rc, "probe_skipped": probe_skipped, "dot": float(dot),
+                  "ttft": json.loads(buf.getvalue())["ttft_mean_s"]}))
+"""
+
+
+def _run(extra_env):
+    env = {**os.environ, "LLMSIM_JIT": "always", **extra_env}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cli_skips_the_blas_probe_and_numba_dot_still_works():
+    got = _run({})
+    assert got["rc"] == 0
+    assert got["probe_skipped"]
+    assert got["dot"] == 5.0
+
+
+def test_same_result_with_and_without_the_probe():
+    from llmsim.workloads import jitcache
+
+    assert hasattr(jitcache, "skip_blas_probe")
+    plain = subprocess.run(
+        [sys.executable, "-c", "import json,io,contextlib\nimport llmsim.workloads.jitcache as j\n"
+         "j.skip_blas_probe = lambda: None\nfrom llmsim.cli import main\nb=io.StringIO()\n"
+         "with contextlib.redirect_stdout(b):\n main(['run','--model','llama-3.1-8b','--device','h100','--tp','1',"
+         "'--workload','azure-code','--num-requests','5','--json'])\nprint(json.loads(b.getvalue())['ttft_mean_s'])"],
+        capture_output=True, text=True, env={**os.environ, "LLMSIM_JIT": "always"}, check=True)
+    assert float(plain.stdout.strip().splitlines()[-1]) == _run({})["ttft"]
