@@ -53,6 +53,7 @@ from llmsim.hwmodels.collectives import collective_coefficients, tp_allreduce_se
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
 from llmsim.hwmodels.layout import DeploymentLayout
+from llmsim.hwmodels.uncertainty import network_param_key
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
 from llmsim.workloads import jitcache
 from llmsim.workloads import operators as ops
@@ -390,12 +391,13 @@ def _server_group(device: DeviceSpec, ranks: int) -> GroupTopology:
     return single_node_group(ranks, LinkClass(kind, link.bandwidth_bytes_per_s, link.latency_s))
 
 
-def _net_row(name: str, bytes_per_token: float, mult: float, coef, lo: float = 0.0, hi: float = math.inf,
+def _net_row(name: str, what: str, bytes_per_token: float, mult: float, coef, lo: float = 0.0, hi: float = math.inf,
              floor_s_per_byte: float = 0.0) -> tuple:
     """An op-table row priced by the collective model: ``tokens x bytes_per_token`` bytes when
     ``lo <= message < hi``, the fastest of the ``coef`` (alpha, beta) candidates, at least
-    ``floor_s_per_byte`` seconds per byte."""
-    return (name, "collective", "nccl", _NET, (bytes_per_token, lo, hi, floor_s_per_byte), mult, "bf16", coef)
+    ``floor_s_per_byte`` seconds per byte; ``what`` (hwmodels/uncertainty.py ``NETWORK_KINDS``) picks
+    its error band."""
+    return (name, "collective", what, _NET, (bytes_per_token, lo, hi, floor_s_per_byte), mult, "bf16", coef)
 
 
 @dataclass(frozen=True)
@@ -610,7 +612,7 @@ class Deployment:
                 # states before the experts, reduce-scatter the outputs after them
                 topo = _server_group(d, dpe)
                 for coll in ("all_gather", "reduce_scatter"):
-                    rows.append(_net_row(f"moe_{coll}", H * 2.0 * dpe, layers_moe,
+                    rows.append(_net_row(f"moe_{coll}", coll, H * 2.0 * dpe, layers_moe,
                                          collective_coefficients(coll, topo, arch=d.arch_class)))
             if e.shared_expert_intermediate_size:
                 gemm("shared_up_proj", mats * e.shared_expert_intermediate_size // tp, H, layers_moe)
@@ -646,7 +648,7 @@ class Deployment:
             else:
                 topo, arch = _server_group(d, 2), d.arch_class
             coef = collective_coefficients("send_recv", topo, arch=arch)
-            rows.append(_net_row(f"pp_send_{b}", H * 2.0 / tp, 1.0, coef))
+            rows.append(_net_row(f"pp_send_{b}", "send_recv", H * 2.0 / tp, 1.0, coef))
         self._pack(rows)
 
     def _tp_allreduce_rows(self, bytes_per_token: float, mult: float) -> list:
@@ -668,9 +670,10 @@ class Deployment:
         for name, lo, hi, coef in tp_allreduce_segments(topo, custom=custom, arch=arch):
             if name == "nccl":
                 label = "allreduce_nccl" if p2p_domain or not placed else "allreduce_network"
-                rows.append(_net_row(label, bytes_per_token, mult, coef, lo, hi, floor))
+                rows.append(_net_row(label, "nccl_all_reduce", bytes_per_token, mult, coef, lo, hi, floor))
             else:
-                rows.append(_net_row(f"allreduce_custom_{name.split('/')[1]}", bytes_per_token, mult, coef, lo, hi))
+                rows.append(_net_row(f"allreduce_custom_{name.split('/')[1]}", "custom_all_reduce", bytes_per_token,
+                                     mult, coef, lo, hi))
         return rows
 
     @staticmethod
@@ -705,7 +708,7 @@ class Deployment:
                 coef = np.asarray(net[0], dtype=np.float64)[:_MAX_NET]
                 self._net[i, :len(coef)] = coef
                 self._nnet[i] = len(coef)
-                self.op_param_keys.append("network")
+                self.op_param_keys.append(network_param_key(group))
                 self._kind[i] = kind
                 self._par[i, :len(par)] = par
                 self._mult[i] = mult

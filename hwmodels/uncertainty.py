@@ -40,8 +40,19 @@ QUANTILES = (0.10, 0.90)
 #: Used where neither the entry, its class nor a leave-one-out band exists: +-50% [U].
 WIDE = (math.log(0.5), math.log(1.5), 0)
 FILE_NAME = "uncertainty.json"
-#: The param key of every collective a deployment prices with the alpha-beta model (hwmodels/deployment.py).
+#: The param key of every collective a deployment prices with the alpha-beta model (hwmodels/deployment.py):
+#: ``network:<what>`` per kind of collective (:func:`network_param_key`), each falling back to the pooled
+#: ``network`` band where its kind had too few rows.
 NETWORK_PARAM_KEY = "network"
+#: What a collective row is, as a deployment prices it and validation/network.py groups it.
+NETWORK_KINDS = ("custom_all_reduce", "nccl_all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+
+
+def network_param_key(what: str) -> str:
+    """``network:<what>`` for one of :data:`NETWORK_KINDS`."""
+    if what not in NETWORK_KINDS:
+        raise ValueError(f"unknown collective kind {what!r}; known: {', '.join(NETWORK_KINDS)}")
+    return f"{NETWORK_PARAM_KEY}:{what}"
 
 
 def regime(seconds: float) -> str:
@@ -71,7 +82,8 @@ class ErrorModel:
         if fallback == "class" and op_class in self.extrapolated:
             lo, hi, _ = self.extrapolated[op_class]
             return lo, hi, f"extrapolated:{op_class}"
-        for k in (f"{param_key}|{r}", f"{op_class}|{r}"):
+        pooled = param_key.split(":", 1)[0] if ":" in param_key else param_key
+        for k in (f"{param_key}|{r}", f"{pooled}|{r}", f"{op_class}|{r}"):
             b = self.bands.get(k)
             if b is not None:
                 lo, hi, _ = b

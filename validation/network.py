@@ -784,10 +784,19 @@ def band_fit_rows(table: pd.DataFrame, params: NetworkParams | None = None) -> n
                                                           holdout_fraction=0.5)
 
 
+def network_band_keys(table: pd.DataFrame) -> np.ndarray:
+    """The param key a deployment's row of each collective row's kind carries (``network:<what>``,
+    hwmodels/uncertainty.py ``network_param_key``; :func:`_regime_of` names the kind)."""
+    from llmsim.hwmodels.uncertainty import network_param_key
+
+    return np.array([network_param_key(w.replace(" ", "_")) for w in _regime_of(table)], dtype=object)
+
+
 def fit_network_bands(table: pd.DataFrame, params: NetworkParams | None = None) -> dict:
-    """``{"network|<regime>": (lo, hi, rows)}``: p10 / p90 of ``log(measured / alpha-beta predicted)`` over
-    the rows :func:`band_fit_rows` selects, per regime (hwmodels/uncertainty.py ``regime``), under the
-    param key a deployment's collective rows carry (``NETWORK_PARAM_KEY``)."""
+    """``{"network:<what>|<regime>" and "network|<regime>": (lo, hi, rows)}``: p10 / p90 of
+    ``log(measured / alpha-beta predicted)`` over the rows :func:`band_fit_rows` selects, per regime
+    (hwmodels/uncertainty.py ``regime``), per kind of collective where it has enough rows and pooled
+    (the fallback of a kind without)."""
     from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, fit_bands
 
     params = params if params is not None else default_network_params()
@@ -795,16 +804,17 @@ def fit_network_bands(table: pd.DataFrame, params: NetworkParams | None = None) 
     pred, _ = price(rows, params)
     meas = rows["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
-    key = np.full(int(ok.sum()), NETWORK_PARAM_KEY, dtype=object)
-    bands = fit_bands(np.log(meas[ok] / pred[ok]), key, key, pred[ok])
-    return {k: v for k, v in bands.items() if k.startswith(NETWORK_PARAM_KEY + "|")}
+    kinds = network_band_keys(rows)[ok]
+    pooled = np.full(int(ok.sum()), NETWORK_PARAM_KEY, dtype=object)
+    bands = fit_bands(np.log(meas[ok] / pred[ok]), kinds, pooled, pred[ok])
+    return {k: v for k, v in bands.items() if k.startswith(NETWORK_PARAM_KEY)}
 
 
 def band_coverage(table: pd.DataFrame, params: NetworkParams | None = None, error_model=None) -> dict:
     """Share of the scoring rows (held out of the network fit, not fitting the bands, priced) whose
     measurement lies inside the 80% interval a deployment's collectives get: overall and per regime
     (``what``, :func:`_regime_of`) and size (``< / >= 1 MiB``)."""
-    from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, default_error_model
+    from llmsim.hwmodels.uncertainty import default_error_model
 
     params = params if params is not None else default_network_params()
     em = error_model if error_model is not None else default_error_model()
@@ -815,7 +825,7 @@ def band_coverage(table: pd.DataFrame, params: NetworkParams | None = None, erro
     meas = rows["measured_s"].to_numpy(np.float64)
     ok = np.isfinite(pred) & np.isfinite(meas) & (meas > 0)
     _, fb = param_set_names(rows, params)
-    key = np.full(len(rows), NETWORK_PARAM_KEY, dtype=object)
+    key = network_band_keys(rows)
     lo, hi = em.intervals(pred, key, np.full(len(rows), "collective", dtype=object), fb)
     inside = (meas >= lo) & (meas <= hi)
     size = np.where(rows["message_bytes"].to_numpy(np.float64) >= LARGE_BYTES, ">=1MiB", "<1MiB")
@@ -840,7 +850,7 @@ def write_network_bands(table: pd.DataFrame | None = None, params: NetworkParams
     path = path if path is not None else REPO / "hwmodels" / "data" / "calibration" / FILE_NAME
     old = error_model_from_json(json.loads(path.read_text()), str(path))
     bands = fit_network_bands(table, params)
-    kept = {k: v for k, v in old.bands.items() if not k.startswith(NETWORK_PARAM_KEY + "|")}
+    kept = {k: v for k, v in old.bands.items() if not k.startswith(NETWORK_PARAM_KEY)}
     fit = dict(params.fit or {})
     split = dict(old.split)
     split["network"] = {"salt": str(fit.get("salt", DEFAULT_SALT)) + INTERVAL_SALT_SUFFIX, "fraction_of_held_out": 0.5,

@@ -25,7 +25,7 @@ import pandas as pd
 from llmsim.hwmodels.calibration import Profile, default_profile
 from llmsim.hwmodels.costmodel import OperatorCostModel, PricedRows
 from llmsim.hwmodels.devices import get_device
-from llmsim.hwmodels.uncertainty import NETWORK_PARAM_KEY, ErrorModel, default_error_model
+from llmsim.hwmodels.uncertainty import ErrorModel, default_error_model
 from llmsim.validation.calibrate import DEFAULT_SALT, interval_fit_rows, rows_in_fit
 from llmsim.validation.loaders import load_measurements, split_of
 from llmsim.validation import network as nw
@@ -119,7 +119,7 @@ def _alpha_beta_collectives(table: pd.DataFrame, priced: PricedRows, in_fit: np.
                             network_params=None):
     """``priced`` with its collective rows priced by the alpha-beta model a deployment uses
     (validation/network.py ``price``), and the matching ``rows_in_fit``, band-fit rows and band keys:
-    the network fit's training rows, the rows the network bands were fitted on, ``NETWORK_PARAM_KEY``."""
+    the network fit's training rows, the rows the network bands were fitted on, ``network:<what>``."""
     params = network_params if network_params is not None else nw.default_network_params()
     coll = table["kind"].isin(COLLECTIVE_KINDS).to_numpy()
     configs = nw.row_configs(table)
@@ -135,7 +135,8 @@ def _alpha_beta_collectives(table: pd.DataFrame, priced: PricedRows, in_fit: np.
                         fallback=np.where(coll, fb, old_fb).astype(object))
     in_fit = np.where(coll, nw.rows_in_fit(table, params), in_fit)
     band_rows = np.where(coll, nw.band_fit_rows(table, params), band_rows)
-    band_key = np.where(coll, NETWORK_PARAM_KEY, priced.param_key).astype(object)
+    band_key = priced.param_key.astype(object).copy()
+    band_key[coll] = nw.network_band_keys(table[coll])
     return priced, in_fit, band_rows, band_key
 
 

@@ -130,9 +130,22 @@ def test_a_deployments_collectives_take_the_alpha_beta_models_own_band():
 
     em = default_error_model()
     info = Deployment("llama-3.1-8b", "h100", tp=2, engine="vllm").calibration_info()
-    net_ops = [op for op, key in info["priced_by"].items() if key == NETWORK_PARAM_KEY]
+    net_ops = {op: key for op, key in info["priced_by"].items() if key.startswith(NETWORK_PARAM_KEY + ":")}
     assert net_ops, "a TP2 deployment prices its all-reduces with the alpha-beta model"
+    assert net_ops["allreduce_nccl"] == "network:nccl_all_reduce"
+    assert net_ops["allreduce_custom_one_shot"] == "network:custom_all_reduce"
     for seconds, regime in ((5e-6, "small"), (1e-3, "large")):
-        lo, hi, source = em.band(NETWORK_PARAM_KEY, "collective", seconds)
-        assert source == f"{NETWORK_PARAM_KEY}|{regime}" and lo < 0 < hi
-        assert (lo, hi) != em.bands[f"collective|{regime}"][:2]  # not the kernel-calibrated class's band
+        for key in net_ops.values():
+            lo, hi, source = em.band(key, "collective", seconds)
+            # the kind's own band where it had enough rows, else the pooled alpha-beta band
+            assert source in (f"{key}|{regime}", f"{NETWORK_PARAM_KEY}|{regime}") and lo < hi
+            assert (lo, hi) != em.bands[f"collective|{regime}"][:2]  # not the kernel-calibrated class's band
+    lo, hi, source = em.band("network:nccl_all_reduce", "collective", 1e-3)
+    assert source == "network:nccl_all_reduce|large"
+
+
+def test_an_unknown_collective_kind_is_refused():
+    from llmsim.hwmodels.uncertainty import network_param_key
+
+    with pytest.raises(ValueError, match="unknown collective kind"):
+        network_param_key("broadcast")
