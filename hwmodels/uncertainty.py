@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -114,6 +114,20 @@ class ErrorModel:
                 "measured_devices": sorted(self.measured_devices),
                 "bands": {k: [float(v[0]), float(v[1]), int(v[2])] for k, v in sorted(self.bands.items())},
                 "extrapolated": {k: [float(v[0]), float(v[1]), int(v[2])] for k, v in sorted(self.extrapolated.items())}}
+
+
+def with_network_bands(model: ErrorModel, source: ErrorModel | None) -> ErrorModel:
+    """``model`` with the collective bands (``network|*``, ``network:*``) and ``split.network`` of
+    ``source``: the kernel bands and the network bands are fitted by different commands
+    (``simulate fit-kernels --uncertainty``, ``simulate fit-network --write``), each keeping the other's."""
+    if source is None:
+        return model
+    net = {k: v for k, v in source.bands.items() if k.startswith(NETWORK_PARAM_KEY)}
+    kept = {k: v for k, v in model.bands.items() if not k.startswith(NETWORK_PARAM_KEY)}
+    split = dict(model.split)
+    if "network" in source.split:
+        split["network"] = source.split["network"]
+    return replace(model, bands={**kept, **net}, split=split)
 
 
 def fit_bands(log_ratio: np.ndarray, param_key: np.ndarray, op_class: np.ndarray, seconds: np.ndarray) -> dict:

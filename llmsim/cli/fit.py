@@ -52,11 +52,12 @@ def _fit_kernels(args) -> dict:
     if args.uncertainty:
         import json
 
-        from llmsim.hwmodels.uncertainty import FILE_NAME, default_error_model
+        from llmsim.hwmodels.uncertainty import FILE_NAME, default_error_model, with_network_bands
 
         profile = load_profile(out)
         old = default_error_model() if args.default else None
         model = cal.fit_uncertainty(table, profile, extrapolated=old.extrapolated if old else None)
+        model = with_network_bands(model, old)  # the collective bands are simulate fit-network's
         dest = out.parent / FILE_NAME
         dest.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n")
         print(f"wrote {dest}: {len(model.bands)} bands")
@@ -131,6 +132,10 @@ def cmd_fit_network(args) -> int:
         nw.SHIPPED_YAML.write_text(nw.yaml_text(data))
         default_network_params.cache_clear()
         print(f"wrote {nw.SHIPPED_YAML}", file=sys.stderr)
+        bands = nw.write_network_bands(table, default_network_params())  # residuals of the new parameters
+        cov = nw.band_coverage(table)
+        print(f"wrote {len(bands)} collective error bands; 80% interval coverage on {cov['rows']} held-out "
+              f"collective rows no band saw: {100 * cov['interval_coverage']:.1f}%", file=sys.stderr)
     reports = {}
     for split in ("test", "all"):
         rep = reports[split] = nw.network_report(table, params=params, split=split)
@@ -185,7 +190,8 @@ def add_parsers(sub) -> None:
         x.set_defaults(func=cmd_fit_engine)
     n = sub.add_parser("fit-network", help="fit the alpha-beta collective models on the shipped network "
                                            "measurements (training split)")
-    n.add_argument("--write", action="store_true", help="rewrite hwmodels/data/network_calibration.yaml")
+    n.add_argument("--write", action="store_true", help="rewrite hwmodels/data/network_calibration.yaml and the "
+                                                         "collective error bands in hwmodels/data/calibration/uncertainty.json")
     n.add_argument("--holdout-fraction", type=float, default=None,
                    help="fraction of shapes held out of the fit (default: the shipped split's)")
     n.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -149,3 +149,17 @@ def test_an_unknown_collective_kind_is_refused():
 
     with pytest.raises(ValueError, match="unknown collective kind"):
         network_param_key("broadcast")
+
+
+def test_a_kernel_band_refit_keeps_the_collective_bands_and_their_split():
+    from llmsim.hwmodels.uncertainty import ErrorModel, with_network_bands
+
+    shipped = default_error_model()
+    kernel_only = ErrorModel(bands={"hopper/gemm/bf16|large": (-0.1, 0.1, 40), "network|large": (-9.0, 9.0, 1)},
+                             extrapolated={}, split={"salt": "s"})
+    merged = with_network_bands(kernel_only, shipped)
+    assert merged.bands["hopper/gemm/bf16|large"] == (-0.1, 0.1, 40)
+    net = {k: v for k, v in shipped.bands.items() if k.startswith("network")}
+    assert net and all(merged.bands[k] == v for k, v in net.items())  # the refit's stray network band is replaced
+    assert merged.split["network"] == shipped.split["network"] and merged.split["salt"] == "s"
+    assert with_network_bands(kernel_only, None) is kernel_only
