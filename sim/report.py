@@ -89,8 +89,40 @@ def _s(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}{unit}"
 
 
+def calibration_status(summary: Mapping) -> list[tuple[str, str]]:
+    """(pool label, sentence) on how each pool's costs were calibrated: measured, or EXTRAPOLATED and
+    why (``deployment.calibration`` of a run summary; a disaggregated run: each pool's)."""
+    pools = [("", summary.get("deployment"))] if "deployment" in summary else [
+        ("prefill ", summary.get("prefill_pool")), ("decode ", summary.get("decode_pool"))]
+    out = []
+    for label, dep in pools:
+        cal = (dep or {}).get("calibration")
+        if not cal:
+            continue
+        if not cal.get("extrapolated"):
+            out.append((label, f"measured device ({dep.get('device')}), not extrapolated"))
+            continue
+        why = []
+        if not cal.get("device_class_calibrated"):
+            why.append("its architecture class has no calibration of its own")
+        elif not cal.get("device_measured"):
+            why.append("no kernel measurements of this device")
+        fallback = cal.get("fallback_ops") or {}
+        if fallback:
+            why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
+        out.append((label, f"EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or 'see the JSON'}"))
+    return out
+
+
+def _with_band(summary: Mapping, key: str, text: str, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    band = summary.get(f"{key}_interval")
+    if not band or text == "-":
+        return text
+    return f"{text} [{_s(band[0], '', scale, digits)}, {_s(band[1], unit, scale, digits)}]"
+
+
 def run_header(summary: Mapping, config: Mapping | None) -> list[tuple[str, str]]:
-    """Header rows of a run: model, hardware, plan, engine, workload, rate, SLOs."""
+    """Header rows of a run: model, hardware, plan, engine, workload, rate, SLOs, calibration."""
     cfg = config or {}
     dep = summary.get("deployment")
     rows = []
@@ -125,6 +157,7 @@ def run_header(summary: Mapping, config: Mapping | None) -> list[tuple[str, str]
     if slo.get("tpot_s"):
         targets.append(f"TPOT <= {slo['tpot_s']:g} s")
     rows.append(("SLOs", " and ".join(targets) if targets else "none set (give --ttft-slo / --tpot-slo for goodput)"))
+    rows += [(f"{label}calibration", text) for label, text in calibration_status(summary)]
     return rows
 
 
@@ -140,10 +173,11 @@ def run_headline(summary: Mapping) -> list[tuple[str, str]]:
                   ("time per output token", _s(summary.get("per_token_time_s"), " ms", 1e3)),
                   ("batch end to end", _s(summary.get("e2e_time_s"), " s"))]
     else:
-        cards += [("throughput", _s(summary.get("requests_per_s"), " requests/s")),
-                  ("output tokens/s", _s(summary.get("throughput_output_tok_s"), "", 1.0, 4)),
-                  ("TTFT p99", _s(summary.get("ttft_p99_s"), " s")),
-                  ("TPOT p99", _s(summary.get("tpot_p99_s"), " ms", 1e3))]
+        cards += [("throughput", _with_band(summary, "requests_per_s", _s(summary.get("requests_per_s"), " requests/s"))),
+                  ("output tokens/s", _with_band(summary, "throughput_output_tok_s",
+                                                 _s(summary.get("throughput_output_tok_s"), "", 1.0, 4), "", 1.0, 4)),
+                  ("TTFT p99", _with_band(summary, "ttft_p99_s", _s(summary.get("ttft_p99_s"), " s"), " s")),
+                  ("TPOT p99", _with_band(summary, "tpot_p99_s", _s(summary.get("tpot_p99_s"), " ms", 1e3), " ms", 1e3))]
     cards.append(("energy per output token", _s(summary.get("energy_per_token_j"), " J")))
     return cards
 
@@ -195,13 +229,16 @@ def write_report(path: str | Path, summary: dict, records: dict | None, tracer=N
                                          name=f"replica {r}"))
             f_dec.add_trace(go.Scattergl(x=start[sel], y=dec[sel], mode="lines", name=f"replica {r}"))
         figures += [("Prefill work per iteration", f_pre), ("Decode batch per iteration", f_dec)]
-    table = {k: summary[k] for k in _KEYS if k in summary}
+    table = {k: (f"{_fmt(summary[k])} [{_fmt(summary[k + '_interval'][0])}, {_fmt(summary[k + '_interval'][1])}]"
+                 if summary.get(k + "_interval") else summary[k]) for k in _KEYS if k in summary}
     for k in ("goodput_requests_per_s", "slo_attainment"):
         if k in summary:
             table = {k: summary[k], **table}
     details = {k: v for k, v in summary.items() if isinstance(v, dict)}
+    scope = summary.get("interval_scope")
+    note = f"[lo, hi] beside a figure: its 80% interval, {scope}." if scope else ""
     page = html_page(title, run_header(summary, config), run_headline(summary), figures, table=table,
-                     details=details)
+                     details=details, note=note)
     path = Path(path)
     path.write_text(page, encoding="utf-8")
     return path

@@ -65,3 +65,21 @@ def test_the_report_renders_in_a_headless_browser(report, tmp_path):
                           "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert out.stdout.count("class=\"main-svg\"") >= 5  # plotly drew every figure
+
+
+def test_the_header_says_how_the_costs_were_calibrated_and_figures_carry_their_interval(report):
+    header = report[report.index("<table class='header'>"):report.index("</table>")]
+    assert "measured device (h100-sxm), not extrapolated" in header
+    assert "80% interval" in report and "kernel time only" in report
+    ttft_card = re.search(r"<div class='v'>([^<]*)</div><div class='k'>TTFT p99</div>", report).group(1)
+    assert re.fullmatch(r"[0-9.e+-]+ s \[[0-9.e+-]+, [0-9.e+-]+ s\]", ttft_card), ttft_card
+
+
+def test_an_extrapolated_device_is_flagged_in_the_report(tmp_path):
+    path = tmp_path / "l40s.html"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["run", "--model", "llama-3.1-8b", "--device", "l40s", "--tp", "1", "--workload", "azure-code",
+                     "--num-requests", "10", "--report", str(path)]) == 0
+    header = path.read_text()
+    header = header[header.index("<table class='header'>"):header.index("</table>")]
+    assert "EXTRAPOLATED for l40s" in header and "no kernel measurements of this device" in header

@@ -172,26 +172,10 @@ def cmd_run(args) -> int:
 def calibration_lines(summary: dict) -> list[str]:
     """The text output's lines on how each pool's costs were calibrated: extrapolated or not, and why
     (``deployment.calibration`` of the JSON; a disaggregated run: each pool's)."""
-    pools = [("", summary.get("deployment"))] if "deployment" in summary else [
-        ("prefill ", summary.get("prefill_pool")), ("decode ", summary.get("decode_pool"))]
-    out = []
-    for label, dep in pools:
-        cal = (dep or {}).get("calibration")
-        if not cal:
-            continue
-        if not cal.get("extrapolated"):
-            out.append(f"  {label + 'calibration':26s} measured device ({dep.get('device')}), not extrapolated")
-            continue
-        why = []
-        if not cal.get("device_class_calibrated"):
-            why.append("its architecture class has no calibration of its own")
-        elif not cal.get("device_measured"):
-            why.append("no kernel measurements of this device")
-        fallback = cal.get("fallback_ops") or {}
-        if fallback:
-            why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
-        out.append(f"  {label + 'calibration':26s} EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or 'see --json'}")
-    return out
+    from llmsim.sim.report import calibration_status
+
+    return [f"  {label + 'calibration':26s} {text.replace('see the JSON', 'see --json')}"
+            for label, text in calibration_status(summary)]
 
 
 TRACE_FORMAT = """\
