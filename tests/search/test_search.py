@@ -7,7 +7,7 @@ import json
 import pytest
 
 from llmsim.search import SearchSpace, SLOTarget, WorkloadSpec, explore, run_search, run_sizing
-from llmsim.search.evaluate import Context, simulate_at
+from llmsim.search.evaluate import Context, goodput, simulate_at
 from llmsim.search.feasibility import check
 from llmsim.search.space import Candidate, load_space
 from llmsim.search.store import ResultStore
@@ -174,3 +174,25 @@ def test_cli_size_json(capsys):
     for k in ("device", "tp", "pp", "quant", "scheduler", "replicas", "usd_per_hour", "goodput_rps"):
         assert b[k] is not None
     assert b["usd_per_hour"] == pytest.approx(3.0 * b["replicas"])  # the shipped H100 on-demand rate
+
+
+def test_a_pessimistic_slo_judges_the_upper_end_of_each_interval():
+    summary = {"ttft_p99_s": 0.8, "ttft_p99_s_interval": [0.7, 1.2], "tpot_p99_s": 0.02,
+               "tpot_p99_s_interval": [0.018, 0.03]}
+    assert not SLOTarget(ttft_s=1.0, tpot_s=0.05).violations(summary)
+    miss = SLOTarget(ttft_s=1.0, tpot_s=0.05, pessimistic=True).violations(summary)
+    assert miss == ["upper end of the 80% interval of TTFT p99 1.2 s > 1 s"]
+    assert not SLOTarget(ttft_s=1.0, pessimistic=True).violations({"ttft_p99_s": 0.8})  # no interval: the estimate
+    with pytest.raises(ConfigError, match="pessimistic"):
+        SLOTarget(ttft_s=1.0, pessimistic="yes")
+
+
+def test_pessimistic_goodput_is_no_higher_than_the_estimate():
+    cand = Candidate("h100", 1, 1, 1, "bf16", "auto", 1, "sarathi", 256, 2048)
+    wl = WorkloadSpec(name="azure-conv", num_requests=60)
+    got = {}
+    for pessimistic in (False, True):
+        slo = SLOTarget(ttft_s=0.5, tpot_s=0.02, pessimistic=pessimistic)
+        ctx = Context(model="llama-3.1-8b", workload=wl, slo=slo, goodput=True, goodput_tol=0.1)
+        got[pessimistic], _, _ = goodput(cand, ctx, 4.0)
+    assert 0 < got[True] <= got[False]
