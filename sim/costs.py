@@ -102,3 +102,27 @@ class ToyCost:
         # Same operations in the same order as ``iteration`` so both agree to the last bit.
         t = (self.overhead_s + self.decode_seq_s * n_dec + self.decode_ctx_token_s * ctx_sum + (0.0 + 0.0))
         return t, self.power_w * t
+
+
+class ScaledCost:
+    """``inner`` with every iteration's time and energy multiplied by ``factor``: the replica's costs at
+    one end of an error band (a run simulated there shows how queueing amplifies the band). It has
+    ``iteration`` and ``decode_run`` only, so the replica sums decode runs itself; other attributes
+    are the inner model's."""
+
+    def __init__(self, inner, factor: float):
+        self.inner = inner
+        self.factor = float(factor)
+
+    def iteration(self, prefill_lens, prefill_offsets, decode_ctx) -> tuple[float, float]:
+        t, e = self.inner.iteration(prefill_lens, prefill_offsets, decode_ctx)
+        return t * self.factor, e * self.factor
+
+    def decode_run(self, decode_ctx, steps: int):
+        t, e = self.inner.decode_run(decode_ctx, steps)
+        return t * self.factor, e * self.factor
+
+    def __getattr__(self, name: str):
+        if name in ("decode_run_sums", "inner", "factor"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)

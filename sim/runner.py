@@ -353,13 +353,15 @@ class ProgressTracer:
 
 
 def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace=None,
-        progress=None, built=None) -> RunOutput:
+        progress=None, built=None, simulated_intervals: bool = False) -> RunOutput:
     """Run ``cfg``: a static batch, a disaggregated cluster, or DP replicas behind the router.
     ``tracer``: records the iterations (default: a :class:`~llmsim.sim.trace.ChromeTracer` when the
     output section asks for a Chrome trace or a report); ``trace``: requests to serve instead of the
     workload section's, as :func:`assemble` takes. ``progress``: ``progress(simulated_s, iterations)``
     called every 512 iterations (a :class:`ProgressTracer`); it does not change results. ``built``:
-    called with no arguments once the run is built (deployments, requests), before it simulates."""
+    called with no arguments once the run is built (deployments, requests), before it simulates.
+    ``simulated_intervals``: a serving run's intervals come from two more runs at the ends of the
+    cost band (:func:`run_built`), queueing included."""
     from llmsim.sim.trace import ChromeTracer
 
     o = cfg.output
@@ -373,7 +375,7 @@ def run(cfg: RunConfig, *, keep_requests: bool | None = None, tracer=None, trace
         parts = assemble(cfg, trace=trace)
         if built is not None:
             built()
-        out = run_built(parts, keep_requests=want_records, tracer=hook)
+        out = run_built(parts, keep_requests=want_records, tracer=hook, simulated_intervals=simulated_intervals)
     return out if progress is None else replace(out, tracer=tracer)
 
 
@@ -490,8 +492,11 @@ def _with_dp_ep(cfg: RunConfig, deployments: list, dp_ep: int) -> list:
     return [made[id(d)] for d in deployments]
 
 
-def run_built(built: Built, *, keep_requests: bool = False, tracer=None) -> RunOutput:
-    """Run what :func:`assemble` built; ``summary`` as ``simulate run --json`` reports it."""
+def run_built(built: Built, *, keep_requests: bool = False, tracer=None, simulated_intervals: bool = False) -> RunOutput:
+    """Run what :func:`assemble` built; ``summary`` as ``simulate run --json`` reports it.
+    ``simulated_intervals`` (serving runs): the ``*_interval`` figures come from the same run
+    simulated twice more, every iteration's cost scaled to the low and the high end of the
+    deployment's band (``Deployment.time_band``), so they include how queueing amplifies it."""
     if built.static:
         return _run_static(built, tracer)
     from llmsim.sim.cluster import simulate
@@ -499,7 +504,46 @@ def run_built(built: Built, *, keep_requests: bool = False, tracer=None) -> RunO
     cfg, layout, trace = built.config, built.layout, built.trace
     result = simulate(trace, built.replicas, built.cost_models, router=built.router, seed=cfg.seed,
                       keep_requests=keep_requests, slo=slo_of(cfg), tracer=tracer)
-    return RunOutput(serving_summary(built, result, len(trace)), result, tracer, False)
+    summary = serving_summary(built, result, len(trace))
+    dep = layout.deployments[0]
+    if simulated_intervals and hasattr(dep, "time_band"):
+        summary.update(_simulated_intervals(built, summary, dep.time_band()))
+    return RunOutput(summary, result, tracer, False)
+
+
+#: what the ``*_interval`` figures cover when the run was simulated at both ends of the band
+SIMULATED_INTERVAL_SCOPE = ("simulated: the run repeated with every iteration's time and energy scaled to the low "
+                            "and the high end of the 80% band of the calibration's iteration-time error "
+                            "(hwmodels/uncertainty.py; operator errors taken as fully correlated), so queueing "
+                            "under load is included")
+
+
+def _simulated_intervals(built: Built, summary: dict, band: tuple[float, float]) -> dict:
+    """``<metric>_interval`` of a serving summary from two runs at the band's ends (latencies: the low
+    end's figure to the high end's; rates: the other way round), and ``interval_scope``."""
+    from llmsim.hwmodels.uncertainty import LATENCY_KEYS, RATE_KEYS
+    from llmsim.sim.cluster import simulate
+    from llmsim.sim.costs import ScaledCost
+
+    ends = []
+    for factor in band:
+        wrapped: dict[int, ScaledCost] = {}
+        models = [wrapped.setdefault(id(m), ScaledCost(m, factor)) for m in built.cost_models]
+        res = simulate(built.trace, built.replicas, models, router=built.router, seed=built.config.seed,
+                       keep_requests=False, slo=slo_of(built.config))
+        ends.append(res.summary)
+    lo_run, hi_run = ends
+    out = {}
+    for k in LATENCY_KEYS:
+        a, b = lo_run.get(k), hi_run.get(k)
+        if k in summary and isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
+            out[f"{k}_interval"] = [float(min(a, b)), float(max(a, b))]
+    for k in RATE_KEYS:
+        a, b = hi_run.get(k), lo_run.get(k)
+        if k in summary and isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
+            out[f"{k}_interval"] = [float(min(a, b)), float(max(a, b))]
+    out["interval_scope"] = SIMULATED_INTERVAL_SCOPE
+    return out
 
 
 def serving_summary(built: Built, result, requests: int) -> dict:

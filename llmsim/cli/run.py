@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
         warn("run", message)
     with run_bar() as bar:
         out = run(cfg, progress=(lambda t, n: bar.update(t, note=f"{n:,} iterations")) if bar.enabled else None,
-                  built=start_work)
+                  built=start_work, simulated_intervals=getattr(args, "simulated_intervals", False))
     if out.static and not out.summary.get("fits_in_one_batch", True):
         dep = out.summary["deployment"]
         warn("run", f"the static batch ({cfg.static_batch.batch_size} x {cfg.static_batch.prompt_tokens} + "
@@ -163,7 +163,10 @@ def cmd_run(args) -> int:
                 print(f"  {k:26s} {_fmt_value(shown[k])}"
                       + (f"  [{_fmt_value(band[0])}, {_fmt_value(band[1])}]" if band else ""))
         if any(f"{k}_interval" in summary for k in keys):
-            print("  [lo, hi]: 80% interval of kernel time only (queueing amplification under load not included)")
+            if str(summary.get("interval_scope", "")).startswith("simulated"):
+                print("  [lo, hi]: 80% interval, simulated at both ends of the cost band (queueing included)")
+            else:
+                print("  [lo, hi]: 80% interval of kernel time only (queueing amplification under load not included)")
         for line in calibration_lines(summary):
             print(line)
     return 0
@@ -321,4 +324,7 @@ def add_parser(sub) -> None:
     g.add_argument("--out", metavar="FILE", help="per-request records (.csv or .parquet)")
     g.add_argument("--chrome-trace", metavar="FILE", help="Perfetto/Chrome trace of iterations per replica (JSON)")
     g.add_argument("--report", metavar="FILE", help="self-contained HTML report (plotly.js embedded)")
+    g.add_argument("--simulated-intervals", action="store_true",
+                   help="serving runs: take each figure's 80%% interval from two more runs with every iteration's "
+                        "cost at the band's low and high end, so queueing is included (three runs' time)")
     r.set_defaults(func=cmd_run, starts_work=True)  # cmd_run calls start_work once the run is built
