@@ -55,6 +55,12 @@ class SchedulerConfig:
             raise ConfigError(f"max_num_seqs must be an int >= 1, got {self.max_num_seqs!r}")
         if not (isinstance(self.max_num_batched_tokens, int) and self.max_num_batched_tokens >= 1):
             raise ConfigError(f"max_num_batched_tokens must be an int >= 1, got {self.max_num_batched_tokens!r}")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            # every running request may decode in one iteration; vLLM refuses this configuration too
+            # (vllm/config/scheduler.py SchedulerConfig._verify_args)
+            raise ConfigError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                              f"({self.max_num_seqs}), as vLLM requires: raise --max-batched-tokens or lower "
+                              f"--max-batch-size")
 
 
 class ReplicaView:

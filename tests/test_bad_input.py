@@ -41,6 +41,7 @@ CASES = [
     ("run --engine vlm", "unknown engine 'vlm'; did you mean 'vllm-v1'", 2),
     (f"run --workload nope {M}", "unknown workload 'nope'; did you mean", 2),
     (f"run --scheduler nope {M}", "unknown scheduler 'nope'; known: vllm, sarathi", 2),
+    (f"run --max-batch-size 512 --max-batched-tokens 256 {M}", "max_num_batched_tokens (256) must be >= max_num_seqs (512)", 2),
     (f"run --router nope {M}", "unknown router 'nope'; known: round-robin", 2),
     (f"run --quant nope {M}", "unknown quantization format 'nope'; known: fp32, bf16", 2),
     (f"run --kv-dtype nope {M}", "unknown KV-cache dtype 'nope'", 2),

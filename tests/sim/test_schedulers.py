@@ -104,3 +104,21 @@ def test_ties_break_by_priority_then_arrival_then_index(policy):
     reqs = [Request(5, 1.0, 10, 5), Request(3, 1.0, 10, 5), Request(9, 0.5, 10, 5, priority=1)]
     b = s.schedule(view(reqs, ()))
     assert [r.index for r in b.prefill] == [3]
+
+
+def test_a_token_budget_below_max_num_seqs_is_refused_as_vllm_refuses_it():
+    import contextlib
+    import io
+
+    from llmsim.cli import main
+    from llmsim.sim.schedulers import SchedulerConfig
+    from llmsim.workloads.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_num_batched_tokens \(8\) must be >= max_num_seqs \(9\)"):
+        SchedulerConfig(max_num_seqs=9, max_num_batched_tokens=8)
+    SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=8)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["run", "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--num-requests", "5",
+                   "--max-batch-size", "512", "--max-batched-tokens", "256"])
+    assert rc == 2 and "raise --max-batched-tokens or lower --max-batch-size" in err.getvalue()

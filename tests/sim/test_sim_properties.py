@@ -22,12 +22,13 @@ def workloads(draw, max_n=30):
 
 @st.composite
 def replica_configs(draw):
+    seqs = draw(st.integers(1, 16))
     return ReplicaConfig(
         kv_blocks=draw(st.integers(4, 60)), block_size=draw(st.sampled_from([1, 8, 16])),
         watermark_fraction=draw(st.sampled_from([0.0, 0.1])),
-        scheduler=SchedulerConfig(policy=draw(st.sampled_from(SCHEDULERS.names())),
-                                  max_num_seqs=draw(st.integers(1, 16)),
-                                  max_num_batched_tokens=draw(st.sampled_from([8, 100, 2048]))))
+        scheduler=SchedulerConfig(policy=draw(st.sampled_from(SCHEDULERS.names())), max_num_seqs=seqs,
+                                  # a token budget below max_num_seqs is refused, as vLLM refuses it
+                                  max_num_batched_tokens=draw(st.sampled_from([t for t in (8, 100, 2048) if t >= seqs]))))
 
 
 @settings(max_examples=200, deadline=None)
