@@ -89,9 +89,10 @@ def _s(v, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
     return f"{v * scale:.{digits}g}{unit}"
 
 
-def calibration_status(summary: Mapping) -> list[tuple[str, str]]:
+def calibration_status(summary: Mapping, details: str = "see the JSON") -> list[tuple[str, str]]:
     """(pool label, sentence) on how each pool's costs were calibrated: measured, or EXTRAPOLATED and
-    why (``deployment.calibration`` of a run summary; a disaggregated run: each pool's)."""
+    why (``deployment.calibration`` of a run summary; a disaggregated run: each pool's); ``details``:
+    where the reader finds more when no reason is known."""
     pools = [("", summary.get("deployment"))] if "deployment" in summary else [
         ("prefill ", summary.get("prefill_pool")), ("decode ", summary.get("decode_pool"))]
     out = []
@@ -110,7 +111,7 @@ def calibration_status(summary: Mapping) -> list[tuple[str, str]]:
         fallback = cal.get("fallback_ops") or {}
         if fallback:
             why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
-        out.append((label, f"EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or 'see the JSON'}"))
+        out.append((label, f"EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or details}"))
     return out
 
 

@@ -519,8 +519,9 @@ SIMULATED_INTERVAL_SCOPE = ("simulated: the run repeated with every iteration's 
 
 
 def _simulated_intervals(built: Built, summary: dict, band: tuple[float, float]) -> dict:
-    """``<metric>_interval`` of a serving summary from two runs at the band's ends (latencies: the low
-    end's figure to the high end's; rates: the other way round), and ``interval_scope``."""
+    """``<metric>_interval`` of a serving summary from two runs at the band's ends (each figure's lower
+    and higher value of the two: a latency's low end comes from the fast run, a rate's from the slow
+    one), and ``interval_scope``."""
     from llmsim.hwmodels.uncertainty import LATENCY_KEYS, RATE_KEYS
     from llmsim.sim.cluster import simulate
     from llmsim.sim.costs import ScaledCost
@@ -532,16 +533,11 @@ def _simulated_intervals(built: Built, summary: dict, band: tuple[float, float])
         res = simulate(built.trace, built.replicas, models, router=built.router, seed=built.config.seed,
                        keep_requests=False, slo=slo_of(built.config))
         ends.append(res.summary)
-    lo_run, hi_run = ends
     out = {}
-    for k in LATENCY_KEYS:
-        a, b = lo_run.get(k), hi_run.get(k)
-        if k in summary and isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
-            out[f"{k}_interval"] = [float(min(a, b)), float(max(a, b))]
-    for k in RATE_KEYS:
-        a, b = hi_run.get(k), lo_run.get(k)
-        if k in summary and isinstance(a, (int, float)) and isinstance(b, (int, float)) and math.isfinite(a) and math.isfinite(b):
-            out[f"{k}_interval"] = [float(min(a, b)), float(max(a, b))]
+    for k in LATENCY_KEYS + RATE_KEYS:
+        pair = [e.get(k) for e in ends]
+        if k in summary and all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair):
+            out[f"{k}_interval"] = [float(min(pair)), float(max(pair))]
     out["interval_scope"] = SIMULATED_INTERVAL_SCOPE
     return out
 

@@ -169,12 +169,19 @@ def load_run(path: str | Path) -> Run:
 
 def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = False):
     """The simulated :class:`~llmsim.sim.cluster.SimResult` of ``run`` (``engine`` default: its vLLM
-    version), built as ``simulate run`` builds a run: ``dp`` replicas (DP + EP groups of ``dp`` ranks
-    when the run enabled expert parallelism) behind vLLM's least-outstanding router, the run's
-    limits and KV blocks (else its ``gpu_memory_utilization``)."""
+    version), as :func:`build_run` builds it."""
+    from llmsim.sim.runner import run_built
+
+    return run_built(build_run(run, engine=engine, profile=profile), keep_requests=keep_requests).result
+
+
+def build_run(run: Run, *, engine=None, profile=None):
+    """``run`` assembled (:func:`llmsim.sim.runner.assemble`) as ``simulate run`` builds a run: ``dp``
+    replicas (DP + EP groups of ``dp`` ranks when the run enabled expert parallelism) behind vLLM's
+    least-outstanding router, the run's limits and KV blocks (else its ``gpu_memory_utilization``)."""
     from llmsim.hwmodels.engines import get_engine
     from llmsim.sim.config import config_from_dict
-    from llmsim.sim.runner import assemble, run_built
+    from llmsim.sim.runner import assemble
     from llmsim.workloads.traces import RequestTrace
 
     eng = get_engine(engine if engine is not None else f"vllm=={run.vllm_version}")
@@ -190,8 +197,7 @@ def simulate_run(run: Run, *, engine=None, profile=None, keep_requests: bool = F
     prefix = private_prefixes(run.prompt_tokens, run.block_size) if caching else None
     trace = RequestTrace(run.arrival_s.copy(), run.prompt_tokens.copy(), run.output_tokens.copy(),
                          np.arange(len(run.arrival_s)), run.name, prefix=prefix)
-    built = assemble(cfg, trace=trace, kv_blocks=run.num_gpu_blocks, dp_ep=group)
-    return run_built(built, keep_requests=keep_requests).result
+    return assemble(cfg, trace=trace, kv_blocks=run.num_gpu_blocks, dp_ep=group)
 
 
 def private_prefixes(prompt_tokens: np.ndarray, block_size: int):

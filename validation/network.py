@@ -28,7 +28,6 @@ Score: ``network_report(table, split="all"|"test"|"train")``. Compare with the k
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
@@ -843,20 +842,19 @@ def write_network_bands(table: pd.DataFrame | None = None, params: NetworkParams
     ``split.network``. Returns the bands. ``python -m llmsim.validation.network --bands``."""
     import json
 
-    from llmsim.hwmodels.uncertainty import FILE_NAME, NETWORK_PARAM_KEY, default_error_model, error_model_from_json
+    from llmsim.hwmodels.uncertainty import (FILE_NAME, ErrorModel, default_error_model, error_model_from_json,
+                                             with_network_bands)
 
     params = params if params is not None else default_network_params()
     table = table if table is not None else _shipped_table()
     path = path if path is not None else REPO / "hwmodels" / "data" / "calibration" / FILE_NAME
     old = error_model_from_json(json.loads(path.read_text()), str(path))
     bands = fit_network_bands(table, params)
-    kept = {k: v for k, v in old.bands.items() if not k.startswith(NETWORK_PARAM_KEY)}
     fit = dict(params.fit or {})
-    split = dict(old.split)
-    split["network"] = {"salt": str(fit.get("salt", DEFAULT_SALT)) + INTERVAL_SALT_SUFFIX, "fraction_of_held_out": 0.5,
+    split = {"network": {"salt": str(fit.get("salt", DEFAULT_SALT)) + INTERVAL_SALT_SUFFIX, "fraction_of_held_out": 0.5,
                         "of": "rows held out of the network fit (hwmodels/data/network_calibration.yaml fit block, "
-                              f"fitted {fit.get('date', '?')})", "command": "python -m llmsim.validation.network --bands"}
-    model = dataclasses.replace(old, bands={**kept, **bands}, split=split)
+                              f"fitted {fit.get('date', '?')})", "command": "python -m llmsim.validation.network --bands"}}
+    model = with_network_bands(old, ErrorModel(bands=bands, extrapolated={}, split=split))
     path.write_text(json.dumps(model.to_json(), indent=1, sort_keys=True) + "\n")
     default_error_model.cache_clear()
     return bands

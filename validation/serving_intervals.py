@@ -11,33 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from llmsim.validation import llmservingsim as lss
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "data" / "serving" / "llmservingsim_vllm019"
 METRICS = ("ttft_mean_s", "tpot_mean_s", "e2e_mean_s")
-
-
-def _built(run):
-    from llmsim.hwmodels.engines import get_engine
-    from llmsim.sim.config import config_from_dict
-    from llmsim.sim.runner import assemble
-    from llmsim.workloads.traces import RequestTrace
-
-    eng = get_engine(f"vllm=={run.vllm_version}")
-    group = run.dp if run.ep else 1
-    caching = eng.prefix_caching if run.prefix_caching is None else bool(run.prefix_caching)
-    cfg = config_from_dict({
-        "deployment": {"model": run.model, "device": run.device, "tp": run.tp, "dp": run.dp // group, "engine": eng},
-        "serving": {"max_batch_size": run.max_num_seqs, "max_batched_tokens": run.max_num_batched_tokens,
-                    "block_size": run.block_size, "gpu_memory_utilization": run.gpu_memory_utilization,
-                    "prefix_caching": caching},
-        "cluster": {"router": "least-outstanding"}})
-    prefix = lss.private_prefixes(run.prompt_tokens, run.block_size) if caching else None
-    trace = RequestTrace(run.arrival_s.copy(), run.prompt_tokens.copy(), run.output_tokens.copy(),
-                         np.arange(len(run.arrival_s)), run.name, prefix=prefix)
-    return assemble(cfg, trace=trace, kv_blocks=run.num_gpu_blocks, dp_ep=group)
 
 
 def interval_report(folder: str | Path = DEFAULT_FOLDER) -> list[dict]:
@@ -48,8 +25,8 @@ def interval_report(folder: str | Path = DEFAULT_FOLDER) -> list[dict]:
     rows = []
     for path in lss.find_runs(folder):
         run = lss.load_run(path)
-        kern = run_built(_built(run)).summary
-        simd = run_built(_built(run), simulated_intervals=True).summary
+        kern = run_built(lss.build_run(run)).summary
+        simd = run_built(lss.build_run(run), simulated_intervals=True).summary
         for k in METRICS:
             m = float(run.measured[k])
             a, b = kern[f"{k}_interval"]

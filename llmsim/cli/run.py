@@ -177,8 +177,7 @@ def calibration_lines(summary: dict) -> list[str]:
     (``deployment.calibration`` of the JSON; a disaggregated run: each pool's)."""
     from llmsim.sim.report import calibration_status
 
-    return [f"  {label + 'calibration':26s} {text.replace('see the JSON', 'see --json')}"
-            for label, text in calibration_status(summary)]
+    return [f"  {label + 'calibration':26s} {text}" for label, text in calibration_status(summary, "see --json")]
 
 
 TRACE_FORMAT = """\
