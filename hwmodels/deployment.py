@@ -80,6 +80,8 @@ GEMM_MAX_ROWS = 8192.0
 _EMPTY_I64 = np.zeros(0, np.int64)
 #: Rows of a deployment's remembered decode-attention prices (a power of two; 7 float64 each).
 _ATTN_MEMO_ROWS = 1 << 16
+#: Row counts (tokens or sequences) whose per-operator prices a deployment's ``iteration`` remembers.
+_BY_ROWS = 8193
 
 
 @dataclass(frozen=True)
@@ -238,19 +240,40 @@ def _batch_size(prefill_lens, decode_ctx):
 @njit(cache=True)
 def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
                       op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range,
-                      op_time):
-    """Seconds and joules of one iteration; per-op seconds (already multiplied) into ``op_time``."""
+                      op_time, by_rows, by_rows_have):
+    """(seconds, joules, tokens) of one iteration; per-op seconds (already multiplied) into ``op_time``.
+
+    Every operator but attention is priced by its row count alone (the batch's tokens, or its
+    sequences for the ``_SEQS`` kinds), so ``by_rows[m, o]`` remembers (seconds, joules) of operator
+    ``o`` at ``m`` rows once ``by_rows_have[m, o]`` is set (a remembered price is the same bits as a
+    fresh one); row counts past the table are priced each call."""
     tokens, seqs = _batch_size(prefill_lens, decode_ctx)
     total_t = 0.0
     total_e = 0.0
+    cap = by_rows_have.shape[0]
     for o in range(op_cls.size):
-        t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
-                        op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape,
-                        op_range)
+        kind = op_kind[o]
+        if kind == _ATTN_PREFILL or kind == _ATTN_DECODE:
+            t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
+                            op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape,
+                            op_range)
+        else:
+            m = int(seqs) if kind == _GEMM_SEQS or kind == _EW_SEQS else int(tokens)
+            if m < cap and by_rows_have[m, o] != 0:
+                t = by_rows[m, o, 0]
+                e = by_rows[m, o, 1]
+            else:
+                t, e = _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par,
+                                op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+                                shape, op_range)
+                if m < cap:
+                    by_rows[m, o, 0] = t
+                    by_rows[m, o, 1] = e
+                    by_rows_have[m, o] = 1
         op_time[o] = t
         total_t += t
         total_e += e
-    return total_t, total_e
+    return total_t, total_e, tokens
 
 
 @njit(cache=True, inline="always")
@@ -481,6 +504,8 @@ class Deployment:
         self._by_size = np.zeros((0, len(self.op_names), 2))
         self._by_size_have = np.zeros(0, np.uint8)
         self._attn_memo = None  # decode_run's remembered decode-attention prices (allocated at first use)
+        self._by_rows = None  # iteration's remembered prices of the row-count operators (allocated at first use)
+        self._by_rows_have = None
 
     # -- plan ---------------------------------------------------------------------------------
     def _check_plan(self) -> None:
@@ -831,11 +856,16 @@ class Deployment:
         seqs = n_p + decode_ctx.size
         if seqs == 0:
             return 0.0, 0.0
-        g, e = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
-                                 self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                 self._net, self._nnet, scratch, shape, self._range, op_time)
+        by_rows = self._by_rows
+        if by_rows is None:
+            by_rows = self._by_rows = np.zeros((_BY_ROWS, self._cls.size, 2))
+            self._by_rows_have = np.zeros((_BY_ROWS, self._cls.size), np.uint8)
+        g, e, tokens = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
+                                         self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
+                                         self._net, self._nnet, scratch, shape, self._range, op_time, by_rows,
+                                         self._by_rows_have)
         if self._piecewise:
-            tokens = int(prefill_lens.sum()) + decode_ctx.size if n_p else seqs
+            tokens = int(tokens)
             if tokens > self._graph_max:
                 launch = self._launch_s  # eager (compiled) step: every layer launched from the host
             elif n_p or not self._full_decode:
