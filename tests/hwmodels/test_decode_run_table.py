@@ -48,3 +48,29 @@ def test_decode_run_sums_are_the_running_sums_of_decode_run(kw):
     ends, spent = dep.decode_run_sums(ctx, 11, 12.5, 3.0e4)
     assert ends.tolist() == np.add.accumulate(np.concatenate(([12.5], t)))[1:].tolist()
     assert spent.tolist() == np.add.accumulate(np.concatenate(([3.0e4], e)))[1:].tolist()
+
+
+@pytest.mark.parametrize("kw", [dict(model="llama-3.1-8b", tp=2, engine="vllm"),
+                                dict(model="mixtral-8x7b", tp=2, engine="kernels"),
+                                dict(model="llama-2-70b", tp=8, engine="vllm-0.2")])
+def test_remembered_row_prices_equal_fresh_ones(kw):
+    """``iteration`` remembers the row-count operators' prices by rows (``_iteration_kernel``
+    ``by_rows``); mixed batches, repeated row counts and counts past the table price exactly as a
+    deployment that remembers nothing."""
+    model = kw.pop("model")
+    warm = Deployment(model, "h100", **kw)
+    fresh = Deployment(model, "h100", **kw)
+    fresh.iteration(E, E, np.array([1], np.int64))
+    n_ops = fresh._cls.size
+    fresh._by_rows, fresh._by_rows_have = np.zeros((0, n_ops, 2)), np.zeros((0, n_ops), np.uint8)
+    rng = np.random.default_rng(11)
+    batches = []
+    for _ in range(40):
+        p = rng.integers(1, 3000, rng.integers(0, 3)).astype(np.int64)
+        batches.append((p, rng.integers(0, 500, p.size).astype(np.int64),
+                        rng.integers(1, 4000, rng.integers(0 if p.size else 1, 40)).astype(np.int64)))
+    batches += batches[:10] + [(np.array([9000], np.int64), np.array([0], np.int64), E)]
+    for p, o, d in batches:
+        assert warm.iteration(p, o, d) == fresh.iteration(p, o, d)
+        assert warm.cost(p, o, d) == fresh.cost(p, o, d)
+    assert warm._by_rows_have.any() and fresh._by_rows_have.size == 0
