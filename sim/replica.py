@@ -154,7 +154,8 @@ class Replica:
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
-                 "prompt_tokens_admitted", "hit_tokens", "_prices")
+                 "prompt_tokens_admitted", "hit_tokens", "_prices", "_lead", "_lead_held", "_run_decode", "_lead_end", "_lead_energy",
+                 "_idle_cap")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None, prices: dict | None = None):
@@ -190,6 +191,16 @@ class Replica:
         self._fuse = config.fuse_decode
         self._steady = bool(getattr(self.scheduler, "steady_decode", False))
         self._max_steps = config.max_fused_steps
+        #: S6 of the scheduler (None: no promise), and whether a batch may run on into its decodes
+        self._idle_cap = getattr(self.scheduler, "idle_decode_cap", None) if self._fuse and self._steady else None
+        #: 1 while the planned run starts with a prefill step (``_plan_lead``): then ``_run_ctx`` is
+        #: the context at the first decode step, ``_run_decode`` that step's batch and ``_lead_held``
+        #: the blocks its requests hold after the prefill step
+        self._lead = 0
+        self._lead_held = 0
+        self._run_decode: list[Request] | None = None
+        self._lead_end = 0.0  # when the prefill step of such a run ends, and the replica's joules then
+        self._lead_energy = 0.0
         self.outstanding = 0
         self.iterations = 0
         self.preemptions = 0
@@ -232,7 +243,15 @@ class Replica:
         """KV blocks in use now, including the growth of decode-run iterations already completed."""
         used = self.kv.num_blocks - self.kv.free_blocks
         if self._busy and self._run_k > 1:
-            done = int(np.searchsorted(self._run_ends, self.kernel.now, "left"))
+            now = self.kernel.now
+            if self._lead:
+                # the decodes' blocks are taken when their step is planned, the first at the prefill's end
+                if now > self._lead_end:
+                    done = int(np.searchsorted(self._run_ends, now, "left"))  # decode steps completed
+                    bs = self.kv.block_size
+                    used += int(((self._run_ctx + (done + bs)) // bs).sum()) - self._lead_held
+                return used
+            done = int(np.searchsorted(self._run_ends, now, "left"))
             if done > 0:
                 ctx = self._run_ctx
                 bs = self.kv.block_size
@@ -338,11 +357,21 @@ class Replica:
     def _truncate(self) -> None:
         """End the current decode run at the end of the iteration in flight."""
         ends = self._run_ends
-        j = int(np.searchsorted(ends, self.kernel.now, "left"))
+        now = self.kernel.now
+        if self._lead:
+            if now <= self._lead_end:
+                j, end = 0, self._lead_end
+            else:
+                j = int(ends.searchsorted(now))
+                end = float(ends[j])
+                j += 1
+        else:
+            j = int(ends.searchsorted(now))
+            end = float(ends[j]) if j + 1 < self._run_k else 0.0
         if j + 1 < self._run_k:
             self._run_k = j + 1
             self._token += 1
-            self.kernel.schedule(float(ends[j]), PRIORITY_ITERATION, self._on_end, self._token)
+            self.kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)
 
     # ------------------------------------------------------------------ the iteration loop
     def _plan(self) -> None:
@@ -354,11 +383,25 @@ class Replica:
         running = self._running
         if self._resume:
             self._bring_back()
-        # vLLM v0 admits no new prompt while requests wait to come back from host memory
-        visible = () if self._resume else tuple(waiting)
-        if self._prefix and visible:
-            self._lookup(visible, len(running))
-        batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
+        batch = None
+        if not waiting and self._idle_cap is not None and not self._resume and 0 < len(running) <= self._idle_cap:
+            # S6: with nothing waiting the scheduler decodes every running request when their next
+            # tokens' blocks fit; the batch it would return, without asking it
+            grow = 0
+            for r in running:
+                c = r.cached
+                if c < r.prefill_target:
+                    break
+                grow += (c + bs) // bs - r.blocks
+            else:
+                if grow <= kv.free_blocks:
+                    batch = Batch(decode=running.copy())
+        if batch is None:
+            # vLLM v0 admits no new prompt while requests wait to come back from host memory
+            visible = () if self._resume else tuple(waiting)
+            if self._prefix and visible:
+                self._lookup(visible, len(running))
+            batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
         preempt = batch.preempt
         if preempt:
             for v in preempt:
@@ -451,6 +494,7 @@ class Replica:
         self._busy = True
         self._run_start = now
         self._token += 1
+        self._lead = 0
         extra = self._pending_s
         if extra:
             self._pending_s = 0.0
@@ -474,9 +518,89 @@ class Replica:
             e += self.config.idle_power_w * extra
         else:
             end = now + t
+            if (prefill and self._idle_cap is not None and not preempt and not waiting and not self._resume
+                    and self._decode_sums is not None and self._plan_lead(batch, end, e)):
+                return
         self._run_ends = None
         self._run_energy = e
         kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)
+
+    def _plan_lead(self, batch: Batch, end: float, energy: float) -> bool:
+        """Plan the prefill step ``batch`` (ending at ``end``, costing ``energy`` joules) and the decode
+        run that follows it as one run, when the per-iteration loop would plan exactly that run at
+        ``end``: every prefill chunk completes its prompt, no request finishes in the step, every
+        running request decodes after it, and, nothing waiting, the scheduler then decodes them all
+        (S6: within ``idle_decode_cap`` and the next tokens' blocks fit). Step 0 of the run is the
+        prefill step; the decode steps' prices, the blocks they take and the run's length are those
+        the loop would compute at ``end``. False (nothing planned) when the conditions do not hold."""
+        running = self._running
+        n = len(running)
+        if n != len(batch.prefill) + len(batch.decode) or n > self._idle_cap:
+            return False
+        left = _NO_LIMIT  # tokens the decodes have left after the prefill step
+        for r, m in zip(batch.prefill, batch.prefill_tokens):
+            d = r.output_tokens - r.generated - 1
+            if r.cached + m < r.prefill_target or d < 1:
+                return False
+            if d < left:
+                left = d
+        for r in batch.decode:
+            d = r.output_tokens - r.generated - 1
+            if d < 1:
+                return False
+            if d < left:
+                left = d
+        kv = self.kv
+        bs = kv.block_size
+        free = kv.free_blocks
+        held = 0
+        first = 0  # blocks the first decode step's requests hold then
+        cached = []
+        append = cached.append
+        for r in running:
+            c = r.cached
+            c = r.prefill_target if c < r.prefill_target else c + 1
+            append(c)
+            held += r.blocks
+            first += (c + bs) // bs
+        # blocks the decode steps 1..k take beyond those held after the prefill step: the first must
+        # fit (else the scheduler preempts at ``end``), then as many steps as fit, as _plan_run counts
+        if first - held > free:
+            return False
+        k = self._max_steps
+        if left < k:
+            k = left
+        if k > 1 and n * ((k - 1) // bs + 1) > free - (first - held):
+            bound = lambda steps: sum((c + steps + bs - 1) // bs for c in cached) - held  # noqa: E731
+            if bound(k) > free:
+                lo, hi = 1, k  # lo fits, hi does not
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if bound(mid) > free:
+                        hi = mid
+                    else:
+                        lo = mid
+                k = lo
+        ctx = np.array(cached, dtype=np.int64)
+        start_j = self.energy_j + energy  # the replica's energy after the prefill step
+        have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
+        ends, spent = self._decode_sums(ctx, have, end, start_j)
+        self._lead_end = end
+        self._lead_energy = start_j
+        self._run_ends = ends
+        self._run_energy = spent
+        self._run_ctx = ctx
+        self._run_k = k + 1
+        self._run_left = left
+        self._run_decode = list(running)
+        self._lead = 1
+        self._lead_held = held
+        if have == k:
+            self.kernel.schedule(float(ends[k - 1]), PRIORITY_ITERATION, self._on_end, self._token)
+        else:
+            self._run_seq = self.kernel.reserve()
+            self.kernel.schedule(float(ends[have - 1]), PRIORITY_ITERATION, self._on_chunk, self._token)
+        return True
 
     def _plan_run(self, ctx: np.ndarray, k: int, now: float) -> None:
         """Plan up to ``k`` decode iterations of the current batch (step 1 is already allocated)."""
@@ -540,7 +664,8 @@ class Replica:
             return
         ends = self._run_ends
         have = len(ends)
-        more = self._run_k - have
+        steps = self._run_k - self._lead  # decode steps of the run
+        more = steps - have
         if more > 3 * have:
             more = 3 * have  # chunks grow fourfold: few events for long runs, little waste for cut ones
         spent = self._run_energy
@@ -553,7 +678,7 @@ class Replica:
         self._run_ends = grown
         self._run_energy = np.concatenate((spent, e))
         have += more
-        if have == self._run_k:
+        if have == steps:
             self.kernel.schedule_reserved(float(grown[have - 1]), PRIORITY_ITERATION, self._run_seq, self._on_end,
                                           token)
         else:
@@ -564,6 +689,8 @@ class Replica:
             return  # a decode run that an arrival cut short
         now = self.kernel.now
         k = self._run_k
+        if self._lead:
+            return self._end_lead(k, now)
         batch = self._batch
         if self._run_ends is None:
             self.energy_j += self._run_energy
@@ -632,25 +759,91 @@ class Replica:
             if grow:
                 self.kv.allocate(grow)
         if finished is not None:
-            running = self._running
-            kv = self.kv
-            on_finish = self._on_finish
-            prefix = self._prefix
-            for r in finished:
-                running.remove(r)
-                if prefix:
-                    if r.hashes:
-                        self._register(r, r.cached)  # a session's output blocks, for its next turn
-                    self._release(r)
-                else:
-                    kv.free(r.blocks)
-                r.blocks = 0
-                r.state = FINISHED
-                r.finish_s = now
-                self.outstanding -= 1
-                self.finished += 1
-                on_finish(r)
+            self._finish(finished, now)
         self._plan()
+
+    def _end_lead(self, k: int, now: float) -> None:
+        """The end of a run planned by ``_plan_lead`` after ``k`` steps: the prefill step, then
+        ``k - 1`` decode steps, each accounted as the per-iteration loop accounts it."""
+        batch = self._batch
+        self._lead = 0
+        end = self._lead_end
+        self.energy_j = self._lead_energy if k == 1 else float(self._run_energy[k - 2])
+        self.busy_s += end - self._run_start
+        self.iterations += 1
+        tracer = self._tracer
+        if tracer is not None:
+            tracer.iteration(self.index, self._run_start, end, int(sum(batch.prefill_tokens)), len(batch.decode))
+        prefix = self._prefix
+        for r, m in zip(batch.prefill, batch.prefill_tokens):  # each completes its prompt (planned so)
+            c = r.cached + m
+            r.cached = c
+            if prefix and r.hashes:
+                self._register(r, c)
+            r.generated += 1
+            if r.first_token_s < 0.0:
+                r.first_token_s = end
+        for r in batch.decode:
+            r.cached += 1
+            r.generated += 1
+        if k > 1:
+            steps = k - 1
+            decode = self._run_decode
+            self.busy_s += now - end
+            self.iterations += steps
+            if tracer is not None:
+                if steps == 1:
+                    tracer.iteration(self.index, end, now, 0, len(decode))
+                else:
+                    ends = self._run_ends[:steps]
+                    starts = np.empty(steps)
+                    starts[0] = end
+                    starts[1:] = ends[:-1]
+                    tracer.decode_run(self.index, starts, ends, len(decode))
+            bs = self.kv.block_size
+            grow = 0
+            finished = None
+            for r in decode:
+                c = r.cached + steps
+                r.cached = c
+                need = (c + bs - 1) // bs - r.blocks
+                if need > 0:
+                    grow += need
+                    r.blocks += need
+                g = r.generated + steps
+                r.generated = g
+                if g >= r.output_tokens:
+                    if finished is None:
+                        finished = [r]
+                    else:
+                        finished.append(r)
+            if grow:
+                self.kv.allocate(grow)
+            if finished is not None:
+                self._finish(finished, now)
+        self._run_decode = None
+        self._plan()
+
+    def _finish(self, finished: list[Request], now: float) -> None:
+        """Retire ``finished`` (in order) at ``now``: free or release their blocks, report them."""
+        running = self._running
+        kv = self.kv
+        on_finish = self._on_finish
+        prefix = self._prefix
+        for r in finished:
+            running.remove(r)
+            if prefix:
+                if r.hashes:
+                    self._register(r, r.cached)  # a session's output blocks, for its next turn
+                self._release(r)
+            else:
+                kv.free(r.blocks)
+            r.blocks = 0
+            r.state = FINISHED
+            r.finish_s = now
+            self.outstanding -= 1
+            self.finished += 1
+            on_finish(r)
 
     # ------------------------------------------------------------------ prefix cache
     def _lookup(self, waiting, n_running: int) -> None:

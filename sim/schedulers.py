@@ -19,6 +19,10 @@ Contract (checked for every registered policy by ``tests/sim/test_schedulers.py`
   preemptions, it would return the same requests again next iteration as long as nothing arrives or
   finishes and the free blocks only shrink. The replica relies on this to plan runs of decode
   iterations with one event (``ReplicaConfig.fuse_decode``).
+* S6 idle decode (``idle_decode_cap`` not None): when nothing waits and every running request is
+  decoding, their next tokens' blocks fit the free blocks, and there are at most ``idle_decode_cap``
+  of them, the batch decodes every running request in order and does nothing else. The replica
+  relies on this to run a batch whose prefill chunks all complete straight on into its decodes.
 
 Policies (registry names): ``vllm`` (prefill-first, vLLM v0), ``sarathi`` (alias ``chunked``:
 decodes first, then prefill chunks filling the token budget, as vLLM v1), ``static`` (a batch runs to
@@ -63,6 +67,10 @@ class SchedulerConfig:
                               f"--max-batch-size")
 
 
+#: ``idle_decode_cap`` of a policy whose idle-decode batch has no size limit.
+NO_CAP = 1 << 62
+
+
 class ReplicaView:
     """What a scheduler may see of one replica. ``waiting``/``running`` are tuples (sorted by key)."""
 
@@ -79,6 +87,8 @@ class Scheduler:
     """Base of the policies: holds the config; subclasses implement ``schedule``."""
 
     steady_decode = True
+    #: S6: the most decodes the idle-decode batch holds; None: the policy does not promise S6.
+    idle_decode_cap: int | None = None
 
     def __init__(self, config: SchedulerConfig):
         self.config = config
@@ -138,6 +148,8 @@ class VLLMScheduler(Scheduler):
     iteration is prefill-only; otherwise decode all running requests, preempting the latest by
     recompute when their KV cannot grow."""
 
+    idle_decode_cap = NO_CAP
+
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
         bs = kv.block_size
@@ -175,6 +187,10 @@ class SarathiScheduler(Scheduler):
     """Chunked prefill with a token budget (Sarathi-Serve, vLLM v1): decodes first, then the chunks of
     running prefills, then new prompts FCFS, each chunk as large as the budget left. New requests are
     not admitted in an iteration that preempted."""
+
+    def __init__(self, config: SchedulerConfig):
+        super().__init__(config)
+        self.idle_decode_cap = self.budget  # decodes past the token budget wait (S6)
 
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
@@ -241,6 +257,8 @@ class StaticScheduler(Scheduler):
     ``prompt + output`` fits the KV cache together (so they never preempt), prefill them in one
     iteration, and decode until the last finishes; nothing is admitted meanwhile."""
 
+    idle_decode_cap = NO_CAP
+
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
         bs = kv.block_size
@@ -276,6 +294,8 @@ class DecodePriorityScheduler(Scheduler):
     """Orca-like iteration-level batching without chunking: decode every running request first
     (preempting the latest when KV cannot grow), then admit whole prompts FCFS that fit the token
     budget left; a prompt larger than the whole budget runs alone when nothing else runs."""
+
+    idle_decode_cap = NO_CAP
 
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
