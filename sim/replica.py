@@ -519,7 +519,7 @@ class Replica:
         else:
             end = now + t
             if (prefill and self._idle_cap is not None and not preempt and not waiting and not self._resume
-                    and self._decode_sums is not None and self._plan_lead(batch, end, e)):
+                    and self._decode_run is not None and self._plan_lead(batch, end, e)):
                 return
         self._run_ends = None
         self._run_energy = e
@@ -584,7 +584,11 @@ class Replica:
         ctx = np.array(cached, dtype=np.int64)
         start_j = self.energy_j + energy  # the replica's energy after the prefill step
         have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
-        ends, spent = self._decode_sums(ctx, have, end, start_j)
+        if self._decode_sums is not None:
+            ends, spent = self._decode_sums(ctx, have, end, start_j)
+        else:
+            times, energies = self._decode_run(ctx, have)
+            ends, spent = _running_sums(times, energies, end, start_j)
         self._lead_end = end
         self._lead_energy = start_j
         self._run_ends = ends

@@ -210,3 +210,40 @@ def test_remembered_prefill_prices_give_the_results_of_fresh_calls(monkeypatch):
     for key in a.records:
         np.testing.assert_array_equal(a.records[key], b.records[key])
     assert remembered.calls < fresh.calls
+
+
+@pytest.mark.parametrize("policy", SCHEDULERS.names())
+@pytest.mark.parametrize("caching,router", [(False, "least-kv"), (True, "least-kv"), (True, "power-of-two")])
+def test_prefills_running_on_into_their_decodes_match_the_per_iteration_loop(policy, caching, router, monkeypatch):
+    """At light load most prefill steps run straight on into their decodes (``Replica._plan_lead``);
+    arrivals cut those runs in the prefill step and in the decodes, routers read the blocks in use
+    mid-run, and prefix caching registers blocks: records, summary and the per-iteration trace are
+    those of the per-iteration loop, with fewer events."""
+    from llmsim.sim.cluster import LeastKVRouter
+    from llmsim.workloads.traces import PoissonArrivals, shared_prefix
+
+    seen = []
+
+    def probe(self, request, replicas, now):  # least-kv, recording every replica's blocks in use mid-run
+        loads = [r.kv_load() for r in replicas]
+        seen.append((now, loads))
+        return loads.index(min(loads))
+
+    monkeypatch.setattr(LeastKVRouter, "route", probe)
+
+    t = shared_prefix(num_groups=3, num_prompts_per_group=12, system_prompt_len=96, question_len=40, output_len=30,
+                      arrivals=PoissonArrivals(rate_per_s=3.0), seed=5)
+    out = []
+    for fuse in (True, False):
+        tracer = ChromeTracer()
+        cfg = ReplicaConfig(kv_blocks=90, block_size=8, fuse_decode=fuse, prefix_caching=caching,
+                            scheduler=SchedulerConfig(policy=policy, max_num_seqs=6, max_num_batched_tokens=256))
+        seen = []
+        res = simulate(t, cfg, ToyCost(), num_replicas=2, router=router, seed=4, tracer=tracer)
+        a = tracer.arrays()
+        out.append((res, sorted(zip(*(a[c].tolist() for c in sorted(a)))), list(seen)))
+    (fused, trace_f, kv_f), (loop, trace_l, kv_l) = out
+    assert fused.to_json() == loop.to_json() and trace_f == trace_l and kv_f == kv_l
+    for key in ("first_token_s", "finish_s", "replica", "preemptions"):
+        assert np.array_equal(fused.records[key], loop.records[key])
+    assert fused.wall_events < loop.wall_events

@@ -1,4 +1,4 @@
-"""Scheduler conformance (S1-S5 of sim/schedulers.py) on every registered policy, plus each policy's rule."""
+"""Scheduler conformance (S1-S6 of sim/schedulers.py) on every registered policy, plus each policy's rule."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -122,3 +122,27 @@ def test_a_token_budget_below_max_num_seqs_is_refused_as_vllm_refuses_it():
         rc = main(["run", "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--num-requests", "5",
                    "--max-batch-size", "512", "--max-batched-tokens", "256"])
     assert rc == 2 and "raise --max-batched-tokens or lower --max-batch-size" in err.getvalue()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_idle_decode_s6_decodes_every_running_request_when_nothing_waits(policy, data):
+    """S6, which the replica relies on to skip the scheduler and to run a prefill straight on into its
+    decodes: nothing waiting, all running decoding, their growth fits, within ``idle_decode_cap`` ->
+    the batch decodes every running request in order and nothing else."""
+    bs = data.draw(st.sampled_from([1, 4, 16]))
+    budget = data.draw(st.sampled_from([16, 64, 512]))
+    s = make_scheduler(SchedulerConfig(policy=policy, max_num_seqs=16, max_num_batched_tokens=budget))
+    assert s.idle_decode_cap is not None
+    n = data.draw(st.integers(1, 16))
+    running = [decoding(i, data.draw(st.integers(1, 200)), 100, data.draw(st.integers(1, 50)),
+                        arrival=float(i), block_size=bs) for i in range(n)]
+    held = sum(r.blocks for r in running)
+    growth = sum((r.cached + bs) // bs - r.blocks for r in running)
+    spare = data.draw(st.integers(0, 5))
+    v = view((), running, num_blocks=held + growth + spare, block_size=bs)
+    b = s.schedule(v)
+    check_batch(s, v, b)
+    if n <= s.idle_decode_cap:
+        assert b.decode == list(v.running) and not b.prefill and not b.preempt
