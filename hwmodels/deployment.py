@@ -505,6 +505,9 @@ class Deployment:
         self._by_size_have = np.zeros(0, np.uint8)
         self._attn_memo = None  # decode_run's remembered decode-attention prices (allocated at first use)
         self._by_rows = None  # iteration's remembered prices of the row-count operators (allocated at first use)
+        self._run_args = None  # decode_run's kernel arguments (the op tables and its remembered prices)
+        self._terms: list[tuple] = []  # decode_run's engine terms per batch size
+        self._tp_f = float(self.tp)
         self._by_rows_have = None
 
     # -- plan ---------------------------------------------------------------------------------
@@ -907,7 +910,8 @@ class Deployment:
         """``decode_run`` as running sums: (end seconds[steps], joules so far[steps]) of the steps from
         ``start_s`` and ``start_j``, the same bits as ``np.add.accumulate`` over ``[start_s, seconds...]``
         and ``[start_j, joules...]`` (the replica's end times and energy, without the numpy passes)."""
-        ctx = np.asarray(decode_ctx, np.int64)
+        ctx = decode_ctx if type(decode_ctx) is np.ndarray and decode_ctx.dtype == np.int64 else np.asarray(
+            decode_ctx, np.int64)
         if self.dp_ep > 1 or ctx.size == 0:
             t, e = self.decode_run(ctx, steps)
             ends = np.empty(int(steps) + 1)
@@ -921,21 +925,8 @@ class Deployment:
             return ends[1:], acc[1:]
         return self._rank_decode_run(ctx, steps, float(start_s), float(start_j), True)
 
-    def _rank_decode_run(self, ctx: np.ndarray, steps: int, start_s: float = 0.0, start_j: float = 0.0,
-                         sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        seqs = ctx.size
-        if seqs == 0:
-            z = np.zeros(int(steps))
-            return z, z.copy()
-        if seqs >= self._by_size_have.size:
-            cap = max(2 * seqs, 256)
-            grown = np.zeros((cap, self._cls.size, 2))
-            grown[:self._by_size.shape[0]] = self._by_size
-            have = np.zeros(cap, np.uint8)
-            have[:self._by_size_have.size] = self._by_size_have
-            self._by_size, self._by_size_have = grown, have
-        if self._attn_memo is None:
-            self._attn_memo = np.full((_ATTN_MEMO_ROWS, 7), -1.0)
+    def _engine_terms(self, seqs: int) -> tuple:
+        """(mode, launch, host, sync) of ``_decode_run_kernel`` for ``seqs`` decodes (engine time per step)."""
         if self._piecewise:
             mode = 2 if self._async else 1
             launch = self._launch_s if seqs > self._graph_max else (0.0 if self._full_decode else self._piece_s)
@@ -946,11 +937,32 @@ class Deployment:
             launch = self._launch_s if seqs > self._graph_max else -math.inf
             host = self._iter_s + self._seq_s * seqs
             sync = 0.0
-        return _decode_run_kernel(ctx, int(steps), self._cls, self._kind, self._par,
-                                  self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                  self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time,
-                                  self._by_size, self._by_size_have, self._attn_memo, mode, float(launch), float(host),
-                                  float(sync), float(self.tp), start_s, start_j, sums)
+        return mode, float(launch), float(host), float(sync)
+
+    def _rank_decode_run(self, ctx: np.ndarray, steps: int, start_s: float = 0.0, start_j: float = 0.0,
+                         sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        seqs = ctx.size
+        if seqs == 0:
+            z = np.zeros(int(steps))
+            return z, z.copy()
+        args = self._run_args
+        if seqs >= self._by_size_have.size or args is None:
+            if seqs >= self._by_size_have.size:
+                cap = max(2 * seqs, 256)
+                grown = np.zeros((cap, self._cls.size, 2))
+                grown[:self._by_size.shape[0]] = self._by_size
+                have = np.zeros(cap, np.uint8)
+                have[:self._by_size_have.size] = self._by_size_have
+                self._by_size, self._by_size_have = grown, have
+            if self._attn_memo is None:
+                self._attn_memo = np.full((_ATTN_MEMO_ROWS, 7), -1.0)
+            args = self._run_args = (self._cls, self._kind, self._par, self._mult, self._theta, self._nfeat,
+                                     self._floor, self._dev, self._power, self._net, self._nnet, self._scratch,
+                                     self._shape, self._range, self._op_time, self._by_size, self._by_size_have,
+                                     self._attn_memo)
+            self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
+        mode, launch, host, sync = self._terms[seqs]
+        return _decode_run_kernel(ctx, int(steps), *args, mode, launch, host, sync, self._tp_f, start_s, start_j, sums)
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

@@ -383,25 +383,31 @@ class Replica:
         running = self._running
         if self._resume:
             self._bring_back()
-        batch = None
-        if not waiting and self._idle_cap is not None and not self._resume and 0 < len(running) <= self._idle_cap:
+        if (not waiting and self._idle_cap is not None and not self._resume and not self._pending_s
+                and 0 < len(running) <= self._idle_cap):
             # S6: with nothing waiting the scheduler decodes every running request when their next
-            # tokens' blocks fit; the batch it would return, without asking it
+            # tokens' blocks fit; plan that batch without asking it
             grow = 0
+            left = _NO_LIMIT  # the fewest tokens any decode has left to generate
+            cached = []
+            append = cached.append
             for r in running:
                 c = r.cached
                 if c < r.prefill_target:
                     break
+                append(c)
                 grow += (c + bs) // bs - r.blocks
+                d = r.output_tokens - r.generated
+                if d < left:
+                    left = d
             else:
                 if grow <= kv.free_blocks:
-                    batch = Batch(decode=running.copy())
-        if batch is None:
-            # vLLM v0 admits no new prompt while requests wait to come back from host memory
-            visible = () if self._resume else tuple(waiting)
-            if self._prefix and visible:
-                self._lookup(visible, len(running))
-            batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
+                    return self._plan_idle(cached, left, now)
+        # vLLM v0 admits no new prompt while requests wait to come back from host memory
+        visible = () if self._resume else tuple(waiting)
+        if self._prefix and visible:
+            self._lookup(visible, len(running))
+        batch = self.scheduler.schedule(ReplicaView(now, visible, tuple(running), self._kv_view))
         preempt = batch.preempt
         if preempt:
             for v in preempt:
@@ -524,6 +530,38 @@ class Replica:
         self._run_ends = None
         self._run_energy = e
         kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)
+
+    def _plan_idle(self, cached: list[int], left: int, now: float) -> None:
+        """``_plan`` of the batch S6 gives: decode every running request (contexts ``cached``, the
+        fewest tokens any has left ``left``), no prefill, no preemption, no host copies pending."""
+        running = self._running
+        bs = self.kv.block_size
+        grow = 0
+        for r in running:
+            need = (r.cached + bs) // bs - r.blocks
+            if need > 0:
+                grow += need
+                r.blocks += need
+        if grow:
+            self.kv.allocate(grow)
+        ctx = np.array(cached, dtype=np.int64)
+        self._batch = Batch(decode=running.copy())
+        self._busy = True
+        self._run_start = now
+        self._token += 1
+        self._lead = 0
+        k = self._max_steps
+        if left < k:
+            k = left
+        if k > 1:
+            self._run_left = left
+            self._plan_run(ctx, k, now)
+            return
+        t, e = self.cost.iteration(_EMPTY, _EMPTY, ctx)
+        self._run_k = 1
+        self._run_ends = None
+        self._run_energy = e
+        self.kernel.schedule(now + t, PRIORITY_ITERATION, self._on_end, self._token)
 
     def _plan_lead(self, batch: Batch, end: float, energy: float) -> bool:
         """Plan the prefill step ``batch`` (ending at ``end``, costing ``energy`` joules) and the decode

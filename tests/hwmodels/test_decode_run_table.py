@@ -30,6 +30,7 @@ def test_remembered_decode_attention_prices_equal_fresh_ones(rows):
     dep = Deployment("llama-2-70b", "h100", tp=8, engine="vllm")
     dep.decode_run(np.array([5], np.int64), 1)  # allocates the table
     dep._attn_memo = np.full((rows, 7), -1.0)
+    dep._run_args = None  # the kept kernel arguments hold the table
     rng = np.random.default_rng(5)
     base = rng.integers(1, 3000, 6).astype(np.int64)
     for ctx in (base, base, base + 1, base[:3], base[::-1].copy(), base + 7, base):
