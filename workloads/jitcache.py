@@ -65,6 +65,7 @@ _calls = 0
 _compiled = False
 _lock = threading.Lock()
 _skip_blas_probe = False
+_lean_loads = False
 
 
 def skip_blas_probe() -> None:
@@ -75,6 +76,37 @@ def skip_blas_probe() -> None:
     process that runs only llmsim's kernels: the command line calls it."""
     global _skip_blas_probe
     _skip_blas_probe = True
+
+
+def lean_cache_loads() -> None:
+    """Let this process load its cached kernels without numba's full context refresh (about 0.15 s
+    of start-up: importing and installing every typing and lowering registry numba has, which only
+    compiling needs). numba's ``Cache.load_overload`` refreshes the target context before it rebuilds
+    a cached kernel from its machine code; here a load starts the runtime (NRT: the kernels allocate)
+    and skips the rest, and any compilation still refreshes the context first (numba's compiler does
+    it itself). For a process that runs only llmsim's kernels: the command line calls it. Does
+    nothing on a numba without the private names it needs."""
+    global _lean_loads
+    _lean_loads = True
+
+
+def _patch_cache_loads() -> None:
+    from numba.core import caching
+    from numba.core.runtime import nrt
+
+    cache = caching.Cache
+    if getattr(cache, "_llmsim_lean", False) or not (
+            hasattr(cache, "_load_overload") and hasattr(cache, "_guard_against_spurious_io_errors")
+            and hasattr(nrt, "rtsys")):
+        return
+
+    def load_overload(self, sig, target_context):
+        nrt.rtsys.initialize(target_context)  # the runtime the kernels' allocations call
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    cache.load_overload = load_overload
+    cache._llmsim_lean = True
 
 
 def _import_numba_without_blas_probe() -> None:
@@ -153,6 +185,8 @@ def compile_all() -> None:
 
         if _skip_blas_probe:
             _import_numba_without_blas_probe()
+        if _lean_loads:
+            _patch_cache_loads()
         for k in pending:
             k.dispatcher = njit(**k.options)(k.py_func)
         for k in pending:  # module names refer to the dispatchers, so compiled callers inline them

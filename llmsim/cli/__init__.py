@@ -20,6 +20,7 @@ from llmsim.workloads import jitcache
 
 codecache.install()  # before any dataclass of a command is defined
 jitcache.skip_blas_probe()  # this process runs only llmsim's kernels
+jitcache.lean_cache_loads()
 
 from llmsim.cli.run import RUN_FLAGS, run_config  # noqa: E402
 

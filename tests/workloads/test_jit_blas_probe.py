@@ -44,3 +44,36 @@ def test_same_result_with_and_without_the_probe():
          "'--workload','azure-code','--num-requests','5','--json'])\nprint(json.loads(b.getvalue())['ttft_mean_s'])"],
         capture_output=True, text=True, env={**os.environ, "LLMSIM_JIT": "always"}, check=True)
     assert float(plain.stdout.strip().splitlines()[-1]) == _run({})["ttft"]
+
+
+LEAN = """
+import io, json, sys, contextlib
+import llmsim.workloads.jitcache as j
+if sys.argv[1] == "plain":
+    j.lean_cache_loads = lambda: None
+from llmsim.cli import main
+buf = io.StringIO()
+with contextlib.redirect_stdout(buf):
+    main(["run", "--model", "llama-3.1-8b", "--device", "h100", "--tp", "1", "--workload", "azure-code",
+          "--num-requests", "40", "--json"])
+from numba.core import caching
+import numpy as np
+from numba import njit
+fresh = njit(lambda a: np.cumsum(a * 2.0).sum())(np.arange(4.0))  # compiled after lean loads: refreshed then
+print(json.dumps({"lean": bool(getattr(caching.Cache, "_llmsim_lean", False)), "fresh": float(fresh),
+                  "out": json.loads(buf.getvalue())}))
+"""
+
+
+def test_lean_cache_loads_give_the_same_run_and_compiling_still_works():
+    """The command line loads cached kernels without numba's registry refresh
+    (``jitcache.lean_cache_loads``); the run is the same as with numba's own loads, and a function
+    compiled afterwards in that process works."""
+    env = {**os.environ, "LLMSIM_JIT": "always"}
+    got = {}
+    for mode in ("lean", "plain"):
+        out = subprocess.run([sys.executable, "-c", LEAN, mode], capture_output=True, text=True, env=env, check=True)
+        got[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["lean"]["lean"] and not got["plain"]["lean"]
+    assert got["lean"]["out"] == got["plain"]["out"]
+    assert got["lean"]["fresh"] == got["plain"]["fresh"] == 20.0
