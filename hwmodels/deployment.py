@@ -322,8 +322,9 @@ def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op
 @njit(cache=True)
 def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
                        op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
-                       attn_memo, mode, launch, host, sync, tp, start_s, start_j, sums):
-    """Seconds and joules of ``steps`` decode-only iterations, the context growing by one each step,
+                       attn_memo, mode, launch, host, sync, tp, start_s, start_j, sums, times, energies, at, ctx_add):
+    """Seconds and joules of ``steps`` decode-only iterations, written into ``times[at:at + steps]`` and
+    ``energies[at:at + steps]``; the contexts are ``decode_ctx + ctx_add`` at the first step and grow by one each step,
     engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
     seconds ``host`` (``mode`` 0), that plus ``sync`` (``mode`` 1), or ``max(max(g, launch), host) +
     sync`` (``mode`` 2, an asynchronous engine); the devices idle for the difference, and joules are
@@ -336,8 +337,8 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     ``by_size_have[n]`` is set (sizes past the table are priced each call), and decode attention is
     remembered by its shape in ``attn_memo`` (``_attn_decode_memo``). The per-step totals add the
     same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit)."""
-    empty = np.zeros(0, np.int64)
-    ctx = decode_ctx.copy()
+    empty = decode_ctx[:0]
+    ctx = decode_ctx + ctx_add
     tokens, seqs = _batch_size(empty, ctx)
     n_ops = op_cls.size
     t_op = np.zeros(n_ops)
@@ -361,8 +362,6 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             by_size[n, o, 0] = t_op[o]
             by_size[n, o, 1] = e_op[o]
         by_size_have[n] = 1
-    times = np.empty(steps)
-    energies = np.empty(steps)
     acc_t = start_s
     acc_e = start_j
     for k in range(steps):
@@ -396,14 +395,14 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
         if sums:
             acc_t += t
             acc_e += e
-            times[k] = acc_t
-            energies[k] = acc_e
+            times[at + k] = acc_t
+            energies[at + k] = acc_e
         else:
-            times[k] = t
-            energies[k] = e
+            times[at + k] = t
+            energies[at + k] = e
     for o in range(n_ops):
         op_time[o] = t_op[o]
-    return times, energies
+    return steps
 
 
 def _server_group(device: DeviceSpec, ranks: int) -> GroupTopology:
@@ -910,20 +909,30 @@ class Deployment:
         """``decode_run`` as running sums: (end seconds[steps], joules so far[steps]) of the steps from
         ``start_s`` and ``start_j``, the same bits as ``np.add.accumulate`` over ``[start_s, seconds...]``
         and ``[start_j, joules...]`` (the replica's end times and energy, without the numpy passes)."""
-        ctx = decode_ctx if type(decode_ctx) is np.ndarray and decode_ctx.dtype == np.int64 else np.asarray(
-            decode_ctx, np.int64)
+        ends = np.empty(int(steps))
+        spent = np.empty(int(steps))
+        self.decode_run_into(np.asarray(decode_ctx, np.int64), steps, start_s, start_j, ends, spent, 0, 0)
+        return ends, spent
+
+    def decode_run_into(self, decode_ctx: np.ndarray, steps: int, start_s: float, start_j: float,
+                        ends: np.ndarray, spent: np.ndarray, at: int, ctx_add: int) -> None:
+        """``decode_run_sums`` of contexts ``decode_ctx + ctx_add`` (an int64 array) written into
+        ``ends[at:at + steps]`` and ``spent[at:at + steps]`` (the simulator's replica keeps a run's
+        end times and energies in buffers of its own, so nothing is allocated per call)."""
+        ctx = decode_ctx
         if self.dp_ep > 1 or ctx.size == 0:
-            t, e = self.decode_run(ctx, steps)
-            ends = np.empty(int(steps) + 1)
-            ends[0] = start_s
-            ends[1:] = t
-            np.add.accumulate(ends, out=ends)
+            t, e = self.decode_run(ctx + ctx_add, steps)
             acc = np.empty(int(steps) + 1)
+            acc[0] = start_s
+            acc[1:] = t
+            np.add.accumulate(acc, out=acc)
+            ends[at:at + steps] = acc[1:]
             acc[0] = start_j
             acc[1:] = e
             np.add.accumulate(acc, out=acc)
-            return ends[1:], acc[1:]
-        return self._rank_decode_run(ctx, steps, float(start_s), float(start_j), True)
+            spent[at:at + steps] = acc[1:]
+            return
+        self._rank_decode_run(ctx, steps, float(start_s), float(start_j), True, ends, spent, at, ctx_add)
 
     def _engine_terms(self, seqs: int) -> tuple:
         """(mode, launch, host, sync) of ``_decode_run_kernel`` for ``seqs`` decodes (engine time per step)."""
@@ -940,11 +949,20 @@ class Deployment:
         return mode, float(launch), float(host), float(sync)
 
     def _rank_decode_run(self, ctx: np.ndarray, steps: int, start_s: float = 0.0, start_j: float = 0.0,
-                         sums: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                         sums: bool = False, times: np.ndarray | None = None, energies: np.ndarray | None = None,
+                         at: int = 0, ctx_add: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-step (seconds, joules) of a decode run on one rank, or with ``times`` given, written there
+        (see ``_decode_run_kernel``)."""
         seqs = ctx.size
         if seqs == 0:
             z = np.zeros(int(steps))
             return z, z.copy()
+        if times is None:
+            times = np.empty(int(steps))
+            energies = np.empty(int(steps))
+            out = (times, energies)
+        else:
+            out = None
         args = self._run_args
         if seqs >= self._by_size_have.size or args is None:
             if seqs >= self._by_size_have.size:
@@ -962,7 +980,9 @@ class Deployment:
                                      self._attn_memo)
             self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
         mode, launch, host, sync = self._terms[seqs]
-        return _decode_run_kernel(ctx, int(steps), *args, mode, launch, host, sync, self._tp_f, start_s, start_j, sums)
+        _decode_run_kernel(ctx, int(steps), *args, mode, launch, host, sync, self._tp_f, start_s, start_j, sums,
+                           times, energies, at, ctx_add)
+        return out
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

@@ -123,6 +123,6 @@ class ScaledCost:
         return t * self.factor, e * self.factor
 
     def __getattr__(self, name: str):
-        if name in ("decode_run_sums", "inner", "factor"):
+        if name in ("decode_run_sums", "decode_run_into", "inner", "factor"):
             raise AttributeError(name)
         return getattr(self.inner, name)

@@ -21,12 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from llmsim.sim.cluster import ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result, request_arrays, shared_prices
+from llmsim.sim.cluster import (KERNEL_CALLS_PER_REQUEST, ROUTERS, ReplicaStatus, SimResult, _as_list, collect_result,
+                                request_arrays, shared_prices)
 from llmsim.sim.costs import IterationCostModel
 from llmsim.sim.kernel import PRIORITY_ARRIVAL, PRIORITY_TRANSFER, Kernel
 from llmsim.sim.metrics import SLO, MetricsCollector
 from llmsim.sim.replica import Replica, ReplicaConfig
 from llmsim.sim.request import REJECTED, Request
+from llmsim.workloads import jitcache
 from llmsim.workloads.errors import ConfigError
 from llmsim.workloads.rng import stream
 
@@ -176,6 +178,7 @@ def simulate_disagg(requests, prefill: ReplicaConfig | Sequence[ReplicaConfig], 
                             prefill_router=prefill_router, decode_router=decode_router, seed=seed,
                             metrics=metrics, tracer=tracer)
     cluster.feed(arrival, prompt, output, priority, getattr(requests, "prefix", None), order)
+    jitcache.expect_calls(len(arrival) * KERNEL_CALLS_PER_REQUEST)
     kernel.run(until_s)
     result = collect_result(requests, kernel, metrics, cluster.replicas, fed=cluster.fed, total=len(arrival),
                             order=order, keep_requests=keep_requests)

@@ -148,14 +148,14 @@ class ReplicaConfig:
 class Replica:
     """The engine of one replica. Read-only status for routers: ``outstanding``, ``kv_load()``."""
 
-    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_decode_sums", "_run_left", "kv", "_kv_view",
+    __slots__ = ("index", "config", "kernel", "scheduler", "cost", "_decode_run", "_decode_into", "_run_left", "kv", "_kv_view",
                  "_waiting", "_running", "_busy", "_kick_pending", "_token", "_on_finish", "_tracer",
                  "_batch", "_run_k", "_run_ends", "_run_energy", "_run_start", "_run_ctx", "_fuse",
                  "_steady", "_max_steps", "_run_seq", "outstanding", "iterations", "preemptions", "energy_j",
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
                  "prompt_tokens_admitted", "hit_tokens", "_prices", "_lead", "_lead_held", "_run_decode", "_lead_end", "_lead_energy",
-                 "_idle_cap")
+                 "_idle_cap", "_ends_buf", "_spent_buf")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None, prices: dict | None = None):
@@ -167,8 +167,10 @@ class Replica:
         self.scheduler = make_scheduler(config.scheduler)
         self.cost = cost_model
         self._decode_run = getattr(cost_model, "decode_run", None)
-        #: ``decode_run`` as running sums from given start seconds and joules, where the cost model has it
-        self._decode_sums = getattr(cost_model, "decode_run_sums", None)
+        #: ``decode_run`` as running sums from given start seconds and joules, written into the run's
+        #: buffers ``_ends_buf`` and ``_spent_buf`` (``_run_ends``/``_run_energy`` view their priced
+        #: part), where the cost model has it
+        self._decode_into = getattr(cost_model, "decode_run_into", None)
         self.kv = BlockManager(num_blocks=config.num_blocks, block_size=config.block_size,
                                watermark_blocks=config.watermark_blocks, prefix_caching=config.prefix_caching)
         self._prefix = config.prefix_caching
@@ -199,6 +201,8 @@ class Replica:
         self._lead = 0
         self._lead_held = 0
         self._run_decode: list[Request] | None = None
+        self._ends_buf = np.empty(self._max_steps if self._decode_into is not None else 0)
+        self._spent_buf = np.empty(self._ends_buf.size)
         self._lead_end = 0.0  # when the prefill step of such a run ends, and the replica's joules then
         self._lead_energy = 0.0
         self.outstanding = 0
@@ -622,8 +626,9 @@ class Replica:
         ctx = np.array(cached, dtype=np.int64)
         start_j = self.energy_j + energy  # the replica's energy after the prefill step
         have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
-        if self._decode_sums is not None:
-            ends, spent = self._decode_sums(ctx, have, end, start_j)
+        if self._decode_into is not None:
+            self._decode_into(ctx, have, end, start_j, self._ends_buf, self._spent_buf, 0, 0)
+            ends, spent = self._ends_buf[:have], self._spent_buf[:have]
         else:
             times, energies = self._decode_run(ctx, have)
             ends, spent = _running_sums(times, energies, end, start_j)
@@ -663,9 +668,10 @@ class Replica:
                     lo = mid
             k = lo
         if k > 1:
-            if self._decode_sums is not None:
+            if self._decode_into is not None:
                 have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
-                ends, spent = self._decode_sums(ctx, have, now, self.energy_j)
+                self._decode_into(ctx, have, now, self.energy_j, self._ends_buf, self._spent_buf, 0, 0)
+                ends, spent = self._ends_buf[:have], self._spent_buf[:have]
             else:
                 if self._decode_run is not None:
                     have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
@@ -711,15 +717,20 @@ class Replica:
         if more > 3 * have:
             more = 3 * have  # chunks grow fourfold: few events for long runs, little waste for cut ones
         spent = self._run_energy
-        if self._decode_sums is not None:
-            t, e = self._decode_sums(self._run_ctx + have, more, float(ends[have - 1]), float(spent[have - 1]))
+        if self._decode_into is not None:
+            buf = self._ends_buf
+            self._decode_into(self._run_ctx, more, float(ends[have - 1]), float(spent[have - 1]), buf,
+                              self._spent_buf, have, have)
+            have += more
+            grown = self._run_ends = buf[:have]
+            self._run_energy = self._spent_buf[:have]
         else:
             times, energies = self._decode_run(self._run_ctx + have, more)
             t, e = _running_sums(times, energies, ends[have - 1], spent[have - 1])
-        grown = np.concatenate((ends, t))
-        self._run_ends = grown
-        self._run_energy = np.concatenate((spent, e))
-        have += more
+            grown = np.concatenate((ends, t))
+            self._run_ends = grown
+            self._run_energy = np.concatenate((spent, e))
+            have += more
         if have == steps:
             self.kernel.schedule_reserved(float(grown[have - 1]), PRIORITY_ITERATION, self._run_seq, self._on_end,
                                           token)

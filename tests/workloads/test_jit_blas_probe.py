@@ -77,3 +77,16 @@ def test_lean_cache_loads_give_the_same_run_and_compiling_still_works():
     assert got["lean"]["lean"] and not got["plain"]["lean"]
     assert got["lean"]["out"] == got["plain"]["out"]
     assert got["lean"]["fresh"] == got["plain"]["fresh"] == 20.0
+
+
+def test_a_run_that_will_pass_the_python_budget_compiles_at_once():
+    """``jitcache.expect_calls``: a run whose requests will make more kernel calls than the Python
+    budget compiles at its first call; a tiny one stays in Python (its start-up needs no numba)."""
+    code = ("import io, contextlib, json, sys\nfrom llmsim.cli import main\nimport llmsim.workloads.jitcache as j\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            " main(['run', '--num-requests', sys.argv[1], '--json'])\n"
+            "print(json.dumps([j._compiled, 'numba' in sys.modules]))")
+    env = {**os.environ, "LLMSIM_JIT": "auto"}
+    got = {n: json.loads(subprocess.run([sys.executable, "-c", code, n], capture_output=True, text=True, env=env,
+                                        check=True).stdout.strip().splitlines()[-1]) for n in ("5", "40")}
+    assert got["5"] == [False, False] and got["40"] == [True, True]
