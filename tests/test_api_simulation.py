@@ -75,9 +75,9 @@ def test_advancing_in_pieces_and_stepping_change_nothing(scenario, reference):
     for t in (0.5, 1.0, 2.5, 2.5, 7.0):
         assert sim.advance(t) == t
     times = []
-    for _ in range(50):
-        times.append(sim.step())
-    assert all(b > a for a, b in zip(times, times[1:]))
+    while len(times) < 50 and (t := sim.step()) is not None:
+        times.append(t)
+    assert len(times) > 5 and all(b > a for a, b in zip(times, times[1:]))
     assert sim.run().to_dict() == reference.to_dict()
     assert sim.done and sim.step() is None
 
