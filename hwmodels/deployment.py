@@ -920,7 +920,14 @@ class Deployment:
         ``ends[at:at + steps]`` and ``spent[at:at + steps]`` (the simulator's replica keeps a run's
         end times and energies in buffers of its own, so nothing is allocated per call)."""
         ctx = decode_ctx
-        if self.dp_ep > 1 or ctx.size == 0:
+        seqs = ctx.size
+        args = self._run_args
+        if args is not None and self.dp_ep == 1 and 0 < seqs < len(self._terms):  # the simulator's usual call
+            mode, launch, host, sync = self._terms[seqs]
+            _decode_run_kernel(ctx, steps, *args, mode, launch, host, sync, self._tp_f, start_s, start_j, True,
+                               ends, spent, at, ctx_add)
+            return
+        if self.dp_ep > 1 or seqs == 0:
             t, e = self.decode_run(ctx + ctx_add, steps)
             acc = np.empty(int(steps) + 1)
             acc[0] = start_s
