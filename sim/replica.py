@@ -47,7 +47,7 @@ import numpy as np
 from llmsim.sim.kernel import PRIORITY_ITERATION, Kernel
 from llmsim.sim.kv import BlockManager, KVView, block_hashes
 from llmsim.sim.request import FINISHED, REJECTED, RUNNING, WAITING, Batch, Request, request_key
-from llmsim.sim.schedulers import ReplicaView, SchedulerConfig, make_scheduler
+from llmsim.sim.schedulers import ReplicaView, SchedulerConfig, idle_decode_cap, make_scheduler
 from llmsim.workloads.errors import ConfigError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -194,7 +194,7 @@ class Replica:
         self._steady = bool(getattr(self.scheduler, "steady_decode", False))
         self._max_steps = config.max_fused_steps
         #: S6 of the scheduler (None: no promise), and whether a batch may run on into its decodes
-        self._idle_cap = getattr(self.scheduler, "idle_decode_cap", None) if self._fuse and self._steady else None
+        self._idle_cap = idle_decode_cap(self.scheduler) if self._fuse and self._steady else None
         #: 1 while the planned run starts with a prefill step (``_plan_lead``): then ``_run_ctx`` is
         #: the context at the first decode step, ``_run_decode`` that step's batch and ``_lead_held``
         #: the blocks its requests hold after the prefill step

@@ -19,10 +19,12 @@ Contract (checked for every registered policy by ``tests/sim/test_schedulers.py`
   preemptions, it would return the same requests again next iteration as long as nothing arrives or
   finishes and the free blocks only shrink. The replica relies on this to plan runs of decode
   iterations with one event (``ReplicaConfig.fuse_decode``).
-* S6 idle decode (``idle_decode_cap`` not None): when nothing waits and every running request is
-  decoding, their next tokens' blocks fit the free blocks, and there are at most ``idle_decode_cap``
-  of them, the batch decodes every running request in order and does nothing else. The replica
-  relies on this to run a batch whose prefill chunks all complete straight on into its decodes.
+* S6 idle decode (``idle_decode = True`` in the body of the class that defines ``schedule``): when
+  nothing waits and every running request is decoding, their next tokens' blocks fit the free blocks,
+  and there are at most ``idle_decode_cap`` of them, the batch decodes every running request in order
+  and does nothing else. The replica relies on this to plan such batches without asking and to run a
+  batch whose prefill chunks all complete straight on into its decodes (:func:`idle_decode_cap`). A
+  subclass that overrides ``schedule`` promises S6 only by declaring it again.
 
 Policies (registry names): ``vllm`` (prefill-first, vLLM v0), ``sarathi`` (alias ``chunked``:
 decodes first, then prefill chunks filling the token budget, as vLLM v1), ``static`` (a batch runs to
@@ -87,8 +89,10 @@ class Scheduler:
     """Base of the policies: holds the config; subclasses implement ``schedule``."""
 
     steady_decode = True
-    #: S6: the most decodes the idle-decode batch holds; None: the policy does not promise S6.
-    idle_decode_cap: int | None = None
+    #: S6 promised (declare it in the body of the class that defines ``schedule``)
+    idle_decode = False
+    #: S6: the most decodes the idle-decode batch holds
+    idle_decode_cap = NO_CAP
 
     def __init__(self, config: SchedulerConfig):
         self.config = config
@@ -148,7 +152,7 @@ class VLLMScheduler(Scheduler):
     iteration is prefill-only; otherwise decode all running requests, preempting the latest by
     recompute when their KV cannot grow."""
 
-    idle_decode_cap = NO_CAP
+    idle_decode = True
 
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
@@ -187,6 +191,8 @@ class SarathiScheduler(Scheduler):
     """Chunked prefill with a token budget (Sarathi-Serve, vLLM v1): decodes first, then the chunks of
     running prefills, then new prompts FCFS, each chunk as large as the budget left. New requests are
     not admitted in an iteration that preempted."""
+
+    idle_decode = True
 
     def __init__(self, config: SchedulerConfig):
         super().__init__(config)
@@ -257,7 +263,7 @@ class StaticScheduler(Scheduler):
     ``prompt + output`` fits the KV cache together (so they never preempt), prefill them in one
     iteration, and decode until the last finishes; nothing is admitted meanwhile."""
 
-    idle_decode_cap = NO_CAP
+    idle_decode = True
 
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
@@ -295,7 +301,7 @@ class DecodePriorityScheduler(Scheduler):
     (preempting the latest when KV cannot grow), then admit whole prompts FCFS that fit the token
     budget left; a prompt larger than the whole budget runs alone when nothing else runs."""
 
-    idle_decode_cap = NO_CAP
+    idle_decode = True
 
     def schedule(self, view: ReplicaView) -> Batch:
         kv = view.kv
@@ -330,6 +336,15 @@ SCHEDULERS.register("vllm", VLLMScheduler, aliases=("vllm-v0", "prefill-first", 
 SCHEDULERS.register("sarathi", SarathiScheduler, aliases=("chunked", "chunked-prefill", "sarathi-serve", "vllm-v1"))
 SCHEDULERS.register("static", StaticScheduler, aliases=("static-batching",))
 SCHEDULERS.register("decode-priority", DecodePriorityScheduler, aliases=("orca",))
+
+
+def idle_decode_cap(scheduler) -> int | None:
+    """The S6 cap of ``scheduler``, or None when the class whose ``schedule`` it runs does not itself
+    declare ``idle_decode = True`` (a policy inheriting the promise but not the method makes none)."""
+    for klass in type(scheduler).__mro__:
+        if "schedule" in vars(klass):
+            return scheduler.idle_decode_cap if vars(klass).get("idle_decode", False) else None
+    return None
 
 
 def make_scheduler(config: SchedulerConfig) -> Scheduler:

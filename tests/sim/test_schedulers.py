@@ -8,7 +8,7 @@ from sim_test_helpers import Trace, check_batch, decoding, run_checked, view
 from llmsim.sim.costs import ToyCost
 from llmsim.sim.replica import ReplicaConfig
 from llmsim.sim.request import Request
-from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig, make_scheduler
+from llmsim.sim.schedulers import SCHEDULERS, SchedulerConfig, VLLMScheduler, idle_decode_cap, make_scheduler
 from llmsim.workloads.errors import ConfigError, UnknownNameError
 
 POLICIES = SCHEDULERS.names()
@@ -134,7 +134,7 @@ def test_idle_decode_s6_decodes_every_running_request_when_nothing_waits(policy,
     bs = data.draw(st.sampled_from([1, 4, 16]))
     budget = data.draw(st.sampled_from([16, 64, 512]))
     s = make_scheduler(SchedulerConfig(policy=policy, max_num_seqs=16, max_num_batched_tokens=budget))
-    assert s.idle_decode_cap is not None
+    assert idle_decode_cap(s) is not None
     n = data.draw(st.integers(1, 16))
     running = [decoding(i, data.draw(st.integers(1, 200)), 100, data.draw(st.integers(1, 50)),
                         arrival=float(i), block_size=bs) for i in range(n)]
@@ -144,5 +144,24 @@ def test_idle_decode_s6_decodes_every_running_request_when_nothing_waits(policy,
     v = view((), running, num_blocks=held + growth + spare, block_size=bs)
     b = s.schedule(v)
     check_batch(s, v, b)
-    if n <= s.idle_decode_cap:
+    if n <= idle_decode_cap(s):
         assert b.decode == list(v.running) and not b.prefill and not b.preempt
+
+
+def test_a_policy_that_overrides_schedule_promises_s6_only_by_declaring_it():
+    class OneDecodeAtATime(VLLMScheduler):
+        def schedule(self, view):
+            batch = super().schedule(view)
+            del batch.decode[1:]
+            return batch
+
+    class Declared(OneDecodeAtATime):
+        idle_decode = True
+
+        def schedule(self, view):
+            return VLLMScheduler.schedule(self, view)
+
+    cfg = SchedulerConfig(policy="vllm")
+    assert idle_decode_cap(OneDecodeAtATime(cfg)) is None
+    assert idle_decode_cap(Declared(cfg)) == idle_decode_cap(VLLMScheduler(cfg))
+    assert idle_decode_cap(make_scheduler(SchedulerConfig(policy="sarathi", max_num_seqs=16, max_num_batched_tokens=64))) == 64
