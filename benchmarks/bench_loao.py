@@ -1,6 +1,7 @@
 """Leave-one-architecture-out: refit without one architecture class, predict it, print its errors.
 
     .venv/bin/python benchmarks/bench_loao.py [--arch ampere ...] [--json OUT.json]
+        [--only gemm ...] [--l2] [--latency CLASS ...] [--roofline achieved]
 
 For every architecture class with shipped kernel data (ampere: A100, hopper: H100, ada: RTX 4090,
 blackwell-consumer: RTX PRO 6000) the generic class is refitted (validation/calibrate.py
@@ -9,6 +10,10 @@ coefficients are dropped, so its rows are priced the way a never-measured GPU of
 datasheet roofline x the generic class's efficiency. Every row of the left-out class is scored (none
 was in the refit). Prints MAPE and median APE per operator class and per source (aiconfigurator and
 LLMServingSim rows are single kernels; vidur/LLMCompass rows come from other software stacks).
+
+``--l2`` refits and prices with the L2 term of the memory roofline (hwmodels/efficiency.py ``_mem_time``);
+``--only`` restricts the refit and the scores to some operator classes (the same figures: each class is
+fitted on its own). Figures of every option: docs/trust.md.
 
 Target (issue 13): MAPE <= 15% for gemm, attn_prefill and attn_decode on every class.
 """

@@ -128,3 +128,22 @@ def test_with_l2_gemm_time_grows_with_its_rows():
     off = eff.predict_rows(0, np.array(rows), dev[:4], p.log_floor, p.theta)
     assert np.all(t <= off) and t[0] < off[0]  # 1x4096x4096 (32 MiB) fits the 72 MiB L2
     assert t[-1] == off[-1]  # 65536 rows (~1 GiB): no L2 effect left at double precision
+
+
+def test_a_fit_with_the_l2_term_prices_with_it_and_without_it_is_todays_fit():
+    from pathlib import Path
+
+    from llmsim.validation.calibrate import fit_profile
+    from llmsim.validation.loaders import load_measurements
+
+    path = Path(__file__).resolve().parents[2] / "validation/data/kernels/aiconfigurator/a100_sxm/generation_attention_perf.parquet"
+    table = load_measurements(str(path))
+    plain, l2 = fit_profile(table, generic=False), fit_profile(table, generic=False, l2=True)
+    assert isinstance(l2, priors.L2Profile) and not isinstance(plain, priors.L2Profile)
+    dev = get_device("a100-sxm-80gb")
+    assert l2.device_vector(dev, np.zeros(4)).size == 6 and plain.device_vector(dev, np.zeros(4)).size == 4
+    p0, p1 = plain.params["ampere"]["attn_decode"]["bf16"], l2.params["ampere"]["attn_decode"]["bf16"]
+    assert p0.rows == p1.rows and not np.array_equal(p0.theta, p1.theta)  # the features saw another base
+    held = table.sample(200, random_state=0).reset_index(drop=True)
+    t0, t1 = OperatorCostModel(plain).price(held).seconds, OperatorCostModel(l2).price(held).seconds
+    assert np.all(np.isfinite(t0)) and np.all(np.isfinite(t1)) and not np.array_equal(t0, t1)
