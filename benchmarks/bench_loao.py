@@ -1,6 +1,7 @@
 """Leave-one-architecture-out: refit without one architecture class, predict it, print its errors.
 
     .venv/bin/python benchmarks/bench_loao.py [--arch ampere ...] [--json OUT.json]
+        [--only gemm ...] [--l2] [--latency CLASS ...] [--roofline achieved]
 
 For every architecture class with shipped kernel data (ampere: A100, hopper: H100, ada: RTX 4090,
 blackwell-consumer: RTX PRO 6000) the generic class is refitted (validation/calibrate.py
@@ -9,6 +10,10 @@ coefficients are dropped, so its rows are priced the way a never-measured GPU of
 datasheet roofline x the generic class's efficiency. Every row of the left-out class is scored (none
 was in the refit). Prints MAPE and median APE per operator class and per source (aiconfigurator and
 LLMServingSim rows are single kernels; vidur/LLMCompass rows come from other software stacks).
+
+``--l2`` refits and prices with the L2 term of the memory roofline (hwmodels/efficiency.py ``_mem_time``);
+``--only`` restricts the refit and the scores to some operator classes (the same figures: each class is
+fitted on its own). Figures of every option: docs/trust.md.
 
 Target (issue 13): MAPE <= 15% for gemm, attn_prefill and attn_decode on every class.
 """
@@ -41,7 +46,7 @@ def arch_of(devices: pd.Series) -> np.ndarray:
 
 
 def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
-                 latency_classes: tuple[str, ...] = (), roofline: str | None = None) -> Profile:
+                 latency_classes: tuple[str, ...] = (), roofline: str | None = None, l2: bool = False) -> Profile:
     """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows
     (on ``roofline``: 'datasheet' or 'achieved', default the shipped profile's). Only the left-out class is
     scored, and it is priced by the refitted generic class alone."""
@@ -50,11 +55,16 @@ def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: 
     refit = cal.fit_profile(table, salt=shipped.split.get("salt", cal.DEFAULT_SALT),
                             holdout_fraction=float(shipped.split.get("holdout_fraction", cal.DEFAULT_HOLDOUT)),
                             exclude_devices=devices, generic_only=True,
-                            latency_classes=latency_classes, roofline=roofline)
+                            latency_classes=latency_classes, roofline=roofline, l2=l2)
     params = {a: c for a, c in shipped.params.items() if a not in (left_out, GENERIC)}
     params[GENERIC] = refit.params.get(GENERIC, {})
-    return Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>",
-                   roofline=roofline)
+    out = Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>",
+                  roofline=roofline)
+    if l2:  # every class of this profile is priced with the L2 term; only the refitted generic one is scored
+        from llmsim.hwmodels.priors import with_l2
+
+        out = with_l2(out)
+    return out
 
 
 def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) -> list[dict]:
@@ -98,6 +108,12 @@ def main() -> None:
     ap.add_argument("--roofline", choices=("datasheet", "achieved"),
                     help="roofline the refit's features see (default: the profile's; 'achieved' = datasheet peaks x "
                          "the class priors of hwmodels/data/calibration/priors.yaml)")
+    ap.add_argument("--l2", action="store_true",
+                    help="refit and price with the L2 term of the memory roofline (working sets that fit the "
+                         "device's L2 stream at L2 bandwidth: hwmodels/priors.py l2_vector); off by default")
+    ap.add_argument("--only", action="append", default=[], choices=TARGET_CLASSES,
+                    help="refit and score only this operator class (repeatable; the figures of a class do not "
+                         "depend on the others, so this is the same number, faster)")
     ap.add_argument("--write-uncertainty", action="store_true",
                     help="write the pooled residual bands per operator class into the `extrapolated` part of "
                          "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
@@ -107,6 +123,12 @@ def main() -> None:
     shipped = load_profile(args.profile) if args.profile else default_profile()
     t0 = time.perf_counter()
     table = load_measurements(cal.SHIPPED_DATA)
+    if args.only:
+        if args.write_uncertainty:
+            raise SystemExit("--write-uncertainty needs every operator class (no --only)")
+        from llmsim.workloads.operators import KIND_CLASS
+
+        table = table[table["kind"].map(KIND_CLASS).isin(args.only).to_numpy()].reset_index(drop=True)
     arch = arch_of(table["device"])
     classes = args.arch or sorted(set(arch))
     out = {}
@@ -114,7 +136,7 @@ def main() -> None:
     residuals: dict = {}
     for left_out in classes:
         t1 = time.perf_counter()
-        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline)
+        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline, args.l2)
         rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "

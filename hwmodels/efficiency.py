@@ -20,7 +20,9 @@ Shape rows (float64) per class, with ``flops`` and ``bytes`` from workloads.oper
   elementwise   kind_code, flops, bytes
   collective    kind_code, ranks, message_bytes, traffic_factor
 Device vector (float64): peak FLOP/s for the op's compute dtype, memory bandwidth (B/s), SM count,
-link bandwidth (B/s per direction).
+link bandwidth (B/s per direction); optionally L2 capacity (bytes) and L2 bandwidth (B/s), which switch
+on the L2 term of the memory roofline (``_mem_time``; hwmodels/priors.py ``l2_vector``). Off (4 entries)
+the prices are today's, bit for bit.
 """
 from __future__ import annotations
 
@@ -89,6 +91,26 @@ def _monomials(v, degree, x, j):
     return j
 
 
+#: Exponent of the L2 hit share 1 / (1 + (working set / L2 capacity)^p) of the optional L2 term (``_mem_time``):
+#: a smooth step at the capacity, ~94% hits at half the capacity, ~6% at twice it [U: a shape chosen, not fitted].
+L2_HIT_EXPONENT = 4.0
+#: Device-vector length with the L2 entries (capacity bytes, L2 bandwidth B/s) after the four base entries.
+DEV_WITH_L2 = 6
+
+
+@njit(cache=True, inline="always")
+def _mem_time(nbytes, dev):
+    """Seconds to stream ``nbytes``: DRAM bandwidth alone on a 4-entry device vector (the default, and the
+    serving path: weights and KV do not stay in L2); with the optional L2 entries (dev[4] = L2 capacity
+    bytes > 0, dev[5] = L2 bandwidth B/s) a working set that fits L2 streams at L2 bandwidth, blended by
+    the hit share h = 1 / (1 + (bytes / capacity)^p): t = bytes x (h / B_L2 + (1 - h) / B_DRAM). The blend is
+    increasing in bytes and never slower for more capacity or either bandwidth (B_L2 is held >= B_DRAM)."""
+    if dev.shape[0] < DEV_WITH_L2 or dev[4] <= 0.0 or dev[5] <= 0.0:
+        return nbytes / dev[1]
+    h = 1.0 / (1.0 + (nbytes / dev[4]) ** L2_HIT_EXPONENT)
+    return nbytes * (h / max(dev[5], dev[1]) + (1.0 - h) / dev[1])
+
+
 @njit(cache=True)
 def _balance(flops, nbytes, dev, x, j):
     """Arithmetic-intensity terms and the log roofline time; returns (j, base).
@@ -103,7 +125,7 @@ def _balance(flops, nbytes, dev, x, j):
     x[j] = r / 10.0
     x[j + 1] = (r / 10.0) ** 2
     x[j + 2] = max(r, 0.0) / 10.0
-    return j + 3, math.log(max(f / dev[0], b / dev[1]))
+    return j + 3, math.log(max(f / dev[0], _mem_time(b, dev)))
 
 
 @njit(cache=True)
@@ -334,7 +356,7 @@ def _fill_efficiency(cls, s, dev, x):
         x[8 + code] = lB
         x[16] = lB * lB
         x[17] = lB * lB * lB
-        return math.log(nbytes / dev[1])
+        return math.log(_mem_time(nbytes, dev))
     # collective
     code = int(s[0])
     ranks = s[1]
@@ -451,7 +473,7 @@ def _clamp_row(cls, s, lo, hi, out):
 @njit(cache=True)
 def _true_base(s, dev):
     n = s.size
-    return math.log(max(max(s[n - 2], 1.0) / dev[0], max(s[n - 1], 1.0) / dev[1]))
+    return math.log(max(max(s[n - 2], 1.0) / dev[0], _mem_time(max(s[n - 1], 1.0), dev)))
 
 
 @njit(cache=True, inline="always")

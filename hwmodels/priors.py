@@ -11,11 +11,13 @@ another class's share of peak through the fitted coefficients.
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
 
+from llmsim.hwmodels.calibration import Profile
 from llmsim.workloads.errors import ConfigError
 from llmsim.workloads.yamlio import read_yaml
 
@@ -80,3 +82,42 @@ def achieved_vector(device, dev: np.ndarray, compute_dtype: str | None = None) -
     out[0] *= c
     out[1] *= m
     return out
+
+
+# --------------------------------------------------------------------------- optional L2 term
+def l2_tier(device):
+    """The device's on-chip L2 tier (catalogue ``memory`` entry named 'l2') when both its capacity and its
+    bandwidth are given, else None (the L2 term stays off for that device)."""
+    for t in getattr(device, "memory", ()):
+        if t.role == "on_chip" and t.name == "l2" and t.bandwidth_bytes_per_s and t.capacity_bytes > 0:
+            return t
+    return None
+
+
+def l2_vector(device, dev: np.ndarray) -> np.ndarray:
+    """``dev`` (peak FLOP/s, bandwidth B/s, SMs, link B/s) extended by the L2 capacity (bytes) and the L2
+    bandwidth (B/s) of the catalogue, which switch on the L2 term of the memory roofline
+    (hwmodels/efficiency.py ``_mem_time``); a device without a sourced L2 bandwidth gets zeros (term off).
+    Meant for kernel microbenchmarks, whose inputs stay hot in L2 between timed calls; serving prices
+    with the 4-entry vector (weights and KV do not stay in L2)."""
+    t = l2_tier(device)
+    out = np.zeros(6)
+    out[:4] = np.asarray(dev, dtype=np.float64)[:4]
+    if t is not None:
+        out[4] = float(t.capacity_bytes)
+        out[5] = float(t.bandwidth_bytes_per_s)
+    return out
+
+
+class L2Profile(Profile):
+    """A profile whose device vectors carry the L2 entries (``l2_vector``)."""
+
+    def device_vector(self, device, dev, compute_dtype=None):
+        return l2_vector(device, super().device_vector(device, dev, compute_dtype))
+
+
+def with_l2(profile: Profile) -> Profile:
+    """A copy of ``profile`` whose device vectors carry the L2 entries (``l2_vector``): the coefficients are
+    the profile's, so use it with a profile fitted with the L2 term (validation/calibrate.py
+    ``fit_profile(l2=True)``). Not saved in the profile file (an in-memory option, off by default)."""
+    return L2Profile(**{f.name: getattr(profile, f.name) for f in fields(Profile)})

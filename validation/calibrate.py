@@ -149,7 +149,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
                 arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
                 generic_only: bool = False, latency_classes: tuple[str, ...] = (),
-                roofline: str | None = None) -> Profile:
+                roofline: str | None = None, l2: bool = False) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
@@ -163,6 +163,9 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     recording the shape range of the rows each of its classes was fitted on.
     ``roofline``: 'datasheet' (features see the datasheet peaks) or 'achieved' (datasheet peaks x the
     class's priors, hwmodels/priors.py); default DEFAULT_ROOFLINE, or ``coefficients_from``'s.
+    ``l2``: the features see the L2 term of the memory roofline (hwmodels/priors.py ``l2_vector``: a working
+    set that fits the device's L2 streams at L2 bandwidth); the returned profile prices with it
+    (``priors.with_l2``). Off by default: the shipped profile has none.
     """
     if coefficients_from is not None:
         roofline = coefficients_from.roofline
@@ -170,6 +173,10 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     if roofline not in ROOFLINES:
         raise ConfigError(f"`roofline` must be one of {', '.join(ROOFLINES)}, got {roofline!r}")
     shaper = Profile(params={}, split={}, sources=(), roofline=roofline)
+    if l2:
+        from llmsim.hwmodels.priors import with_l2
+
+        shaper = with_l2(shaper)
     held = split_of(table["shape_key"].to_numpy(), salt=salt, holdout_fraction=holdout_fraction) \
         if holdout_fraction > 0 else np.zeros(len(table), dtype=bool)
     excluded_names = {get_device(d).name for d in exclude_devices}
@@ -266,9 +273,14 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                         "fitted_kinds": sorted(str(k) for k in kinds_per_source.get(src, ()))})
         if arch_classes:  # which classes the file measures, so a merge knows whose counts it replaces
             sources[-1]["arch_classes"] = sorted(set(_arch_classes(table.loc[table["source"] == src, "device"])) - {""})
-    return Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
-                                         "excluded_devices": sorted(excluded_names)},
-                   sources=tuple(sources), roofline=roofline)
+    out = Profile(params=params, split={"salt": salt, "holdout_fraction": holdout_fraction,
+                                        "excluded_devices": sorted(excluded_names)},
+                  sources=tuple(sources), roofline=roofline)
+    if l2:
+        from llmsim.hwmodels.priors import with_l2
+
+        out = with_l2(out)
+    return out
 
 
 #: Features a small class may adjust on top of its fallback class: the constant and the linear log
