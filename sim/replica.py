@@ -574,10 +574,14 @@ class Replica:
         running request decodes after it, and, nothing waiting, the scheduler then decodes them all
         (S6: within ``idle_decode_cap`` and the next tokens' blocks fit). Step 0 of the run is the
         prefill step; the decode steps' prices, the blocks they take and the run's length are those
-        the loop would compute at ``end``. False (nothing planned) when the conditions do not hold."""
+        the loop would compute at ``end``. The step decodes every decoding request or none of them
+        (vLLM v0 runs prefills alone: then the others wait the step out and decode from the next).
+        False (nothing planned) when the conditions do not hold."""
         running = self._running
         n = len(running)
-        if n != len(batch.prefill) + len(batch.decode) or n > self._idle_cap:
+        n_p = len(batch.prefill)
+        stepped = len(batch.decode)  # decodes in the step: all decoding requests or none
+        if n > self._idle_cap or (stepped and n_p + stepped != n):
             return False
         left = _NO_LIMIT  # tokens the decodes have left after the prefill step
         for r, m in zip(batch.prefill, batch.prefill_tokens):
@@ -599,12 +603,23 @@ class Replica:
         first = 0  # blocks the first decode step's requests hold then
         cached = []
         append = cached.append
+        step = 1 if stepped else 0
+        prefilling = 0
         for r in running:
             c = r.cached
-            c = r.prefill_target if c < r.prefill_target else c + 1
+            if c < r.prefill_target:
+                c = r.prefill_target
+                prefilling += 1
+            else:
+                c += step
+                d = r.output_tokens - r.generated
+                if d < left:
+                    left = d
             append(c)
             held += r.blocks
             first += (c + bs) // bs
+        if prefilling != n_p:  # a prompt left without a chunk this step
+            return False
         # blocks the decode steps 1..k take beyond those held after the prefill step: the first must
         # fit (else the scheduler preempts at ``end``), then as many steps as fit, as _plan_run counts
         if first - held > free:
