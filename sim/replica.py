@@ -395,18 +395,26 @@ class Replica:
             left = _NO_LIMIT  # the fewest tokens any decode has left to generate
             cached = []
             append = cached.append
+            growing = None  # (request, blocks) of the decodes whose next token needs blocks
             for r in running:
                 c = r.cached
                 if c < r.prefill_target:
                     break
                 append(c)
-                grow += (c + bs) // bs - r.blocks
+                g = (c + bs) // bs - r.blocks
+                if g:
+                    grow += g
+                    if g > 0:
+                        if growing is None:
+                            growing = [(r, g)]
+                        else:
+                            growing.append((r, g))
                 d = r.output_tokens - r.generated
                 if d < left:
                     left = d
             else:
                 if grow <= kv.free_blocks:
-                    return self._plan_idle(cached, left, now)
+                    return self._plan_idle(cached, left, now, growing)
         # vLLM v0 admits no new prompt while requests wait to come back from host memory
         visible = () if self._resume else tuple(waiting)
         if self._prefix and visible:
@@ -535,18 +543,16 @@ class Replica:
         self._run_energy = e
         kernel.schedule(end, PRIORITY_ITERATION, self._on_end, self._token)
 
-    def _plan_idle(self, cached: list[int], left: int, now: float) -> None:
+    def _plan_idle(self, cached: list[int], left: int, now: float, growing: list | None) -> None:
         """``_plan`` of the batch S6 gives: decode every running request (contexts ``cached``, the
-        fewest tokens any has left ``left``), no prefill, no preemption, no host copies pending."""
+        fewest tokens any has left ``left``, ``growing`` the (request, blocks) whose next token needs
+        blocks), no prefill, no preemption, no host copies pending."""
         running = self._running
-        bs = self.kv.block_size
-        grow = 0
-        for r in running:
-            need = (r.cached + bs) // bs - r.blocks
-            if need > 0:
-                grow += need
-                r.blocks += need
-        if grow:
+        if growing is not None:
+            grow = 0
+            for r, g in growing:
+                grow += g
+                r.blocks += g
             self.kv.allocate(grow)
         ctx = np.array(cached, dtype=np.int64)
         self._batch = Batch(decode=running.copy())
@@ -871,20 +877,30 @@ class Replica:
             bs = self.kv.block_size
             grow = 0
             finished = None
-            for r in decode:
-                c = r.cached + steps
-                r.cached = c
-                need = (c + bs - 1) // bs - r.blocks
-                if need > 0:
-                    grow += need
-                    r.blocks += need
-                g = r.generated + steps
-                r.generated = g
-                if g >= r.output_tokens:
-                    if finished is None:
-                        finished = [r]
-                    else:
-                        finished.append(r)
+            if steps < self._run_left:  # cut short before any decode finishes
+                for r in decode:
+                    c = r.cached + steps
+                    r.cached = c
+                    need = (c + bs - 1) // bs - r.blocks
+                    if need > 0:
+                        grow += need
+                        r.blocks += need
+                    r.generated += steps
+            else:
+                for r in decode:
+                    c = r.cached + steps
+                    r.cached = c
+                    need = (c + bs - 1) // bs - r.blocks
+                    if need > 0:
+                        grow += need
+                        r.blocks += need
+                    g = r.generated + steps
+                    r.generated = g
+                    if g >= r.output_tokens:
+                        if finished is None:
+                            finished = [r]
+                        else:
+                            finished.append(r)
             if grow:
                 self.kv.allocate(grow)
             if finished is not None:
