@@ -774,7 +774,6 @@ class Replica:
         self.iterations += k
         if self._tracer is not None:
             self._trace(batch, k, now)
-        bs = self.kv.block_size
         finished = None
         if batch.prefill:
             prefix = self._prefix
@@ -802,39 +801,46 @@ class Replica:
                         finished = [r]
                     else:
                         finished.append(r)
-        elif k < self._run_left:  # a run cut short before any decode finishes
-            grow = 0
-            for r in batch.decode:
-                c = r.cached + k
+        else:  # a decode run (no prefill in it)
+            finished = self._advance(batch.decode, k)
+        if finished is not None:
+            self._finish(finished, now)
+        self._plan()
+
+    def _advance(self, decode: list[Request], steps: int) -> list[Request] | None:
+        """Advance the requests of a decode run by its ``steps`` completed steps (contexts, tokens,
+        the blocks those steps took past the first, allocated now); the finished ones in order, or
+        None. A run cut before ``_run_left`` steps finishes nobody."""
+        bs = self.kv.block_size
+        grow = 0
+        finished = None
+        if steps < self._run_left:
+            for r in decode:
+                c = r.cached + steps
                 r.cached = c
                 need = (c + bs - 1) // bs - r.blocks
                 if need > 0:
                     grow += need
                     r.blocks += need
-                r.generated += k
-            if grow:
-                self.kv.allocate(grow)
+                r.generated += steps
         else:
-            grow = 0
-            for r in batch.decode:
-                c = r.cached + k
+            for r in decode:
+                c = r.cached + steps
                 r.cached = c
                 need = (c + bs - 1) // bs - r.blocks
                 if need > 0:
                     grow += need
                     r.blocks += need
-                g = r.generated + k
+                g = r.generated + steps
                 r.generated = g
                 if g >= r.output_tokens:
                     if finished is None:
                         finished = [r]
                     else:
                         finished.append(r)
-            if grow:
-                self.kv.allocate(grow)
-        if finished is not None:
-            self._finish(finished, now)
-        self._plan()
+        if grow:
+            self.kv.allocate(grow)
+        return finished
 
     def _end_lead(self, k: int, now: float) -> None:
         """The end of a run planned by ``_plan_lead`` after ``k`` steps: the prefill step, then
@@ -869,40 +875,8 @@ class Replica:
                 if steps == 1:
                     tracer.iteration(self.index, end, now, 0, len(decode))
                 else:
-                    ends = self._run_ends[:steps]
-                    starts = np.empty(steps)
-                    starts[0] = end
-                    starts[1:] = ends[:-1]
-                    tracer.decode_run(self.index, starts, ends, len(decode))
-            bs = self.kv.block_size
-            grow = 0
-            finished = None
-            if steps < self._run_left:  # cut short before any decode finishes
-                for r in decode:
-                    c = r.cached + steps
-                    r.cached = c
-                    need = (c + bs - 1) // bs - r.blocks
-                    if need > 0:
-                        grow += need
-                        r.blocks += need
-                    r.generated += steps
-            else:
-                for r in decode:
-                    c = r.cached + steps
-                    r.cached = c
-                    need = (c + bs - 1) // bs - r.blocks
-                    if need > 0:
-                        grow += need
-                        r.blocks += need
-                    g = r.generated + steps
-                    r.generated = g
-                    if g >= r.output_tokens:
-                        if finished is None:
-                            finished = [r]
-                        else:
-                            finished.append(r)
-            if grow:
-                self.kv.allocate(grow)
+                    self._trace_run(end, self._run_ends[:steps], len(decode))
+            finished = self._advance(decode, steps)
             if finished is not None:
                 self._finish(finished, now)
         self._run_decode = None
@@ -1003,8 +977,11 @@ class Replica:
         if k == 1:
             self._tracer.iteration(self.index, self._run_start, now, n_prefill, n_decode)
         else:
-            ends = self._run_ends[:k]
-            starts = np.empty(k)
-            starts[0] = self._run_start
-            starts[1:] = ends[:-1]
-            self._tracer.decode_run(self.index, starts, ends, n_decode)
+            self._trace_run(self._run_start, self._run_ends[:k], n_decode)
+
+    def _trace_run(self, start: float, ends: np.ndarray, n_decode: int) -> None:
+        """Trace the decode steps ending at ``ends``, the first starting at ``start``."""
+        starts = np.empty(ends.size)
+        starts[0] = start
+        starts[1:] = ends[:-1]
+        self._tracer.decode_run(self.index, starts, ends, n_decode)
