@@ -596,12 +596,6 @@ class Replica:
                 return False
             if d < left:
                 left = d
-        for r in batch.decode:
-            d = r.output_tokens - r.generated - 1
-            if d < 1:
-                return False
-            if d < left:
-                left = d
         kv = self.kv
         bs = kv.block_size
         free = kv.free_blocks
@@ -616,10 +610,12 @@ class Replica:
             if c < r.prefill_target:
                 c = r.prefill_target
                 prefilling += 1
-            else:
+            else:  # a decode (in the step when ``step``): it must have a token left after it
                 c += step
-                d = r.output_tokens - r.generated
+                d = r.output_tokens - r.generated - step
                 if d < left:
+                    if d < step:
+                        return False
                     left = d
             append(c)
             held += r.blocks
