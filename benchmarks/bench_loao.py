@@ -1,7 +1,7 @@
 """Leave-one-architecture-out: refit without one architecture class, predict it, print its errors.
 
     .venv/bin/python benchmarks/bench_loao.py [--arch ampere ...] [--json OUT.json]
-        [--only gemm ...] [--l2] [--latency CLASS ...] [--roofline achieved]
+        [--only gemm ...] [--l2] [--latency CLASS ...] [--fixed-latency CLASS=SECONDS ...] [--roofline achieved]
 
 For every architecture class with shipped kernel data (ampere: A100, hopper: H100, ada: RTX 4090,
 blackwell-consumer: RTX PRO 6000) the generic class is refitted (validation/calibrate.py
@@ -46,7 +46,8 @@ def arch_of(devices: pd.Series) -> np.ndarray:
 
 
 def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
-                 latency_classes: tuple[str, ...] = (), roofline: str | None = None, l2: bool = False) -> Profile:
+                 latency_classes: tuple[str, ...] = (), roofline: str | None = None, l2: bool = False,
+                 fixed_latency: dict[str, float] | None = None) -> Profile:
     """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows
     (on ``roofline``: 'datasheet' or 'achieved', default the shipped profile's). Only the left-out class is
     scored, and it is priced by the refitted generic class alone."""
@@ -55,7 +56,8 @@ def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: 
     refit = cal.fit_profile(table, salt=shipped.split.get("salt", cal.DEFAULT_SALT),
                             holdout_fraction=float(shipped.split.get("holdout_fraction", cal.DEFAULT_HOLDOUT)),
                             exclude_devices=devices, generic_only=True,
-                            latency_classes=latency_classes, roofline=roofline, l2=l2)
+                            latency_classes=latency_classes, roofline=roofline, l2=l2,
+                            fixed_latency=fixed_latency)
     params = {a: c for a, c in shipped.params.items() if a not in (left_out, GENERIC)}
     params[GENERIC] = refit.params.get(GENERIC, {})
     out = Profile(params=params, split=shipped.split, sources=shipped.sources, path=f"<loao without {left_out}>",
@@ -105,6 +107,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the figures as JSON here")
     ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
                     help="refit this operator class with the device-independent latency term (repeatable)")
+    ap.add_argument("--fixed-latency", action="append", default=[], metavar="CLASS=SECONDS",
+                    help="refit this operator class with a device-independent latency held at SECONDS (not "
+                         "fitted: a bound from outside the fit, docs/trust.md 'Bounded latency'; repeatable)")
     ap.add_argument("--roofline", choices=("datasheet", "achieved"),
                     help="roofline the refit's features see (default: the profile's; 'achieved' = datasheet peaks x "
                          "the class priors of hwmodels/data/calibration/priors.yaml)")
@@ -118,6 +123,12 @@ def main() -> None:
                     help="write the pooled residual bands per operator class into the `extrapolated` part of "
                          "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
     args = ap.parse_args()
+    fixed = {}
+    for item in args.fixed_latency:
+        cls, _, sec = item.partition("=")
+        if cls not in cal.LATENCY_CLASSES or not sec:
+            raise SystemExit(f"--fixed-latency wants CLASS=SECONDS with CLASS in {', '.join(cal.LATENCY_CLASSES)}")
+        fixed[cls] = float(sec)
     from llmsim.hwmodels.calibration import load_profile
 
     shipped = load_profile(args.profile) if args.profile else default_profile()
@@ -136,7 +147,8 @@ def main() -> None:
     residuals: dict = {}
     for left_out in classes:
         t1 = time.perf_counter()
-        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline, args.l2)
+        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline, args.l2,
+                           fixed)
         rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "

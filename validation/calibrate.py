@@ -59,7 +59,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.ndarray | None = None,
-              f_scale: float = 0.05, max_iter: int = 60) -> tuple[float, np.ndarray, float]:
+              f_scale: float = 0.05, max_iter: int = 60,
+              fixed_latency: float | None = None, _offset: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
     """Fit log t = log(floor + exp(base + X theta) [+ exp(Z phi)]) robustly in log space.
 
     ``Z`` (optional): device-independent latency features (efficiency.NUM_LATENCY); the returned
@@ -67,8 +68,21 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     never shrinks as the shape grows. Levenberg-Marquardt on the soft-L1 loss (scale ``f_scale`` in
     log units, i.e. ~5%) by iteratively reweighted normal equations, with a small ridge toward the
     roofline (theta) and toward the starting latency (phi). Deterministic.
+    ``fixed_latency`` (seconds, with ``Z``): the latency is not fitted but held at this device-independent
+    constant (a bound from outside the fit: docs/trust.md "Bounded latency"); phi is returned as
+    [log fixed_latency, 0, ...], so the pricing path is the latency term's.
     Returns (log_floor, theta, median APE on the fitted rows).
     """
+    if fixed_latency is not None:
+        if Z is None or not fixed_latency > 0:
+            raise ValueError("fixed_latency needs latency columns Z and a positive latency")
+        phi = np.zeros(Z.shape[1])
+        phi[0] = math.log(fixed_latency)
+        lat = np.exp(Z @ phi)
+        # the rows' time less the fixed latency: what the floor and the roofline term share
+        log_floor, theta, _ = fit_class(X, base, seconds, f_scale=f_scale, max_iter=max_iter, _offset=lat)
+        pred = np.exp(log_floor) + np.exp(base + X @ theta) + lat
+        return log_floor, np.r_[theta, phi], float(np.median(np.abs(pred - seconds) / seconds))
     y = np.log(seconds)
     nz = 0 if Z is None else Z.shape[1]
     if nz:
@@ -80,7 +94,10 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         floor0 = 0.5 * float(np.min(seconds))
         phi0 = np.zeros(0)
         lat0 = 0.0
-    target = np.log(np.maximum(seconds - floor0 - lat0, 0.05 * seconds)) - base
+    off = np.zeros(len(seconds)) if _offset is None else _offset
+    if _offset is not None:
+        floor0 = 0.5 * float(np.min(np.maximum(seconds - off, 0.05 * seconds)))
+    target = np.log(np.maximum(seconds - floor0 - lat0 - off, 0.05 * seconds)) - base
     theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
     p = np.r_[np.log(floor0), theta0, phi0]
     n, k = X.shape
@@ -91,7 +108,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     def model(q):
         e = np.exp(base + X @ q[1:k + 1])
         lat = np.exp(ZZ @ q[k + 1:]) if nz else np.zeros(n)
-        return e, lat, np.exp(q[0]) + e + lat
+        return e, lat, np.exp(q[0]) + e + lat + off
 
     def loss(q):
         r = np.log(model(q)[2]) - y
@@ -149,7 +166,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
                 arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
                 generic_only: bool = False, latency_classes: tuple[str, ...] = (),
-                roofline: str | None = None, l2: bool = False) -> Profile:
+                roofline: str | None = None, l2: bool = False,
+                fixed_latency: dict[str, float] | None = None) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
 
     ``exclude_devices`` drops every row of those devices (cross-device experiments);
@@ -166,7 +184,15 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     ``l2``: the features see the L2 term of the memory roofline (hwmodels/priors.py ``l2_vector``: a working
     set that fits the device's L2 streams at L2 bandwidth); the returned profile prices with it
     (``priors.with_l2``). Off by default: the shipped profile has none.
+    ``fixed_latency``: {operator class: seconds}: those classes price ``floor + L + roofline x 1/efficiency``
+    with L that device-independent constant, not fitted (``fit_class(fixed_latency=)``; docs/trust.md
+    "Bounded latency"). None by default.
     """
+    fixed_latency = dict(fixed_latency or {})
+    bad = sorted(set(fixed_latency) - set(LATENCY_CLASSES))
+    if bad:
+        raise ConfigError(f"`fixed_latency` classes must be among {', '.join(LATENCY_CLASSES)}, got {bad}")
+    latency_classes = tuple(latency_classes) + tuple(c for c in sorted(fixed_latency) if c not in latency_classes)
     if coefficients_from is not None:
         roofline = coefficients_from.roofline
     roofline = roofline or DEFAULT_ROOFLINE
@@ -249,7 +275,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         for p in parts:
             used[p[3]] = True
         nf = eff.NUM_FEATURES[cls]
-        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if X.shape[1] > nf else None)
+        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if X.shape[1] > nf else None,
+                                            fixed_latency=fixed_latency.get(cls))
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
                                                                              lo, hi)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
