@@ -94,7 +94,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         floor0 = 0.5 * float(np.min(seconds))
         phi0 = np.zeros(0)
         lat0 = 0.0
-    off = np.zeros(len(seconds)) if _offset is None else _offset
+    off = 0.0 if _offset is None else _offset  # seconds every row's model adds (the fixed latency)
     if _offset is not None:
         floor0 = 0.5 * float(np.min(np.maximum(seconds - off, 0.05 * seconds)))
     target = np.log(np.maximum(seconds - floor0 - lat0 - off, 0.05 * seconds)) - base

@@ -59,10 +59,3 @@ def test_fixed_latency_needs_latency_columns():
     with pytest.raises(ValueError):
         fit_class(X[:, :nf], base, y, Z=X[:, nf:], fixed_latency=0.0)
 
-
-def test_off_is_bit_for_bit_the_plain_fit():
-    _, X, base, y = _data(2e-6)
-    nf = eff.NUM_FEATURES["gemm"]
-    a = fit_class(X[:, :nf], base, y, max_iter=20)
-    b = fit_class(X[:, :nf], base, y, max_iter=20, fixed_latency=None)
-    assert a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2] == b[2]
