@@ -7,4 +7,7 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
+# the simulator's two entry kernels, compiled ahead of time once (hwmodels/aot.py): runs then start
+# without numba; without a C compiler runs compile with numba as before
+.venv/bin/python -m llmsim.hwmodels.aot || true
 exec .venv/bin/simulate run "$@"

@@ -135,6 +135,9 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     except (AttributeError, OSError):
         pass
+    from llmsim.hwmodels import aot
+
+    print(f"kernels: {aot.ensure()}", flush=True)
     profile = None
     if args.profile:
         from llmsim.hwmodels.calibration import load_profile

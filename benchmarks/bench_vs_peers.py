@@ -111,6 +111,9 @@ def main() -> None:
     args = ap.parse_args()
     print(f"scenario: Azure conversation hour, Llama-2-70B on 4 DGX-H100 (4 x TP8); cores {os.cpu_count()}",
           flush=True)
+    from llmsim.hwmodels import aot
+
+    print(f"kernels: {aot.ensure()}", flush=True)
     _, summary = run_ours()  # warms the caches
     n = summary["requests"]
     with tempfile.TemporaryDirectory() as tmpd:

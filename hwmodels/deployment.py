@@ -55,6 +55,7 @@ from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfil
 from llmsim.hwmodels.layout import DeploymentLayout
 from llmsim.hwmodels.uncertainty import network_param_key
 from llmsim.hwmodels.network import INTRA_TRANSPORTS, GroupTopology, LinkClass, single_node_group
+from llmsim.hwmodels import aot
 from llmsim.workloads import jitcache
 from llmsim.workloads import operators as ops
 from llmsim.workloads.errors import ConfigError, PlanError
@@ -78,6 +79,9 @@ _PAR_WIDTH = 10
 # (aiconfigurator A100: m <= 8192); larger GEMMs are priced as equal slices of at most this size.
 GEMM_MAX_ROWS = 8192.0
 _EMPTY_I64 = np.zeros(0, np.int64)
+_I64 = np.dtype(np.int64)
+_F64 = np.dtype(np.float64)
+_NDARRAY = np.ndarray
 #: Rows of a deployment's remembered decode-attention prices (a power of two; 7 float64 each).
 _ATTN_MEMO_ROWS = 1 << 16
 #: Row counts (tokens or sequences) whose per-operator prices a deployment's ``iteration`` remembers.
@@ -405,6 +409,25 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     return steps
 
 
+def _c_array(a, dtype) -> bool:
+    """Whether ``a`` is a 1-d array the ahead-of-time kernels may take as ``dtype[::1]`` (an exact
+    ndarray of that dtype, C-contiguous, aligned, writable): they do not check (hwmodels/aot.py)."""
+    if type(a) is not _NDARRAY or a.dtype is not dtype or a.ndim != 1:
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned and f.writeable
+
+
+def _aot_kernel(name: str, first: int, tables: tuple):
+    """The ahead-of-time build of kernel ``name`` when there is one and ``tables`` (its arguments from
+    position ``first`` on, checked once) are what it takes; else None (the numba kernel runs)."""
+    entry = aot.entries().get(name)
+    if entry is None:
+        return None
+    fn, kinds = entry
+    return fn if aot.array_kinds(kinds[first:first + len(tables)], tables) else None
+
+
 def _server_group(device: DeviceSpec, ranks: int) -> GroupTopology:
     """``ranks`` devices of one server joined by the device's scale-up link (else its host link,
     priced as PCIe)."""
@@ -508,6 +531,11 @@ class Deployment:
         self._terms: list[tuple] = []  # decode_run's engine terms per batch size
         self._tp_f = float(self.tp)
         self._by_rows_have = None
+        # the ahead-of-time builds of the two kernels for this deployment's tables (None: numba's), and
+        # the run buffers last checked for the decode one
+        self._iter_aot = None
+        self._run_aot = None
+        self._aot_bufs = (None, None)
 
     # -- plan ---------------------------------------------------------------------------------
     def _check_plan(self) -> None:
@@ -862,10 +890,18 @@ class Deployment:
         if by_rows is None:
             by_rows = self._by_rows = np.zeros((_BY_ROWS, self._cls.size, 2))
             self._by_rows_have = np.zeros((_BY_ROWS, self._cls.size), np.uint8)
-        g, e, tokens = _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par,
-                                         self._mult, self._theta, self._nfeat, self._floor, self._dev, self._power,
-                                         self._net, self._nnet, scratch, shape, self._range, op_time, by_rows,
-                                         self._by_rows_have)
+            self._iter_aot = _aot_kernel("_iteration_kernel", 3, (
+                self._cls, self._kind, self._par, self._mult, self._theta, self._nfeat, self._floor, self._dev,
+                self._power, self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time, by_rows,
+                self._by_rows_have))
+        fn = self._iter_aot
+        if (fn is None or scratch is not self._scratch or shape is not self._shape or op_time is not self._op_time
+                or not (_c_array(prefill_lens, _I64) and _c_array(prefill_offsets, _I64)
+                        and _c_array(decode_ctx, _I64))):
+            fn = _iteration_kernel
+        g, e, tokens = fn(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par, self._mult,
+                          self._theta, self._nfeat, self._floor, self._dev, self._power, self._net, self._nnet, scratch,
+                          shape, self._range, op_time, by_rows, self._by_rows_have)
         if self._piecewise:
             tokens = int(tokens)
             if tokens > self._graph_max:
@@ -924,8 +960,10 @@ class Deployment:
         args = self._run_args
         if args is not None and self.dp_ep == 1 and 0 < seqs < len(self._terms):  # the simulator's usual call
             mode, launch, host, sync = self._terms[seqs]
-            _decode_run_kernel(ctx, steps, *args, mode, launch, host, sync, self._tp_f, start_s, start_j, True,
-                               ends, spent, at, ctx_add)
+            fn = self._run_aot
+            if fn is None or not _c_array(ctx, _I64) or not self._run_buffers_ok(ends, spent):
+                fn = _decode_run_kernel
+            fn(ctx, steps, *args, mode, launch, host, sync, self._tp_f, start_s, start_j, True, ends, spent, at, ctx_add)
             return
         if self.dp_ep > 1 or seqs == 0:
             t, e = self.decode_run(ctx + ctx_add, steps)
@@ -986,10 +1024,32 @@ class Deployment:
                                      self._shape, self._range, self._op_time, self._by_size, self._by_size_have,
                                      self._attn_memo)
             self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
+            self._run_aot = _aot_kernel("_decode_run_kernel", 2, args)
         mode, launch, host, sync = self._terms[seqs]
-        _decode_run_kernel(ctx, int(steps), *args, mode, launch, host, sync, self._tp_f, start_s, start_j, sums,
-                           times, energies, at, ctx_add)
+        fn = self._run_aot
+        if fn is None or not _c_array(ctx, _I64) or not self._run_buffers_ok(times, energies):
+            fn = _decode_run_kernel
+        fn(ctx, int(steps), *args, mode, launch, host, sync, self._tp_f, start_s, start_j, sums, times, energies, at,
+           ctx_add)
         return out
+
+    def __getstate__(self) -> dict:
+        # an extension function pickles by its module's name, which only this machine's cache can import
+        state = dict(self.__dict__)
+        state["_iter_aot"] = state["_run_aot"] = None
+        state["_aot_bufs"] = (None, None)
+        return state
+
+    def _run_buffers_ok(self, times, energies) -> bool:
+        """Whether the ahead-of-time decode kernel may write ``times`` and ``energies`` (checked once per
+        pair of buffers: the replica passes the same two every call)."""
+        last = self._aot_bufs
+        if times is last[0] and energies is last[1]:
+            return True
+        if _c_array(times, _F64) and _c_array(energies, _F64):
+            self._aot_bufs = (times, energies)
+            return True
+        return False
 
     def cost(self, prefill_lens, prefill_offsets, decode_ctx) -> IterationCost:
         """``iteration`` with a per-operator breakdown (seconds, all layers included); the engine's

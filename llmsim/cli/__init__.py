@@ -97,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             gc.unfreeze()
         (gc.enable if collecting else gc.disable)()
         codecache.save()
+        if argv is None and jitcache.compiled():
+            from llmsim.hwmodels import aot
+
+            aot.build_in_background()  # so the next run starts without numba (hwmodels/aot.py)
 
 
 def start_work() -> None:

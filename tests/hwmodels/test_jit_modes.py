@@ -49,7 +49,7 @@ print(repr(out))
 
 
 def _run(mode: str) -> list[str]:
-    env = dict(os.environ, LLMSIM_JIT=mode)
+    env = dict(os.environ, LLMSIM_JIT=mode, LLMSIM_AOT="0")  # numba's kernels, not their ahead-of-time build
     res = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout.splitlines()
