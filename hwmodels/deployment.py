@@ -82,8 +82,12 @@ _EMPTY_I64 = np.zeros(0, np.int64)
 _I64 = np.dtype(np.int64)
 _F64 = np.dtype(np.float64)
 _NDARRAY = np.ndarray
-#: Rows of a deployment's remembered decode-attention prices (a power of two; 7 float64 each).
+#: Rows of a deployment's remembered decode-attention prices (a power of two; 9 float64 each: the key,
+#: the operator's seconds and joules, and the step's summed seconds and joules over all operators).
 _ATTN_MEMO_ROWS = 1 << 16
+_ATTN_MEMO_COLS = 9
+_MEMO_TOTAL_T = 7
+_MEMO_TOTAL_E = 8
 #: Row counts (tokens or sequences) whose per-operator prices a deployment's ``iteration`` remembers.
 _BY_ROWS = 8193
 
@@ -302,13 +306,13 @@ def _attn_memo_row(memo, o, n, L_sum, flops, nbytes):
 
 @njit(cache=True)
 def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev,
-                      op_power, op_net, op_nnet, scratch, shape, op_range, memo):
-    """``_op_cost`` of decode-attention operator ``o`` in a batch of decodes only, priced on a miss of
-    ``memo`` (``_attn_memo_row``) and remembered there."""
-    L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+                      op_power, op_net, op_nnet, scratch, shape, op_range, memo, L_sum, flops, nbytes):
+    """``_op_cost`` of decode-attention operator ``o`` in a batch of decodes only (contexts ``ctx``,
+    whose work ``_attn_decode_work`` gives as ``L_sum``, ``flops``, ``nbytes``), priced on a miss of
+    ``memo`` (``_attn_memo_row``) and remembered there; (seconds, joules, row)."""
     row = _attn_memo_row(memo, o, ctx.size, L_sum, flops, nbytes)
     if row >= 0:
-        return memo[row, 5], memo[row, 6]
+        return memo[row, 5], memo[row, 6], row
     row = -1 - row
     empty = ctx[:0]
     t, e = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat,
@@ -320,7 +324,43 @@ def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op
     memo[row, 4] = nbytes
     memo[row, 5] = t
     memo[row, 6] = e
-    return t, e
+    if memo.shape[1] > _MEMO_TOTAL_E:
+        memo[row, _MEMO_TOTAL_T] = -1.0  # the step's totals are not known here
+        memo[row, _MEMO_TOTAL_E] = -1.0
+    return t, e, row
+
+
+@njit(cache=True)
+def _attn_step_work(par, ctx, steps):
+    """(FLOPs, bytes) that one more step of a decode run adds to decode attention's summed FLOPs and
+    bytes over the ``n`` contexts ``ctx`` (``_attn_decode_work``), per request, when for each of the
+    ``steps`` steps these sums are exact, so that adding ``n`` times them gives the same bits as
+    summing afresh; (-1, -1) otherwise.
+
+    Exact when every per-request figure and every partial sum is an integer below 2 ** 52: the
+    operator's parameters are integers, the KV bytes per element an integer or a half (then the KV
+    row width even), no context reaches the sliding window, and ``n`` times the largest figure stays
+    below 2 ** 52. Then float addition is exact, hence independent of order and grouping."""
+    heads, kvh, hd, vhd, kvb, w = par[0], par[1], par[2], par[3], par[4], par[5]
+    if not (heads >= 1.0 and kvh >= 1.0 and hd >= 1.0 and vhd >= 0.0 and kvb > 0.0):
+        return -1.0, -1.0
+    if not (heads == math.floor(heads) and kvh == math.floor(kvh) and hd == math.floor(hd)
+            and vhd == math.floor(vhd) and 2.0 * kvb == math.floor(2.0 * kvb)):
+        return -1.0, -1.0
+    row = kvh * (hd + vhd)  # KV elements of one cached token
+    if kvb != math.floor(kvb) and row != 2.0 * math.floor(row / 2.0):
+        return -1.0, -1.0
+    top = 0
+    for i in range(ctx.size):
+        if ctx[i] > top:
+            top = ctx[i]
+    L_max = float(top) + float(steps)  # the context the last step's new token sees
+    if w > 0.0 and L_max > w:
+        return -1.0, -1.0
+    f_max, b_max = ops.attention_decode_work(1.0, L_max, heads, kvh, hd, vhd, kvb, w)
+    if not (float(ctx.size) * max(f_max, b_max) < 4503599627370496.0 / 2.0):
+        return -1.0, -1.0
+    return 2.0 * heads * (hd + vhd), row * kvb
 
 
 @njit(cache=True)
@@ -340,20 +380,39 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     size: ``by_size[n, o]`` holds (seconds, joules) of operator ``o`` for ``n`` decodes once
     ``by_size_have[n]`` is set (sizes past the table are priced each call), and decode attention is
     remembered by its shape in ``attn_memo`` (``_attn_decode_memo``). The per-step totals add the
-    same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit)."""
+    same per-op values in the same order as ``_iteration_kernel`` (equal to the last bit).
+
+    Two shortcuts, both the same bits: where a step's attention work sums are exact
+    (``_attn_step_work``) they grow by ``n`` times a constant instead of being summed afresh; and
+    with one decode-attention operator a remembered row also keeps the step's summed seconds and
+    joules over all operators, which depend only on that row and ``n``."""
     empty = decode_ctx[:0]
     ctx = decode_ctx + ctx_add
     tokens, seqs = _batch_size(empty, ctx)
     n_ops = op_cls.size
     t_op = np.zeros(n_ops)
     e_op = np.zeros(n_ops)
+    # per decode-attention op: summed context, FLOPs and bytes at the step, and what a step adds to the
+    # last two (per request; -1: sum afresh)
+    work = np.empty((n_ops, 5))
     n = ctx.size
     cached = n < by_size_have.size and by_size_have[n] != 0
+    n_attn = 0
+    single = -1
     for o in range(n_ops):
         if op_kind[o] == _ATTN_DECODE:
-            t_op[o], e_op[o] = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta,
-                                                 op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
-                                                 shape, op_range, attn_memo)
+            n_attn += 1
+            single = o
+            L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+            df, db = _attn_step_work(op_par[o], ctx, steps)
+            work[o, 0] = L_sum
+            work[o, 1] = flops
+            work[o, 2] = nbytes
+            work[o, 3] = df
+            work[o, 4] = db
+            t_op[o], e_op[o], _ = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta,
+                                                    op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+                                                    shape, op_range, attn_memo, L_sum, flops, nbytes)
         elif cached:
             t_op[o] = by_size[n, o, 0]
             e_op[o] = by_size[n, o, 1]
@@ -361,33 +420,62 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             t_op[o], e_op[o] = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult,
                                         op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
                                         shape, op_range)
+    if n_attn != 1 or attn_memo.shape[1] <= _MEMO_TOTAL_E:
+        single = -1
     if not cached and n < by_size_have.size:
         for o in range(n_ops):
             by_size[n, o, 0] = t_op[o]
             by_size[n, o, 1] = e_op[o]
         by_size_have[n] = 1
+    fn = float(n)
     acc_t = start_s
     acc_e = start_j
+    bumped = 0  # steps ``ctx`` has been grown by (it is grown when a step has to read it)
     for k in range(steps):
+        row = -1
         if k > 0:
-            for i in range(ctx.size):
-                ctx[i] += 1
             for o in range(n_ops):
                 if op_kind[o] == _ATTN_DECODE:
-                    L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+                    if work[o, 3] >= 0.0:
+                        L_sum = work[o, 0] + fn
+                        flops = work[o, 1] + fn * work[o, 3]
+                        nbytes = work[o, 2] + fn * work[o, 4]
+                    else:
+                        if bumped < k:
+                            for i in range(n):
+                                ctx[i] += k - bumped
+                            bumped = k
+                        L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
+                    work[o, 0] = L_sum
+                    work[o, 1] = flops
+                    work[o, 2] = nbytes
                     row = _attn_memo_row(attn_memo, o, n, L_sum, flops, nbytes)
                     if row >= 0:
                         t_op[o] = attn_memo[row, 5]
                         e_op[o] = attn_memo[row, 6]
                     else:
-                        t_op[o], e_op[o] = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult,
-                                                             op_theta, op_nfeat, op_floor, op_dev, op_power, op_net,
-                                                             op_nnet, scratch, shape, op_range, attn_memo)
-        total_t = 0.0
-        total_e = 0.0
-        for o in range(n_ops):
-            total_t += t_op[o]
-            total_e += e_op[o]
+                        if bumped < k:
+                            for i in range(n):
+                                ctx[i] += k - bumped
+                            bumped = k
+                        t_op[o], e_op[o], row = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par,
+                                                                  op_mult, op_theta, op_nfeat, op_floor, op_dev,
+                                                                  op_power, op_net, op_nnet, scratch, shape, op_range,
+                                                                  attn_memo, L_sum, flops, nbytes)
+        elif single >= 0:
+            row = _attn_memo_row(attn_memo, single, n, work[single, 0], work[single, 1], work[single, 2])
+        if single >= 0 and row >= 0 and attn_memo[row, _MEMO_TOTAL_T] >= 0.0:
+            total_t = attn_memo[row, _MEMO_TOTAL_T]
+            total_e = attn_memo[row, _MEMO_TOTAL_E]
+        else:
+            total_t = 0.0
+            total_e = 0.0
+            for o in range(n_ops):
+                total_t += t_op[o]
+                total_e += e_op[o]
+            if single >= 0 and row >= 0:
+                attn_memo[row, _MEMO_TOTAL_T] = total_t
+                attn_memo[row, _MEMO_TOTAL_E] = total_e
         gpu = total_t if total_t >= launch else launch
         if mode == 2:
             t = (gpu if gpu >= host else host) + sync
@@ -412,10 +500,7 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
 def _c_array(a, dtype) -> bool:
     """Whether ``a`` is a 1-d array the ahead-of-time kernels may take as ``dtype[::1]`` (an exact
     ndarray of that dtype, C-contiguous, aligned, writable): they do not check (hwmodels/aot.py)."""
-    if type(a) is not _NDARRAY or a.dtype is not dtype or a.ndim != 1:
-        return False
-    f = a.flags
-    return f.c_contiguous and f.aligned and f.writeable
+    return type(a) is _NDARRAY and a.dtype is dtype and a.ndim == 1 and a.flags.carray  # C order, aligned, writable
 
 
 def _aot_kernel(name: str, first: int, tables: tuple):
@@ -1018,7 +1103,7 @@ class Deployment:
                 have[:self._by_size_have.size] = self._by_size_have
                 self._by_size, self._by_size_have = grown, have
             if self._attn_memo is None:
-                self._attn_memo = np.full((_ATTN_MEMO_ROWS, 7), -1.0)
+                self._attn_memo = np.full((_ATTN_MEMO_ROWS, _ATTN_MEMO_COLS), -1.0)
             args = self._run_args = (self._cls, self._kind, self._par, self._mult, self._theta, self._nfeat,
                                      self._floor, self._dev, self._power, self._net, self._nnet, self._scratch,
                                      self._shape, self._range, self._op_time, self._by_size, self._by_size_have,

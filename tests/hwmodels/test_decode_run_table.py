@@ -24,12 +24,14 @@ def test_decode_runs_reusing_the_size_table_equal_the_iterations(engine):
 
 
 @pytest.mark.parametrize("rows", [4, 1 << 16])
-def test_remembered_decode_attention_prices_equal_fresh_ones(rows):
+@pytest.mark.parametrize("cols", [7, 9])
+def test_remembered_decode_attention_prices_equal_fresh_ones(rows, cols):
     """decode_run remembers decode attention by shape (``_attn_memo_row``); a tiny table forces rows to be
-    replaced, so hits, misses and replaced rows all price every step exactly as the step-by-step query."""
+    replaced, so hits, misses and replaced rows all price every step exactly as the step-by-step query.
+    With 9 columns a row also keeps the step's summed seconds and joules (one decode-attention operator)."""
     dep = Deployment("llama-2-70b", "h100", tp=8, engine="vllm")
     dep.decode_run(np.array([5], np.int64), 1)  # allocates the table
-    dep._attn_memo = np.full((rows, 7), -1.0)
+    dep._attn_memo = np.full((rows, cols), -1.0)
     dep._run_args = None  # the kept kernel arguments hold the table
     rng = np.random.default_rng(5)
     base = rng.integers(1, 3000, 6).astype(np.int64)
@@ -75,3 +77,23 @@ def test_remembered_row_prices_equal_fresh_ones(kw):
         assert warm.iteration(p, o, d) == fresh.iteration(p, o, d)
         assert warm.cost(p, o, d) == fresh.cost(p, o, d)
     assert warm._by_rows_have.any() and fresh._by_rows_have.size == 0
+
+
+@pytest.mark.parametrize("kw", [dict(model="llama-3.1-8b", kv_dtype="fp8"),  # integer KV bytes
+                                dict(model="mistral-7b"),  # a 4096-token sliding window
+                                dict(model="gemma-3-4b"),  # local and global attention: two operators
+                                dict(model="llama-3.1-8b", kv_dtype="int4"),  # 0.5625 B: sums afresh
+                                dict(model="llama-3.1-8b", kv_dtype="int8"),  # 1.03125 B: sums afresh
+                                dict(model="llama-2-70b", tp=8)])
+def test_decode_runs_that_add_attention_work_per_step_equal_the_step_by_step_query(kw):
+    """Where a run's decode-attention work sums are exact (``_attn_step_work``) each step adds to them
+    instead of summing afresh; runs that reach the window, or whose KV bytes make the sums inexact, sum
+    afresh. Either way every step is priced as the step-by-step query prices it."""
+    model = kw.pop("model")
+    dep = Deployment(model, "h100", engine="vllm", **kw)
+    rng = np.random.default_rng(11)
+    for ctx in (rng.integers(1, 3000, 17), np.array([4080, 10, 4090]), rng.integers(1, 200, 40),
+                np.array([4095, 4096, 4097])):
+        ctx = ctx.astype(np.int64)
+        t, e = dep.decode_run(ctx, 12)
+        assert [dep.iteration(E, E, ctx + k) for k in range(12)] == list(zip(t.tolist(), e.tolist()))
