@@ -268,6 +268,8 @@ def ensure() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Build now unless built (silent then); 0 when the module is ready or another process builds it."""
+    import llmsim.hwmodels.deployment  # noqa: F401 - refreshes the stamp module_name reads
+
     t0 = time.perf_counter()
     name = module_name()
     if name is not None and (_cache_dir() / (name + ".sig")).is_file():

@@ -390,29 +390,31 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     ctx = decode_ctx + ctx_add
     tokens, seqs = _batch_size(empty, ctx)
     n_ops = op_cls.size
-    t_op = np.zeros(n_ops)
-    e_op = np.zeros(n_ops)
-    # per decode-attention op: summed context, FLOPs and bytes at the step, and what a step adds to the
-    # last two (per request; -1: sum afresh)
-    work = np.empty((n_ops, 5))
+    # per op: seconds, joules; per decode-attention op also its summed context, FLOPs and bytes at the
+    # step, and what a step adds to the last two (per request; -1: sum afresh)
+    tab = np.empty((n_ops, 7))
+    t_op = tab[:, 0]
+    e_op = tab[:, 1]
+    work = tab[:, 2:]
     n = ctx.size
     cached = n < by_size_have.size and by_size_have[n] != 0
     n_attn = 0
     single = -1
+    row0 = -1
     for o in range(n_ops):
         if op_kind[o] == _ATTN_DECODE:
             n_attn += 1
             single = o
             L_sum, flops, nbytes = _attn_decode_work(op_par[o], ctx)
-            df, db = _attn_step_work(op_par[o], ctx, steps)
+            df, db = (-1.0, -1.0) if steps <= 1 else _attn_step_work(op_par[o], ctx, steps)
             work[o, 0] = L_sum
             work[o, 1] = flops
             work[o, 2] = nbytes
             work[o, 3] = df
             work[o, 4] = db
-            t_op[o], e_op[o], _ = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta,
-                                                    op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
-                                                    shape, op_range, attn_memo, L_sum, flops, nbytes)
+            t_op[o], e_op[o], row0 = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult,
+                                                       op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet,
+                                                       scratch, shape, op_range, attn_memo, L_sum, flops, nbytes)
         elif cached:
             t_op[o] = by_size[n, o, 0]
             e_op[o] = by_size[n, o, 1]
@@ -462,8 +464,8 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
                                                                   op_mult, op_theta, op_nfeat, op_floor, op_dev,
                                                                   op_power, op_net, op_nnet, scratch, shape, op_range,
                                                                   attn_memo, L_sum, flops, nbytes)
-        elif single >= 0:
-            row = _attn_memo_row(attn_memo, single, n, work[single, 0], work[single, 1], work[single, 2])
+        else:
+            row = row0  # the single operator's row (``single`` set), priced or remembered above
         if single >= 0 and row >= 0 and attn_memo[row, _MEMO_TOTAL_T] >= 0.0:
             total_t = attn_memo[row, _MEMO_TOTAL_T]
             total_e = attn_memo[row, _MEMO_TOTAL_E]
