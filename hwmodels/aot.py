@@ -38,8 +38,7 @@ _ENABLED = os.environ.get("LLMSIM_AOT", "1").strip().lower() not in _OFF
 #: a lock older than this is a build that died (seconds)
 _STALE_LOCK_S = 600.0
 
-_loaded: dict | None = None  # name -> (function, argument kinds) once looked for
-_looked = False
+_loaded: dict | None = None  # name -> (function, argument kinds); None until looked for
 
 
 def _cache_dir() -> Path:
@@ -79,10 +78,9 @@ def _suffix() -> str:
 def entries() -> dict:
     """``{name: (function, argument kinds)}`` of the built module for today's sources, or ``{}``
     (not built, stale, disabled, or it failed to load); looked for once per process."""
-    global _loaded, _looked
-    if _looked:
-        return _loaded or {}
-    _looked = True
+    global _loaded
+    if _loaded is not None:
+        return _loaded
     _loaded = {}
     if not _ENABLED or os.environ.get("LLMSIM_JIT", "auto").strip().lower() == "never":
         return _loaded
@@ -112,11 +110,13 @@ def array_kinds(kinds: tuple[str, ...], args: tuple) -> bool:
     C-contiguous 2-d int64 ndarray; scalar kinds (``int64``, ``float64``, ``bool``) accept any number."""
     import numpy as np
 
+    if len(kinds) != len(args):
+        return False
     for kind, a in zip(kinds, args):
         if "[" in kind:
             dtype, _, nd = kind.partition("[")
             if not (type(a) is np.ndarray and a.dtype == np.dtype(dtype) and a.ndim == int(nd[:-1])
-                    and a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+                    and a.flags.carray):  # C order, aligned, writable
                 return False
     return True
 

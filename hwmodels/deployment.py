@@ -358,7 +358,7 @@ def _attn_step_work(par, ctx, steps):
     if w > 0.0 and L_max > w:
         return -1.0, -1.0
     f_max, b_max = ops.attention_decode_work(1.0, L_max, heads, kvh, hd, vhd, kvb, w)
-    if not (float(ctx.size) * max(f_max, b_max) < 4503599627370496.0 / 2.0):
+    if not (float(ctx.size) * max(f_max, b_max) < 4503599627370496.0):  # 2 ** 52
         return -1.0, -1.0
     return 2.0 * heads * (hd + vhd), row * kvb
 
