@@ -187,14 +187,7 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
         if n_d == 0:
             return 0.0, 0.0
         L_sum, flops, nbytes = _attn_decode_work(par, decode_ctx)
-        shape[0] = n_d
-        shape[1] = L_sum / n_d
-        shape[2] = par[0]
-        shape[3] = par[1]
-        shape[4] = par[2]
-        shape[5] = par[5]
-        shape[6] = flops
-        shape[7] = nbytes
+        _attn_decode_shape(n_d, L_sum, flops, nbytes, par, shape)
     elif kind == _MOE:
         if tokens <= 0:
             return 0.0, 0.0
@@ -218,15 +211,39 @@ def _op_cost(o, tokens, seqs, prefill_lens, prefill_offsets, decode_ctx, op_cls,
         shape[0] = par[0]
         shape[1] = flops
         shape[2] = nbytes
+    # decodes inside a mixed step's varlen prefill kernel: query heads of a KV group unpacked
+    unpack = par[6] if kind == _ATTN_DECODE and n_p > 0 and par[6] > 0.0 else 0.0
+    return _priced(o, flops, nbytes, chunks, unpack, op_cls, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power,
+                   scratch, shape, op_range)
+
+
+@njit(cache=True, inline="always")
+def _attn_decode_shape(n_d, L_sum, flops, nbytes, par, shape):
+    """Decode attention's shape row (efficiency.SHAPE_COLUMNS) over ``n_d`` decodes whose summed context,
+    FLOPs and bytes are ``L_sum``, ``flops`` and ``nbytes``, written into ``shape``."""
+    shape[0] = n_d
+    shape[1] = L_sum / n_d
+    shape[2] = par[0]
+    shape[3] = par[1]
+    shape[4] = par[2]
+    shape[5] = par[5]
+    shape[6] = flops
+    shape[7] = nbytes
+
+
+@njit(cache=True, inline="always")
+def _priced(o, flops, nbytes, chunks, unpack, op_cls, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power,
+            scratch, shape, op_range):
+    """(seconds, joules) of operator ``o`` (all its layers, ``chunks`` slices) whose shape row is in
+    ``shape`` and whose work is ``flops`` and ``nbytes``; ``unpack`` > 0 scales its kernel time."""
     nf = op_nfeat[o]
     nr = _NUM_RANGE[op_cls[o]]
     ns = _SHAPE_LEN[op_cls[o]]
     # op_range[o] = (lo, hi) of the fitted shape range; scratch past the features holds the clamped row
     t = eff.predict_one_ranged(op_cls[o], shape[:ns], op_dev[o], op_floor[o], op_theta[o, :nf], scratch[:nf],
                                op_range[o, 0, :nr], op_range[o, 1, :nr], scratch[_MAX_FEATURES:])
-    if kind == _ATTN_DECODE and n_p > 0 and par[6] > 0.0:
-        # decodes inside a mixed step's varlen prefill kernel: query heads of a KV group unpacked
-        t *= par[6]
+    if unpack > 0.0:
+        t *= unpack
     # utilisation of the busier of compute and memory drives dynamic power
     util = max(flops / (op_dev[o, 0] * t), nbytes / (op_dev[o, 1] * t))
     if util > 1.0:
@@ -304,21 +321,22 @@ def _attn_memo_row(memo, o, n, L_sum, flops, nbytes):
     return -1 - row
 
 
-@njit(cache=True)
-def _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev,
-                      op_power, op_net, op_nnet, scratch, shape, op_range, memo, L_sum, flops, nbytes):
-    """``_op_cost`` of decode-attention operator ``o`` in a batch of decodes only (contexts ``ctx``,
-    whose work ``_attn_decode_work`` gives as ``L_sum``, ``flops``, ``nbytes``), priced on a miss of
-    ``memo`` (``_attn_memo_row``) and remembered there; (seconds, joules, row)."""
-    row = _attn_memo_row(memo, o, ctx.size, L_sum, flops, nbytes)
+@njit(cache=True, inline="always")
+def _attn_decode_memo(o, n, op_cls, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, scratch, shape,
+                      op_range, memo, L_sum, flops, nbytes):
+    """``_op_cost`` of decode-attention operator ``o`` in a batch of ``n`` decodes only, whose work
+    ``_attn_decode_work`` gives as ``L_sum``, ``flops``, ``nbytes`` (the price is a function of these
+    and ``n``: the contexts themselves are not read), priced on a miss of ``memo``
+    (``_attn_memo_row``) and remembered there; (seconds, joules, row)."""
+    row = _attn_memo_row(memo, o, n, L_sum, flops, nbytes)
     if row >= 0:
         return memo[row, 5], memo[row, 6], row
     row = -1 - row
-    empty = ctx[:0]
-    t, e = _op_cost(o, tokens, seqs, empty, empty, ctx, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat,
-                    op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range)
+    _attn_decode_shape(n, L_sum, flops, nbytes, op_par[o], shape)
+    t, e = _priced(o, flops, nbytes, 1.0, 0.0, op_cls, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power,
+                   scratch, shape, op_range)
     memo[row, 0] = o
-    memo[row, 1] = ctx.size
+    memo[row, 1] = n
     memo[row, 2] = L_sum
     memo[row, 3] = flops
     memo[row, 4] = nbytes
@@ -412,9 +430,9 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
             work[o, 2] = nbytes
             work[o, 3] = df
             work[o, 4] = db
-            t_op[o], e_op[o], row0 = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par, op_mult,
-                                                       op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet,
-                                                       scratch, shape, op_range, attn_memo, L_sum, flops, nbytes)
+            t_op[o], e_op[o], row0 = _attn_decode_memo(o, n, op_cls, op_par, op_mult, op_theta, op_nfeat, op_floor,
+                                                       op_dev, op_power, scratch, shape, op_range, attn_memo, L_sum,
+                                                       flops, nbytes)
         elif cached:
             t_op[o] = by_size[n, o, 0]
             e_op[o] = by_size[n, o, 1]
@@ -451,19 +469,9 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
                     work[o, 0] = L_sum
                     work[o, 1] = flops
                     work[o, 2] = nbytes
-                    row = _attn_memo_row(attn_memo, o, n, L_sum, flops, nbytes)
-                    if row >= 0:
-                        t_op[o] = attn_memo[row, 5]
-                        e_op[o] = attn_memo[row, 6]
-                    else:
-                        if bumped < k:
-                            for i in range(n):
-                                ctx[i] += k - bumped
-                            bumped = k
-                        t_op[o], e_op[o], row = _attn_decode_memo(o, tokens, seqs, ctx, op_cls, op_kind, op_par,
-                                                                  op_mult, op_theta, op_nfeat, op_floor, op_dev,
-                                                                  op_power, op_net, op_nnet, scratch, shape, op_range,
-                                                                  attn_memo, L_sum, flops, nbytes)
+                    t_op[o], e_op[o], row = _attn_decode_memo(o, n, op_cls, op_par, op_mult, op_theta, op_nfeat,
+                                                              op_floor, op_dev, op_power, scratch, shape, op_range,
+                                                              attn_memo, L_sum, flops, nbytes)
         else:
             row = row0  # the single operator's row (``single`` set), priced or remembered above
         if single >= 0 and row >= 0 and attn_memo[row, _MEMO_TOTAL_T] >= 0.0:
