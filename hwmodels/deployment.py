@@ -88,6 +88,8 @@ _ATTN_MEMO_ROWS = 1 << 16
 _ATTN_MEMO_COLS = 9
 _MEMO_TOTAL_T = 7
 _MEMO_TOTAL_E = 8
+#: Buffer pairs of decode runs a deployment remembers as checked (one per replica it serves).
+_MAX_BUFFER_PAIRS = 256
 #: Row counts (tokens or sequences) whose per-operator prices a deployment's ``iteration`` remembers.
 _BY_ROWS = 8193
 
@@ -630,7 +632,7 @@ class Deployment:
         # the run buffers last checked for the decode one
         self._iter_aot = None
         self._run_aot = None
-        self._aot_bufs = (None, None)
+        self._aot_bufs: dict = {}  # id(times) -> (times, energies) of buffer pairs checked (kept alive here)
 
     # -- plan ---------------------------------------------------------------------------------
     def _check_plan(self) -> None:
@@ -1132,17 +1134,19 @@ class Deployment:
         # an extension function pickles by its module's name, which only this machine's cache can import
         state = dict(self.__dict__)
         state["_iter_aot"] = state["_run_aot"] = None
-        state["_aot_bufs"] = (None, None)
+        state["_aot_bufs"] = {}
         return state
 
     def _run_buffers_ok(self, times, energies) -> bool:
         """Whether the ahead-of-time decode kernel may write ``times`` and ``energies`` (checked once per
-        pair of buffers: the replica passes the same two every call)."""
-        last = self._aot_bufs
-        if times is last[0] and energies is last[1]:
+        pair of buffers: each replica passes the same two every call, and replicas share a deployment)."""
+        known = self._aot_bufs.get(id(times))
+        if known is not None and known[0] is times and known[1] is energies:
             return True
         if _c_array(times, _F64) and _c_array(energies, _F64):
-            self._aot_bufs = (times, energies)
+            if len(self._aot_bufs) >= _MAX_BUFFER_PAIRS:
+                self._aot_bufs.clear()
+            self._aot_bufs[id(times)] = (times, energies)
             return True
         return False
 

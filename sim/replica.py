@@ -51,6 +51,7 @@ from llmsim.sim.schedulers import ReplicaView, SchedulerConfig, idle_decode_cap,
 from llmsim.workloads.errors import ConfigError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
+_INT64 = np.dtype(np.int64)
 #: Per-iteration cost calls planned at once for a decode run when the cost model has no ``decode_run``.
 _FALLBACK_RUN = 16
 #: Decode-run steps priced when a run is planned; the rest are priced in growing chunks as the run
@@ -503,7 +504,7 @@ class Replica:
                 d = r.output_tokens - r.generated
                 if d < left:
                     left = d
-            ctx = np.array(cached, dtype=np.int64)
+            ctx = np.fromiter(cached, _INT64, len(cached))
         else:
             ctx = _EMPTY
         if grow:
@@ -554,7 +555,7 @@ class Replica:
                 grow += g
                 r.blocks += g
             self.kv.allocate(grow)
-        ctx = np.array(cached, dtype=np.int64)
+        ctx = np.fromiter(cached, _INT64, len(cached))
         self._batch = Batch(decode=running.copy())
         self._busy = True
         self._run_start = now
@@ -640,7 +641,7 @@ class Replica:
                     else:
                         lo = mid
                 k = lo
-        ctx = np.array(cached, dtype=np.int64)
+        ctx = np.fromiter(cached, _INT64, len(cached))
         start_j = self.energy_j + energy  # the replica's energy after the prefill step
         have = k if k <= _FIRST_CHUNK else _FIRST_CHUNK
         if self._decode_into is not None:
