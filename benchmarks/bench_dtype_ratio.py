@@ -1,0 +1,59 @@
+"""Measured time of one GEMM shape in another compute format over its bf16 time, on the same device.
+
+    .venv/bin/python benchmarks/bench_dtype_ratio.py [--device "NVIDIA H100 80GB HBM3"]
+
+Why it matters (issue 13, docs/trust.md "Where today's error is"): a GPU class that no calibration
+measured in a format is priced with the bf16 coefficients on that format's datasheet peak, which
+assumes the format's kernels reach the bf16 kernels' share of peak at every size. This prints what the
+shipped measurements say instead: for every (m, n, k) measured in bf16 and in another format on the
+device, the median over shapes of ``t_format / t_bf16``, binned by the bf16 time, with the kernels
+that ran (aiconfigurator's collector names them). Reads the shipped kernel data only; fits nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llmsim.validation import calibrate as cal  # noqa: E402
+from llmsim.validation.loaders import load_measurements  # noqa: E402
+from llmsim.workloads.operators import KIND_CLASS  # noqa: E402
+
+BINS_S = (0.0, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, np.inf)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="NVIDIA H100 80GB HBM3", help="device name as the kernel data spell it")
+    args = ap.parse_args()
+    table = load_measurements(cal.SHIPPED_DATA)
+    gemm = table[(table["kind"].map(KIND_CLASS) == "gemm").to_numpy() & (table["device"] == args.device).to_numpy()]
+    if gemm.empty:
+        raise SystemExit(f"no GEMM rows for device {args.device!r}; devices with GEMM rows: "
+                         f"{', '.join(sorted(table.loc[table['kind'].map(KIND_CLASS) == 'gemm', 'device'].unique()))}")
+    wide = gemm.pivot_table(index=["m", "n", "k"], columns="dtype", values="measured_s", aggfunc="median")
+    if "bf16" not in wide:
+        raise SystemExit(f"{args.device} has no bf16 GEMM rows to compare with")
+    others = [d for d in wide.columns if d != "bf16"]
+    if not others:
+        raise SystemExit(f"{args.device} has GEMM rows in bf16 only")
+    for d in others:
+        print(f"{d}: kernels {', '.join(sorted(gemm.loc[gemm['dtype'] == d, 'kernel'].dropna().unique()))}")
+    both = wide.dropna(subset=["bf16"])
+    label = pd.cut(both["bf16"], BINS_S, right=False)
+    print(f"{'bf16 time':>22s} " + " ".join(f"{'shapes':>7s} {d + ' / bf16':>16s}" for d in others))
+    for interval, rows in both.groupby(label, observed=True):
+        cells = []
+        for d in others:
+            r = (rows[d] / rows["bf16"]).dropna()
+            cells.append(f"{len(r):7d} {np.median(r):16.2f}" if len(r) else f"{0:7d} {'-':>16s}")
+        print(f"{interval.left * 1e6:9.0f}-{interval.right * 1e6:<9.0f}us " + " ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
