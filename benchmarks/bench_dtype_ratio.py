@@ -7,7 +7,7 @@ measured in a format is priced with the bf16 coefficients on that format's datas
 assumes the format's kernels reach the bf16 kernels' share of peak at every size. This prints what the
 shipped measurements say instead: for every (m, n, k) measured in bf16 and in another format on the
 device, the median over shapes of ``t_format / t_bf16``, binned by the bf16 time, with the kernels
-that ran (aiconfigurator's collector names them). Reads the shipped kernel data only; fits nothing.
+that ran (aiconfigurator's collector names them), then each format's fastest row by m. Reads the shipped kernel data only; fits nothing.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from llmsim.validation.loaders import load_measurements  # noqa: E402
 from llmsim.workloads.operators import KIND_CLASS  # noqa: E402
 
 BINS_S = (0.0, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, np.inf)
+M_BINS = (0, 16, 64, 256, 1024, 4096, np.inf)
 
 
 def main() -> None:
@@ -53,6 +54,13 @@ def main() -> None:
             r = (rows[d] / rows["bf16"]).dropna()
             cells.append(f"{len(r):7d} {np.median(r):16.2f}" if len(r) else f"{0:7d} {'-':>16s}")
         print(f"{interval.left * 1e6:9.0f}-{interval.right * 1e6:<9.0f}us " + " ".join(cells))
+    # the fastest row of each format by GEMM rows m: a floor that grows with m is a pass over the
+    # m x k activations (quantisation), one that does not is a fixed per-call cost
+    fastest = wide.groupby(pd.cut(wide.index.get_level_values("m"), M_BINS), observed=True).min()
+    print(f"{'m':>14s} " + " ".join(f"{'fastest ' + d:>18s}" for d in wide.columns))
+    for interval, row in fastest.iterrows():
+        print(f"{int(interval.left) + 1:6d}-{int(interval.right) if np.isfinite(interval.right) else 'inf':<7} "
+              + " ".join(f"{row[d] * 1e6:15.1f} us" for d in wide.columns))
 
 
 if __name__ == "__main__":

@@ -629,7 +629,7 @@ class Deployment:
         self._tp_f = float(self.tp)
         self._by_rows_have = None
         # the ahead-of-time builds of the two kernels for this deployment's tables (None: numba's), and
-        # the run buffers last checked for the decode one
+        # the run buffer pairs already checked for the decode one
         self._iter_aot = None
         self._run_aot = None
         self._aot_bufs: dict = {}  # id(times) -> (times, energies) of buffer pairs checked (kept alive here)
