@@ -69,6 +69,21 @@ def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: 
     return out
 
 
+TIME_BINS_S = (0.0, 1e-5, 3e-5, 1e-4, 1e-3, np.inf)
+
+
+def by_time(table: pd.DataFrame, profile: Profile) -> None:
+    """Print the median predicted / measured ratio per operator class and dtype, by measured time."""
+    priced = OperatorCostModel(profile).price(table)
+    meas = table["measured_s"].to_numpy(np.float64)
+    ok = np.isfinite(priced.seconds) & (meas > 0)
+    df = pd.DataFrame({"cls": priced.op_class[ok], "dtype": table["dtype"].fillna("").astype(str).to_numpy()[ok],
+                       "bin": pd.cut(meas[ok], TIME_BINS_S, right=False), "ratio": priced.seconds[ok] / meas[ok]})
+    for (cls, dtype, interval), g in df.groupby(["cls", "dtype", "bin"], observed=True):
+        print(f"  {cls:14s} {dtype:10s} measured {interval.left * 1e6:6.0f}-{interval.right * 1e6:<6.0f}us "
+              f"{len(g):7d} rows  pred/meas {np.median(g['ratio']):6.3f}")
+
+
 def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) -> list[dict]:
     """Error rows per operator class and source; ``residuals`` collects log(measured / predicted) per class."""
     priced = OperatorCostModel(profile).price(table)
@@ -105,6 +120,8 @@ def main() -> None:
     ap.add_argument("--arch", action="append", default=[], help="only this left-out class (repeatable)")
     ap.add_argument("--profile", help="profile whose fitted classes are kept (default: the shipped one)")
     ap.add_argument("--json", help="also write the figures as JSON here")
+    ap.add_argument("--by-time", action="store_true",
+                    help="also print the median pred/meas per operator class and dtype by measured time")
     ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
                     help="refit this operator class with the device-independent latency term (repeatable)")
     ap.add_argument("--fixed-latency", action="append", default=[], metavar="CLASS=SECONDS",
@@ -139,7 +156,13 @@ def main() -> None:
             raise SystemExit("--write-uncertainty needs every operator class (no --only)")
         from llmsim.workloads.operators import KIND_CLASS
 
-        table = table[table["kind"].map(KIND_CLASS).isin(args.only).to_numpy()].reset_index(drop=True)
+        # a GEMM priced by 16-bit coefficients adds the activation-quantisation pass, whose floor is the
+        # elementwise class's (hwmodels/costmodel.py quant_pass_params): refit that class too, score only --only
+        fitted = set(args.only) | ({"elementwise"} if "gemm" in args.only else set())
+        table = table[table["kind"].map(KIND_CLASS).isin(fitted).to_numpy()].reset_index(drop=True)
+        scored = table["kind"].map(KIND_CLASS).isin(args.only).to_numpy()
+    else:
+        scored = np.ones(len(table), dtype=bool)
     arch = arch_of(table["device"])
     classes = args.arch or sorted(set(arch))
     out = {}
@@ -149,7 +172,9 @@ def main() -> None:
         t1 = time.perf_counter()
         prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline, args.l2,
                            fixed)
-        rows = score(table[arch == left_out].reset_index(drop=True), prof, residuals)
+        rows = score(table[(arch == left_out) & scored].reset_index(drop=True), prof, residuals)
+        if args.by_time:
+            by_time(table[(arch == left_out) & scored].reset_index(drop=True), prof)
         out[left_out] = rows
         print(f"== {left_out} left out ({', '.join(sorted(set(table.loc[arch == left_out, 'device'])))}); "
               f"refit + score {time.perf_counter() - t1:.0f}s")

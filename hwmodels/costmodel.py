@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from llmsim.hwmodels import efficiency as eff
-from llmsim.hwmodels.calibration import Profile, default_profile
+from llmsim.hwmodels.calibration import ClassParams, Profile, default_profile
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.workloads import operators as ops
 from llmsim.workloads.errors import LLMSimError
@@ -75,6 +75,39 @@ def param_group(op_class: str, dtype: str, kv_dtype: str = "", kernel: str = "",
     if "custom" in text or "vllm_" in text:
         return "custom_graph" if "graph" in text else "custom_eager"
     return "nccl"
+
+
+#: Calibration group of the activation-quantisation pass (below); it has no coefficients of its own.
+QUANT_PASS_GROUP = "act_quant"
+#: Suffix of the calibration key of a GEMM whose price includes that pass (``OperatorCostModel.price``).
+QUANT_PASS_SUFFIX = "+act_quant"
+_UNQUANTISED_GROUPS = ("bf16", "fp16", "fp32")
+
+
+def needs_quant_pass(activation_dtype: str, param_key: str) -> bool:
+    """Whether pricing a GEMM whose activations are ``activation_dtype`` by the calibration entry ``param_key``
+    (``arch/class/group``) must add the activation-quantisation pass: a format with narrower-than-16-bit
+    activations (fp8, int8, fp4) quantises its 16-bit input in a kernel of its own before the GEMM (vLLM
+    ``_custom_ops.scaled_fp8_quant``: ``static_scaled_fp8_quant`` reads the m x k input and writes it in
+    fp8, a launch apart from ``cutlass_scaled_mm`` [S: vllm/_custom_ops.py]), and the entry was fitted on
+    16-bit kernels, which never ran it. An entry of the format itself was fitted on measured layers that
+    include the pass (aiconfigurator times vLLM's whole fp8 linear layer), so it adds nothing."""
+    group = param_key.rsplit("/", 1)[-1].split(":", 1)[0]
+    return group in _UNQUANTISED_GROUPS and DTYPE_BYTES[activation_dtype] < 2.0
+
+
+def quant_pass_bytes_per_element(activation_dtype: str) -> float:
+    """Bytes the pass moves per activation element: a 16-bit read and a write in ``activation_dtype``
+    (scales, a few bytes per row or group, left out)."""
+    return 2.0 + DTYPE_BYTES[activation_dtype]
+
+
+def quant_pass_params(profile: Profile, arch: str) -> tuple[ClassParams, str]:
+    """Coefficients that price the pass as ``floor + bytes / bandwidth``: the floor of the class's elementwise
+    kernels (its smallest memory-bound kernel) and the memory roofline with no fitted efficiency (theta 0),
+    since the elementwise surface was fitted on other kernels' shapes and extrapolates badly to tiny rows."""
+    p, key = profile.lookup(arch, "elementwise", "any")
+    return ClassParams(p.log_floor, np.zeros(eff.NUM_FEATURES["elementwise"])), f"{key}:{QUANT_PASS_GROUP}"
 
 
 def attention_compute_dtype(device: DeviceSpec, kv_dtype: str) -> str:
@@ -196,10 +229,23 @@ class OperatorCostModel:
             dev = self.profile.device_vector(grp.device, grp.device_vector)  # datasheet or achieved roofline
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
                                                              dev, p.log_floor, p.theta, lo, hi)
+            if grp.op_class == "gemm":
+                act = get_quant_format(grp.group.split(":", 1)[0]).activation_dtype  # group: the format
+                if needs_quant_pass(act, pkey):
+                    seconds[grp.positions] += self._quant_pass(grp, act, dev)
+                    pkey += QUANT_PASS_SUFFIX
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
             fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)
         return PricedRows(seconds, reason, key, op_class, extra, fallback)
+
+    def _quant_pass(self, grp: OperatorGroup, activation_dtype: str, dev: np.ndarray) -> np.ndarray:
+        """Seconds of the activation-quantisation pass of every GEMM row of ``grp`` (``needs_quant_pass``)."""
+        p, _ = quant_pass_params(self.profile, grp.device.arch_class)
+        elems = grp.shapes[:, 0] * grp.shapes[:, 2]  # m x k input activations
+        rows = np.column_stack([np.full(elems.size, float(ops.ELEMENTWISE_CODE["embedding"])), np.zeros(elems.size),
+                                elems * quant_pass_bytes_per_element(activation_dtype)])
+        return eff.predict_rows(eff.CLASS_INDEX["elementwise"], rows, dev, p.log_floor, p.theta)
 
     def _price_mixed(self, table, mixed, device, seconds, reason, key, extra, fallback) -> None:
         """A mixed prefill+decode attention row is priced as its prefill part plus its decode part."""

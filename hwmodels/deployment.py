@@ -48,7 +48,8 @@ from llmsim.workloads.jitcache import kernel as njit  # numba on demand
 
 from llmsim.hwmodels import efficiency as eff
 from llmsim.hwmodels.calibration import Profile, default_profile
-from llmsim.hwmodels.costmodel import DTYPE_BYTES, attention_compute_dtype, fallback_kind
+from llmsim.hwmodels.costmodel import (DTYPE_BYTES, QUANT_PASS_GROUP, attention_compute_dtype, fallback_kind,
+                                       needs_quant_pass, quant_pass_bytes_per_element, quant_pass_params)
 from llmsim.hwmodels.collectives import collective_coefficients, tp_allreduce_segments
 from llmsim.hwmodels.devices import DeviceSpec, get_device
 from llmsim.hwmodels.engines import DEFAULT_ENGINE, EngineOverhead, EngineProfile, get_engine, list_engines, parse_engines  # noqa: F401
@@ -710,9 +711,20 @@ class Deployment:
         H = m.hidden_size
         heads = m.num_heads // tp
 
+        # a GEMM of a format that quantises its activations, priced by 16-bit coefficients, runs the
+        # activation-quantisation pass before it (hwmodels/costmodel.py needs_quant_pass): an op of its own
+        quant_pass = gemm_group != "bf16" and needs_quant_pass(
+            q.activation_dtype, self.profile.lookup(d.arch_class, "gemm", gemm_group)[1])
+
         def gemm(name, n, k, mult, kind=_GEMM_TOKENS, group=gemm_group, a=act_b, w=wb, dq=deq):
             if mult > 0 and n > 0 and k > 0:
                 rows.append((name, "gemm", group, kind, (n, k, a, w, dq), mult, q.compute_dtype))
+                if quant_pass and group == gemm_group:
+                    # reads the k-wide 16-bit input and writes it quantised ('embedding': one read, one write)
+                    rows.append((f"{name}_act_quant", "elementwise", QUANT_PASS_GROUP,
+                                 _EW_TOKENS if kind == _GEMM_TOKENS else _EW_SEQS,
+                                 (float(ops.ELEMENTWISE_CODE["embedding"]), float(k),
+                                  quant_pass_bytes_per_element(q.activation_dtype) / 2.0), mult, "bf16"))
 
         # attention projections
         if m.mla is not None:
@@ -867,7 +879,10 @@ class Deployment:
                 self._cls[i] = eff.CLASS_INDEX[cls]
                 self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
                 continue
-            p, key = self.profile.lookup(d.arch_class, cls, group)
+            if group == QUANT_PASS_GROUP:
+                p, key = quant_pass_params(self.profile, d.arch_class)
+            else:
+                p, key = self.profile.lookup(d.arch_class, cls, group)
             self.op_param_keys.append(key)
             self._op_fallback[name] = fallback_kind(key, d.arch_class, cls, group)
             self._cls[i] = eff.CLASS_INDEX[cls]

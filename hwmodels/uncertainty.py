@@ -32,6 +32,7 @@ from importlib import resources
 
 import numpy as np
 
+from llmsim.hwmodels.costmodel import QUANT_PASS_SUFFIX
 from llmsim.workloads.errors import ConfigError
 
 SMALL_S = 30e-6  # s: below it an operator is launch- and latency-bound [U]
@@ -78,6 +79,7 @@ class ErrorModel:
         """(lo, hi, source) in log units for a row priced by ``param_key`` at ``seconds``; ``fallback``
         'class' (another architecture class priced it) takes the leave-one-architecture-out band."""
         r = regime(seconds)
+        param_key = param_key.removesuffix(QUANT_PASS_SUFFIX)  # the GEMM entry's band (the pass is a small share)
         param_key = self.aliases.get(param_key, param_key)
         if fallback == "class" and op_class in self.extrapolated:
             lo, hi, _ = self.extrapolated[op_class]
