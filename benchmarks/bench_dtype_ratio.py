@@ -1,6 +1,6 @@
 """Measured time of one GEMM shape in another compute format over its bf16 time, on the same device.
 
-    .venv/bin/python benchmarks/bench_dtype_ratio.py [--device "NVIDIA H100 80GB HBM3"]
+    .venv/bin/python benchmarks/bench_dtype_ratio.py [--device "NVIDIA H100 80GB HBM3"] [--attention]
 
 Why it matters (issue 13, docs/trust.md "Where today's error is"): a GPU class that no calibration
 measured in a format is priced with the bf16 coefficients on that format's datasheet peak, which
@@ -8,6 +8,9 @@ assumes the format's kernels reach the bf16 kernels' share of peak at every size
 shipped measurements say instead: for every (m, n, k) measured in bf16 and in another format on the
 device, the median over shapes of ``t_format / t_bf16``, binned by the bf16 time, with the kernels
 that ran (aiconfigurator's collector names them), then each format's fastest row by m. Reads the shipped kernel data only; fits nothing.
+
+``--attention`` does the same for prefill attention by KV-cache dtype (every shape measured with both), with
+the median achieved TFLOP/s of each: what hwmodels/costmodel.py ``attention_compute_dtype`` rests on.
 """
 from __future__ import annotations
 
@@ -28,11 +31,39 @@ BINS_S = (0.0, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, np.inf)
 M_BINS = (0, 16, 64, 256, 1024, 4096, np.inf)
 
 
+ATTN_KEY = ["batch", "seq", "ctx", "heads", "kv_heads", "head_dim", "window"]
+
+
+def attention_by_kv_dtype(table: pd.DataFrame, device: str) -> None:
+    """Prefill attention measured with a BF16 and an FP8 KV cache on the same shapes: time ratio and achieved
+    TFLOP/s (workloads/operators.py FLOPs) by the BF16 time."""
+    from llmsim.workloads.operators import attention_prefill_work
+
+    attn = table[(table["kind"].map(KIND_CLASS) == "attn_prefill").to_numpy() & (table["device"] == device).to_numpy()]
+    wide = attn.pivot_table(index=ATTN_KEY, columns="kv_dtype", values="measured_s", aggfunc="median")
+    if not {"bf16", "fp8"} <= set(wide.columns):
+        raise SystemExit(f"{device} has no prefill attention measured with both a bf16 and an fp8 KV cache")
+    both = wide.dropna(subset=["bf16", "fp8"])
+    flops = np.array([attention_prefill_work(b, s, c, h, kvh, d, d, 2.0, w)[0] for b, s, c, h, kvh, d, w in both.index])
+    print(f"{device}: {len(both)} prefill attention shapes measured with both KV dtypes")
+    print(f"{'bf16 time':>22s} {'shapes':>7s} {'fp8 / bf16':>11s} {'bf16 TFLOP/s':>13s} {'fp8 TFLOP/s':>12s}")
+    label = pd.cut(both["bf16"], BINS_S, right=False)
+    for interval, rows in both.groupby(label, observed=True):
+        f = flops[label == interval]
+        print(f"{interval.left * 1e6:9.0f}-{interval.right * 1e6:<9.0f}us {len(rows):7d} "
+              f"{np.median(rows['fp8'] / rows['bf16']):11.2f} {np.median(f / rows['bf16']) / 1e12:13.0f} "
+              f"{np.median(f / rows['fp8']) / 1e12:12.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="NVIDIA H100 80GB HBM3", help="device name as the kernel data spell it")
+    ap.add_argument("--attention", action="store_true", help="prefill attention by KV-cache dtype instead of GEMMs")
     args = ap.parse_args()
     table = load_measurements(cal.SHIPPED_DATA)
+    if args.attention:
+        attention_by_kv_dtype(table, args.device)
+        return
     gemm = table[(table["kind"].map(KIND_CLASS) == "gemm").to_numpy() & (table["device"] == args.device).to_numpy()]
     if gemm.empty:
         raise SystemExit(f"no GEMM rows for device {args.device!r}; devices with GEMM rows: "

@@ -111,8 +111,18 @@ def quant_pass_params(profile: Profile, arch: str) -> tuple[ClassParams, str]:
 
 
 def attention_compute_dtype(device: DeviceSpec, kv_dtype: str) -> str:
-    """FlashAttention-3 runs QK^T and PV in FP8 when the KV cache is FP8 on a GPU with FP8 units."""
-    return "fp8" if kv_dtype in ("fp8", "fp8_e4m3") and device.supports("fp8") else "bf16"
+    """The tensor peak attention's roofline uses: the 16-bit one, whatever the KV cache's dtype.
+
+    An FP8 KV cache halves the bytes attention streams, not its compute time: on H100 under vLLM 0.24
+    (FlashAttention 3, aiconfigurator context_attention_perf, 25,126 prefill shapes measured with both KV
+    dtypes) FP8-KV prefill takes 1.11-1.22x the BF16-KV time below 3 ms, 1.05x at 3-10 ms and 0.98x above,
+    reaching a median 556 TFLOP/s above 10 ms against BF16's 575 (datasheet peaks 1979 / 989);
+    ``python benchmarks/bench_dtype_ratio.py --attention`` prints the table. From the FP8 peak, a GPU whose
+    FP8 attention no calibration measured (the L40S) was priced twice as fast with an FP8 KV cache, and
+    H100 left out of the fit was priced 0.60x its measured FP8-KV prefill (0.70x from the 16-bit peak;
+    benchmarks/bench_loao.py, docs/trust.md).
+    ``device`` and ``kv_dtype`` stay in the signature: the rule is per device and format."""
+    return "bf16"
 
 
 def _moe_skew(distribution: str) -> float:
