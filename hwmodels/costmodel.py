@@ -121,7 +121,8 @@ def attention_compute_dtype(device: DeviceSpec, kv_dtype: str) -> str:
     FP8 attention no calibration measured (the L40S) was priced twice as fast with an FP8 KV cache, and
     H100 left out of the fit was priced 0.60x its measured FP8-KV prefill (0.70x from the 16-bit peak;
     benchmarks/bench_loao.py, docs/trust.md).
-    ``device`` and ``kv_dtype`` stay in the signature: the rule is per device and format."""
+    Both arguments are unused today; they are where a measured exception (a device or KV format whose
+    attention does run faster) would go, for both callers (pricing tables and deployments) at once."""
     return "bf16"
 
 

@@ -9,8 +9,12 @@ from llmsim.hwmodels.devices import get_device
 
 @pytest.mark.parametrize("device", ["h100", "l40s", "b200"])
 def test_fp8_kv_attention_is_priced_from_the_16_bit_peak(device):
-    assert get_device(device).supports("fp8")
-    assert attention_compute_dtype(get_device(device), "fp8") == "bf16"
+    dev = get_device(device)
+    assert dev.supports("fp8") and dev.peak_flops("fp8") > dev.peak_flops("bf16")
+    dep = llmsim.deployment("llama-3.1-8b", device, tp=1, kv_dtype="fp8")
+    attn = [i for i, name in enumerate(dep.op_names) if name.startswith("attn_")]
+    assert attn and all(dep._dev[i][0] == dev.peak_flops(attention_compute_dtype(dev, "fp8")) == dev.peak_flops("bf16")
+                        for i in attn)
 
 
 @pytest.mark.parametrize("device", ["h100", "l40s"])
