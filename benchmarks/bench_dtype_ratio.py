@@ -37,14 +37,15 @@ ATTN_KEY = ["batch", "seq", "ctx", "heads", "kv_heads", "head_dim", "window"]
 def attention_by_kv_dtype(table: pd.DataFrame, device: str) -> None:
     """Prefill attention measured with a BF16 and an FP8 KV cache on the same shapes: time ratio and achieved
     TFLOP/s (workloads/operators.py FLOPs) by the BF16 time."""
-    from llmsim.workloads.operators import attention_prefill_work
+    from llmsim.workloads.operators import attention_prefill_work_v
 
     attn = table[(table["kind"].map(KIND_CLASS) == "attn_prefill").to_numpy() & (table["device"] == device).to_numpy()]
     wide = attn.pivot_table(index=ATTN_KEY, columns="kv_dtype", values="measured_s", aggfunc="median")
     if not {"bf16", "fp8"} <= set(wide.columns):
         raise SystemExit(f"{device} has no prefill attention measured with both a bf16 and an fp8 KV cache")
     both = wide.dropna(subset=["bf16", "fp8"])
-    flops = np.array([attention_prefill_work(b, s, c, h, kvh, d, d, 2.0, w)[0] for b, s, c, h, kvh, d, w in both.index])
+    key = both.index.to_frame(index=False).to_numpy(np.float64).T  # the ATTN_KEY columns
+    flops = attention_prefill_work_v(*key[:6], 2.0, key[6])[0]  # FLOPs do not depend on the KV bytes
     print(f"{device}: {len(both)} prefill attention shapes measured with both KV dtypes")
     print(f"{'bf16 time':>22s} {'shapes':>7s} {'fp8 / bf16':>11s} {'bf16 TFLOP/s':>13s} {'fp8 TFLOP/s':>12s}")
     label = pd.cut(both["bf16"], BINS_S, right=False)
