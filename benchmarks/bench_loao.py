@@ -46,7 +46,7 @@ def arch_of(devices: pd.Series) -> np.ndarray:
 
 
 def loao_profile(table: pd.DataFrame, arch: np.ndarray, left_out: str, shipped: Profile,
-                 latency_classes: tuple[str, ...] = (), roofline: str | None = None, l2: bool = False,
+                 latency_classes: tuple[str, ...] | None = None, roofline: str | None = None, l2: bool = False,
                  fixed_latency: dict[str, float] | None = None) -> Profile:
     """The shipped profile without ``left_out``'s class, its generic class refitted without that class's rows
     (on ``roofline``: 'datasheet' or 'achieved', default the shipped profile's). Only the left-out class is
@@ -123,7 +123,8 @@ def main() -> None:
     ap.add_argument("--by-time", action="store_true",
                     help="also print the median pred/meas per operator class and dtype by measured time")
     ap.add_argument("--latency", action="append", default=[], choices=cal.LATENCY_CLASSES,
-                    help="refit this operator class with the device-independent latency term (repeatable)")
+                    help="refit this operator class with the device-independent latency term (repeatable; "
+                         "decode attention always has its per-wave form: calibrate.DEFAULT_LATENCY_CLASSES)")
     ap.add_argument("--fixed-latency", action="append", default=[], metavar="CLASS=SECONDS",
                     help="refit this operator class with a device-independent latency held at SECONDS (not "
                          "fitted: a bound from outside the fit, docs/trust.md 'Bounded latency'; repeatable)")
@@ -165,12 +166,13 @@ def main() -> None:
         scored = np.ones(len(table), dtype=bool)
     arch = arch_of(table["device"])
     classes = args.arch or sorted(set(arch))
+    latency = cal.DEFAULT_LATENCY_CLASSES + tuple(c for c in args.latency if c not in cal.DEFAULT_LATENCY_CLASSES)
     out = {}
     missed = []
     residuals: dict = {}
     for left_out in classes:
         t1 = time.perf_counter()
-        prof = loao_profile(table, arch, left_out, shipped, tuple(args.latency), args.roofline, args.l2,
+        prof = loao_profile(table, arch, left_out, shipped, latency, args.roofline, args.l2,
                            fixed)
         rows = score(table[(arch == left_out) & scored].reset_index(drop=True), prof, residuals)
         if args.by_time:

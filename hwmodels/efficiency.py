@@ -48,7 +48,11 @@ SHAPE_COLUMNS = {
 }
 #: Device-independent latency features per class (hwmodels/efficiency.py ``_fill_latency``); a class whose
 #: theta carries NUM_FEATURES + NUM_LATENCY values prices ``floor + latency(shape) + roofline x 1/efficiency``.
-NUM_LATENCY = {"gemm": 4, "attn_prefill": 6, "attn_decode": 6, "moe": 5, "elementwise": 2, "collective": 0}
+NUM_LATENCY = {"gemm": 4, "attn_prefill": 6, "attn_decode": 3, "moe": 5, "elementwise": 2, "collective": 0}
+#: Latency coefficients a fit holds instead of fitting them, per class: (index into the latency
+#: features, value). Decode attention's latency is one device-independent time per wave of CTAs
+#: (``_fill_latency``: the log-wave column's coefficient held at 1, so latency = tau x waves).
+LATENCY_HELD = {"attn_decode": ((1, 1.0),)}
 _NF = np.array([NUM_FEATURES[c] for c in sorted(CLASS_INDEX, key=CLASS_INDEX.get)], dtype=np.int64)
 FEATURE_SET_VERSION = "v4"
 _GEMM_SPLIT_M = 128.0  # tokens: below it engines pick GEMV-like skinny kernels, above it tiled GEMMs
@@ -210,14 +214,18 @@ def _fill(cls, s, dev, x):
     latency features when ``x`` is longer than NUM_FEATURES); return the log roofline time."""
     base = _fill_efficiency(cls, s, dev, x)
     if x.size > _NF[cls]:
-        _fill_latency(cls, s, x, _NF[cls])
+        _fill_latency(cls, s, dev, x, _NF[cls])
     return base
 
 
 @njit(cache=True)
-def _fill_latency(cls, s, x, j):
-    """Device-independent latency features (launch, synchronisation, tail): a constant and the log
-    sizes of the shape (clamped like the efficiency features), written from x[j]."""
+def _fill_latency(cls, s, dev, x, j):
+    """Device-independent latency features (launch, synchronisation, tail), written from x[j]: a
+    constant and the log sizes of the shape (clamped like the efficiency features); for decode
+    attention the log of the waves of CTAs the kernel runs over the device's SMs and whether it
+    splits the KV sequence (a combine pass). Decode holds the waves coefficient at 1
+    (``LATENCY_HELD``): each wave of small CTAs costs a fixed time however fast the device streams,
+    which a roofline-proportional term cannot express."""
     x[j] = 1.0
     if cls == 0:
         x[j + 1] = _l(min(s[0], _MAX_GEMM_M))
@@ -230,11 +238,12 @@ def _fill_latency(cls, s, x, j):
         x[j + 4] = _l(s[5]) - 0.7
         x[j + 5] = _l(1.0 + s[2])
     elif cls == 2:
-        x[j + 1] = _l(min(s[0], _MAX_DECODE_BATCH))
-        x[j + 2] = _l(min(s[1], _MAX_DECODE_CTX))
-        x[j + 3] = _l(s[3])
-        x[j + 4] = _l(s[4]) - 0.7
-        x[j + 5] = _l(s[2] / max(s[3], 1.0))
+        b, L, h, kvh, d, w = s[0], s[1], s[2], s[3], s[4], s[5]
+        kv_len = min(L, w) if w > 0 else L
+        mblocks = b * kvh * math.ceil(h / max(kvh, 1.0) / 64.0)  # pack-GQA query blocks, as the efficiency features
+        splits = _fa_num_splits(mblocks, math.ceil(kv_len / _fa_block_n(d)), dev[2])
+        x[j + 1] = math.log(math.ceil(mblocks * splits / dev[2]))
+        x[j + 2] = 1.0 if splits > 1.0 else 0.0
     elif cls == 3:
         x[j + 1] = _l(s[0] * s[3] / max(s[4], 1.0))
         x[j + 2] = _l(s[1]) - 1.2

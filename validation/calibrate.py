@@ -41,6 +41,9 @@ DEFAULT_SALT = "llmsim-calib-v1"
 DEFAULT_HOLDOUT = 0.2
 #: Roofline the features see in a new fit ('datasheet' or 'achieved': hwmodels/priors.py).
 DEFAULT_ROOFLINE = "datasheet"
+#: Latency constants (seconds) a fit with held latency coefficients starts from (``fit_class(held=)``);
+#: starting points of the descent only, spanning sub-microsecond to a few microseconds per wave.
+LATENCY_STARTS_S = (3e-7, 1e-6, 3e-6)
 RIDGE = 1e-3  # shrinks coefficients toward the roofline so sparse corners do not extrapolate wildly
 KERNEL_LEVEL_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "collective")
 # The generic class (the fallback of classes without measurements: B200, CDNA, ...) stays the fit of
@@ -59,8 +62,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.ndarray | None = None,
-              f_scale: float = 0.05, max_iter: int = 60,
-              fixed_latency: float | None = None, _offset: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
+              f_scale: float = 0.05, max_iter: int = 60, fixed_latency: float | None = None,
+              held: tuple[tuple[int, float], ...] = (),
+              _offset: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
     """Fit log t = log(floor + exp(base + X theta) [+ exp(Z phi)]) robustly in log space.
 
     ``Z`` (optional): device-independent latency features (efficiency.NUM_LATENCY); the returned
@@ -70,7 +74,11 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     roofline (theta) and toward the starting latency (phi). Deterministic.
     ``fixed_latency`` (seconds, with ``Z``): the latency is not fitted but held at this device-independent
     constant (a bound from outside the fit: docs/trust.md "Bounded latency"); phi is returned as
-    [log fixed_latency, 0, ...], so the pricing path is the latency term's.
+    [log fixed_latency, 0, ...] (``held`` columns at their values), so the pricing path is the latency term's.
+    ``held`` (with ``Z``): (latency column, coefficient) pairs held at that value instead of fitted
+    (efficiency.LATENCY_HELD). The fit then starts from the fit without latency and from each of
+    LATENCY_STARTS_S as the latency constant, and keeps the lowest loss (the loss has several
+    minima: a latency can trade against the floor and the small-shape efficiency).
     Returns (log_floor, theta, median APE on the fitted rows).
     """
     if fixed_latency is not None:
@@ -78,6 +86,8 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
             raise ValueError("fixed_latency needs latency columns Z and a positive latency")
         phi = np.zeros(Z.shape[1])
         phi[0] = math.log(fixed_latency)
+        for col, value in held:
+            phi[col] = value
         lat = np.exp(Z @ phi)
         # the rows' time less the fixed latency: what the floor and the roofline term share
         log_floor, theta, _ = fit_class(X, base, seconds, f_scale=f_scale, max_iter=max_iter, _offset=lat)
@@ -115,46 +125,72 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         d = q[1:] - prior
         return f_scale ** 2 * np.sum(2.0 * (np.sqrt(1.0 + (r / f_scale) ** 2) - 1.0)) + RIDGE * d @ d, r
 
+    for col, value in held:
+        phi0[col] = prior[k + col] = value
+
     def project(q):
         if nz > 1:
             q[k + 2:] = np.maximum(q[k + 2:], 0.0)
+        for col, value in held:
+            q[k + 1 + col] = value
         return q
 
-    cost, r = loss(p)
-    damping = 1e-3
-    for _ in range(max_iter):
-        e, lat, t = model(p)
-        J = np.empty((n, k + 1 + nz))
-        J[:, 0] = np.exp(p[0]) / t
-        J[:, 1:k + 1] = X * (e / t)[:, None]
-        if nz:
-            J[:, k + 1:] = ZZ * (lat / t)[:, None]
-        JW = J / np.sqrt(1.0 + (r / f_scale) ** 2)[:, None]  # soft-L1 reweighting
-        A = J.T @ JW
-        g = JW.T @ r
-        A[1:, 1:] += RIDGE * eye
-        g[1:] += RIDGE * (p[1:] - prior)
-        A[0, 0] += 1e-9  # the floor's column vanishes where the floor is negligible
-        improved = False
-        while damping < 1e8:
-            step = _solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
-            cand = project(p + step)
-            new_cost, new_r = loss(cand)
-            if new_cost < cost:
-                step = cand - p
-                p, cost, r = cand, new_cost, new_r
-                damping = max(damping / 3.0, 1e-9)
-                improved = True
+    def descend(p):
+        cost, r = loss(p)
+        damping = 1e-3
+        for _ in range(max_iter):
+            e, lat, t = model(p)
+            J = np.empty((n, k + 1 + nz))
+            J[:, 0] = np.exp(p[0]) / t
+            J[:, 1:k + 1] = X * (e / t)[:, None]
+            if nz:
+                J[:, k + 1:] = ZZ * (lat / t)[:, None]
+            JW = J / np.sqrt(1.0 + (r / f_scale) ** 2)[:, None]  # soft-L1 reweighting
+            A = J.T @ JW
+            g = JW.T @ r
+            A[1:, 1:] += RIDGE * eye
+            g[1:] += RIDGE * (p[1:] - prior)
+            A[0, 0] += 1e-9  # the floor's column vanishes where the floor is negligible
+            improved = False
+            while damping < 1e8:
+                step = _solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
+                cand = project(p + step)
+                new_cost, new_r = loss(cand)
+                if new_cost < cost:
+                    step = cand - p
+                    p, cost, r = cand, new_cost, new_r
+                    damping = max(damping / 3.0, 1e-9)
+                    improved = True
+                    break
+                damping *= 4.0
+            if not improved or np.abs(step).max() < 1e-7:
                 break
-            damping *= 4.0
-        if not improved or np.abs(step).max() < 1e-7:
-            break
+        return p, cost
+
+    if held and nz:
+        log_floor0, theta_plain, _ = fit_class(X, base, seconds, f_scale=f_scale, max_iter=max_iter, _offset=_offset)
+        starts = []
+        for tau in LATENCY_STARTS_S:
+            phi = phi0.copy()
+            phi[0] = math.log(tau)
+            starts.append(np.r_[log_floor0, theta_plain, phi])
+    else:
+        starts = [p]
+    best = None
+    for start in starts:
+        q, cost = descend(start)
+        if best is None or cost < best[1]:
+            best = (q, cost)
+    p = best[0]
     pred = model(p)[2]
     return float(p[0]), p[1:].copy(), float(np.median(np.abs(pred - seconds) / seconds))
 
 
 #: Operator classes the latency term (efficiency.NUM_LATENCY) can be fitted for (``fit_profile(latency_classes=)``).
 LATENCY_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "elementwise")
+#: Classes a fit gives the latency term unless told otherwise: decode attention, tau per wave of CTAs
+#: (efficiency.LATENCY_HELD; docs/trust.md "Per-wave decode latency").
+DEFAULT_LATENCY_CLASSES = ("attn_decode",)
 
 
 def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
@@ -165,7 +201,7 @@ def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
                 arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
-                generic_only: bool = False, latency_classes: tuple[str, ...] = (),
+                generic_only: bool = False, latency_classes: tuple[str, ...] | None = None,
                 roofline: str | None = None, l2: bool = False,
                 fixed_latency: dict[str, float] | None = None) -> Profile:
     """Fit a profile on the training part of ``table`` (standard measurement table).
@@ -175,7 +211,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     ``arch_classes`` fits only those architecture classes (and no generic class).
     Every fitted class records the range of its rows' shapes (efficiency.RANGE_COLUMNS).
     ``latency_classes``: operator classes fitted with the device-independent latency term
-    (``fit_class(Z=)``; none by default: the shipped profile has none).
+    (``fit_class(Z=)``); None (the default, and the shipped profile's): DEFAULT_LATENCY_CLASSES.
     ``generic_only`` fits the generic class alone (leave-one-architecture-out: benchmarks/bench_loao.py).
     ``coefficients_from``: fit nothing; keep that profile's coefficients (bit for bit) and sources,
     recording the shape range of the rows each of its classes was fitted on.
@@ -192,7 +228,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
     bad = sorted(set(fixed_latency) - set(LATENCY_CLASSES))
     if bad:
         raise ConfigError(f"`fixed_latency` classes must be among {', '.join(LATENCY_CLASSES)}, got {bad}")
-    latency_classes = tuple(latency_classes) + tuple(c for c in sorted(fixed_latency) if c not in latency_classes)
+    latency_classes = DEFAULT_LATENCY_CLASSES if latency_classes is None else tuple(latency_classes)
+    latency_classes += tuple(c for c in sorted(fixed_latency) if c not in latency_classes)
     if coefficients_from is not None:
         roofline = coefficients_from.roofline
     roofline = roofline or DEFAULT_ROOFLINE
@@ -275,8 +312,10 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         for p in parts:
             used[p[3]] = True
         nf = eff.NUM_FEATURES[cls]
-        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if X.shape[1] > nf else None,
-                                            fixed_latency=fixed_latency.get(cls))
+        latency = X.shape[1] > nf
+        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if latency else None,
+                                            fixed_latency=fixed_latency.get(cls),
+                                            held=eff.LATENCY_HELD.get(cls, ()) if latency else ())
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
                                                                              lo, hi)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.

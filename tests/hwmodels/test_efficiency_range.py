@@ -60,7 +60,7 @@ def test_inside_the_range_predictions_are_bit_identical():
     a = eff.predict_rows(2, rows, DEV, p.log_floor, p.theta)
     b = eff.predict_rows_ranged(2, rows, DEV, p.log_floor, p.theta, lo, hi)
     assert np.array_equal(a, b)
-    scratch, shape_scratch = np.zeros(eff.NUM_FEATURES["attn_decode"]), np.zeros(8)
+    scratch, shape_scratch = np.zeros(p.theta.size), np.zeros(8)  # features and the latency terms
     assert all(eff.predict_one_ranged(2, r, DEV, p.log_floor, p.theta, scratch, lo, hi, shape_scratch) == x
                for r, x in zip(rows[:20], a[:20]))
 
