@@ -38,6 +38,13 @@ def _synthetic(shapes, dev):
     return X, base, 3e-6 + TAU * waves + np.exp(base) / 0.6
 
 
+def _training_rows(seed):
+    """Synthetic rows of the slow and the fast device (same shapes): features, log roofline, seconds."""
+    shapes = _decode_rows(np.random.default_rng(seed), 300)
+    parts = [_synthetic(shapes, d) for d in (SLOW, FAST)]
+    return shapes, *(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
 def test_waves_follow_the_split_kv_heuristic():
     rng = np.random.default_rng(0)
     shapes = _decode_rows(rng, 400)
@@ -67,12 +74,7 @@ def test_waves_follow_the_split_kv_heuristic():
 
 
 def test_the_waves_coefficient_is_held_and_the_latency_is_the_same_seconds_on_every_device():
-    rng = np.random.default_rng(1)
-    shapes = _decode_rows(rng, 300)
-    parts = [_synthetic(shapes, d) for d in (SLOW, FAST)]
-    X = np.concatenate([p[0] for p in parts])
-    base = np.concatenate([p[1] for p in parts])
-    y = np.concatenate([p[2] for p in parts])
+    shapes, X, base, y = _training_rows(1)
     held = eff.LATENCY_HELD["attn_decode"]
     log_floor, theta, mdape = fit_class(X[:, :NF], base, y, Z=X[:, NF:], max_iter=40, held=held)
     assert theta.size == NF + NL
@@ -80,8 +82,8 @@ def test_the_waves_coefficient_is_held_and_the_latency_is_the_same_seconds_on_ev
     assert theta[NF + 2] >= 0.0
     assert mdape < 0.03
     # the latency part is tau x waves whatever the device's bandwidth: the same seconds on WIDE as on FAST
-    Xf, bf = _features(shapes, FAST)
-    Xw, bw = _features(shapes, WIDE)
+    Xf, _ = _features(shapes, FAST)
+    Xw, _ = _features(shapes, WIDE)
     lat_fast = np.exp(Xf[:, NF:] @ theta[NF:])
     lat_wide = np.exp(Xw[:, NF:] @ theta[NF:])
     assert np.array_equal(lat_fast, lat_wide)
@@ -89,12 +91,7 @@ def test_the_waves_coefficient_is_held_and_the_latency_is_the_same_seconds_on_ev
 
 
 def test_per_wave_latency_extrapolates_to_more_bandwidth_better_than_the_roofline_proportional_fit():
-    rng = np.random.default_rng(2)
-    shapes = _decode_rows(rng, 300)
-    parts = [_synthetic(shapes, d) for d in (SLOW, FAST)]
-    X = np.concatenate([p[0] for p in parts])
-    base = np.concatenate([p[1] for p in parts])
-    y = np.concatenate([p[2] for p in parts])
+    shapes, X, base, y = _training_rows(2)
     lf_w, th_w, _ = fit_class(X[:, :NF], base, y, Z=X[:, NF:], max_iter=40, held=eff.LATENCY_HELD["attn_decode"])
     lf_p, th_p, _ = fit_class(X[:, :NF], base, y, max_iter=40)
     _, _, truth = _synthetic(shapes, WIDE)
