@@ -156,7 +156,7 @@ class Replica:
                  "busy_s", "finished", "rejected", "_resume", "_swap", "_swap_s", "swap_used",
                  "swapped_out_blocks", "swapped_in_blocks", "_pending_s", "_prefix", "prefill_tokens",
                  "prompt_tokens_admitted", "hit_tokens", "_prices", "_lead", "_lead_held", "_run_decode", "_lead_end", "_lead_energy",
-                 "_idle_cap", "_ends_buf", "_spent_buf")
+                 "_idle_cap", "_ends_buf", "_spent_buf", "_whole", "_next_plan")
 
     def __init__(self, index: int, config: ReplicaConfig, cost_model, kernel: Kernel, on_finish,
                  tracer=None, prices: dict | None = None):
@@ -204,6 +204,10 @@ class Replica:
         self._run_decode: list[Request] | None = None
         self._ends_buf = np.empty(self._max_steps if self._decode_into is not None else 0)
         self._spent_buf = np.empty(self._ends_buf.size)
+        #: whether the planned run's decodes are every running request (``_plan_idle``, ``_plan_lead``),
+        #: and the arguments of ``_plan_idle`` that ``_advance_next`` computed at its end, or None
+        self._whole = False
+        self._next_plan: tuple | None = None
         self._lead_end = 0.0  # when the prefill step of such a run ends, and the replica's joules then
         self._lead_energy = 0.0
         self.outstanding = 0
@@ -388,10 +392,17 @@ class Replica:
         running = self._running
         if self._resume:
             self._bring_back()
+        after = self._next_plan  # what the run that just ended computed for this plan, if anything
+        if after is not None:
+            self._next_plan = None
         if (not waiting and self._idle_cap is not None and not self._resume and not self._pending_s
                 and 0 < len(running) <= self._idle_cap):
             # S6: with nothing waiting the scheduler decodes every running request when their next
             # tokens' blocks fit; plan that batch without asking it
+            if after is not None and len(after[0]) == len(running):
+                cached, left, growing, grow = after
+                if grow <= kv.free_blocks:
+                    return self._plan_idle(cached, left, now, growing)
             grow = 0
             left = _NO_LIMIT  # the fewest tokens any decode has left to generate
             cached = []
@@ -514,6 +525,7 @@ class Replica:
         self._run_start = now
         self._token += 1
         self._lead = 0
+        self._whole = False
         extra = self._pending_s
         if extra:
             self._pending_s = 0.0
@@ -561,6 +573,7 @@ class Replica:
         self._run_start = now
         self._token += 1
         self._lead = 0
+        self._whole = True
         k = self._max_steps
         if left < k:
             k = left
@@ -659,6 +672,7 @@ class Replica:
         self._run_left = left
         self._run_decode = list(running)
         self._lead = 1
+        self._whole = True
         self._lead_held = held
         if have == k:
             self.kernel.schedule(float(ends[k - 1]), PRIORITY_ITERATION, self._on_end, self._token)
@@ -798,6 +812,9 @@ class Replica:
                         finished = [r]
                     else:
                         finished.append(r)
+        elif self._whole and self._idle_cap is not None and not self._waiting and not self._resume \
+                and not self._pending_s:  # a decode run of every running request, S6 next
+            finished = self._advance_next(batch.decode, k)
         else:  # a decode run (no prefill in it)
             finished = self._advance(batch.decode, k)
         if finished is not None:
@@ -839,6 +856,54 @@ class Replica:
             self.kv.allocate(grow)
         return finished
 
+    def _advance_next(self, decode: list[Request], steps: int) -> list[Request] | None:
+        """``_advance`` of a run whose decodes are every running request, when nothing waits, resumes
+        or copies: in the same pass, the arguments ``_plan`` computes for S6's next batch from the
+        requests that do not finish (contexts, the fewest tokens left, the blocks their next tokens
+        need and their sum), kept in ``_next_plan`` for it: one pass over the batch instead of two,
+        the same values."""
+        bs = self.kv.block_size
+        grow = 0
+        finished = None
+        cached = []
+        append = cached.append
+        left = _NO_LIMIT
+        growing = None
+        grow_next = 0
+        for r in decode:
+            c = r.cached + steps
+            r.cached = c
+            b = r.blocks
+            need = (c + bs - 1) // bs - b
+            if need > 0:
+                grow += need
+                b += need
+                r.blocks = b
+            g = r.generated + steps
+            r.generated = g
+            d = r.output_tokens - g
+            if d <= 0:
+                if finished is None:
+                    finished = [r]
+                else:
+                    finished.append(r)
+            else:
+                append(c)
+                n = (c + bs) // bs - b
+                if n:
+                    grow_next += n
+                    if n > 0:
+                        if growing is None:
+                            growing = [(r, n)]
+                        else:
+                            growing.append((r, n))
+                if d < left:
+                    left = d
+        if grow:
+            self.kv.allocate(grow)
+        self._next_plan = (cached, left, growing, grow_next)
+        return finished
+
     def _end_lead(self, k: int, now: float) -> None:
         """The end of a run planned by ``_plan_lead`` after ``k`` steps: the prefill step, then
         ``k - 1`` decode steps, each accounted as the per-iteration loop accounts it."""
@@ -873,7 +938,10 @@ class Replica:
                     tracer.iteration(self.index, end, now, 0, len(decode))
                 else:
                     self._trace_run(end, self._run_ends[:steps], len(decode))
-            finished = self._advance(decode, steps)
+            if self._idle_cap is not None and not self._waiting and not self._resume and not self._pending_s:
+                finished = self._advance_next(decode, steps)
+            else:
+                finished = self._advance(decode, steps)
             if finished is not None:
                 self._finish(finished, now)
         self._run_decode = None

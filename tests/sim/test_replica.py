@@ -247,3 +247,41 @@ def test_prefills_running_on_into_their_decodes_match_the_per_iteration_loop(pol
     for key in ("first_token_s", "finish_s", "replica", "preemptions"):
         assert np.array_equal(fused.records[key], loop.records[key])
     assert fused.wall_events < loop.wall_events
+
+
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+def test_the_pass_that_ends_a_run_hands_the_next_plan_what_the_s6_loop_computes(policy, monkeypatch):
+    """``_advance_next`` computes S6's next batch while it advances a run; each time ``_plan`` takes
+    it, the contexts, fewest tokens left and growing blocks equal those of a fresh pass over
+    ``running`` (and the path is taken, so the check is not vacuous)."""
+    from llmsim.sim.replica import Replica
+
+    taken = []
+    original = Replica._plan_idle
+
+    def checked(self, cached, left, now, growing):
+        bs = self.kv.block_size
+        fresh = [r.cached for r in self._running]
+        grow = [(r, (r.cached + bs) // bs - r.blocks) for r in self._running]
+        assert cached == fresh
+        assert left == min(r.output_tokens - r.generated for r in self._running)
+        assert [(r.index, g) for r, g in (growing or [])] == [(r.index, g) for r, g in grow if g > 0]
+        taken.append(now)
+        return original(self, cached, left, now, growing)
+
+    fused = []
+    advance_next = Replica._advance_next
+
+    def counted(self, decode, steps):
+        fused.append(steps)
+        return advance_next(self, decode, steps)
+
+    monkeypatch.setattr(Replica, "_plan_idle", checked)
+    monkeypatch.setattr(Replica, "_advance_next", counted)
+    rng = np.random.default_rng(11)
+    n = 120
+    t = Trace(np.sort(rng.uniform(0, 30, n)), rng.integers(1, 400, n), rng.integers(2, 150, n))
+    cfg = ReplicaConfig(kv_blocks=150, block_size=8,
+                        scheduler=SchedulerConfig(policy=policy, max_num_seqs=16, max_num_batched_tokens=512))
+    res = simulate(t, cfg, ToyCost(), num_replicas=2, router="least-outstanding")
+    assert res.summary["requests_completed"] == n and len(taken) > 50 and len(fused) > 20
