@@ -400,33 +400,34 @@ class Replica:
             # S6: with nothing waiting the scheduler decodes every running request when their next
             # tokens' blocks fit; plan that batch without asking it
             if after is not None and len(after[0]) == len(running):
-                cached, left, growing, grow = after
+                cached, left, growing, grow = after  # computed by _advance_next's pass
                 if grow <= kv.free_blocks:
                     return self._plan_idle(cached, left, now, growing)
-            grow = 0
-            left = _NO_LIMIT  # the fewest tokens any decode has left to generate
-            cached = []
-            append = cached.append
-            growing = None  # (request, blocks) of the decodes whose next token needs blocks
-            for r in running:
-                c = r.cached
-                if c < r.prefill_target:
-                    break
-                append(c)
-                g = (c + bs) // bs - r.blocks
-                if g:
-                    grow += g
-                    if g > 0:
-                        if growing is None:
-                            growing = [(r, g)]
-                        else:
-                            growing.append((r, g))
-                d = r.output_tokens - r.generated
-                if d < left:
-                    left = d
-            else:
-                if grow <= kv.free_blocks:
-                    return self._plan_idle(cached, left, now, growing)
+            else:  # the same rule as _advance_next's survivors (kept in step by tests/sim/test_replica.py)
+                grow = 0
+                left = _NO_LIMIT  # the fewest tokens any decode has left to generate
+                cached = []
+                append = cached.append
+                growing = None  # (request, blocks) of the decodes whose next token needs blocks
+                for r in running:
+                    c = r.cached
+                    if c < r.prefill_target:
+                        break
+                    append(c)
+                    g = (c + bs) // bs - r.blocks
+                    if g:
+                        grow += g
+                        if g > 0:
+                            if growing is None:
+                                growing = [(r, g)]
+                            else:
+                                growing.append((r, g))
+                    d = r.output_tokens - r.generated
+                    if d < left:
+                        left = d
+                else:
+                    if grow <= kv.free_blocks:
+                        return self._plan_idle(cached, left, now, growing)
         # vLLM v0 admits no new prompt while requests wait to come back from host memory
         visible = () if self._resume else tuple(waiting)
         if self._prefix and visible:
