@@ -30,7 +30,7 @@ from llmsim.workloads.errors import ConfigError
 
 __all__ = [
     "AttentionCase", "CollectiveCase", "GemmCase", "Sweep", "attention_layouts", "build_sweep",
-    "gemm_shapes", "QUICK_MODELS", "TP_DEGREES",
+    "gemm_shapes", "sample", "QUICK_MODELS", "TP_DEGREES",
 ]
 
 TP_DEGREES: tuple[int, ...] = (1, 2, 4, 8)
@@ -376,6 +376,26 @@ def _fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def sample(sweep: Sweep, max_cases: int, seed: int = 0) -> Sweep:
+    """At most ``max_cases`` cases per family (GEMM, prefill, decode, collectives), drawn uniformly
+    without replacement from the whole grid and kept in run order: a sweep that fits a short GPU lease
+    and still spans every model, shape and size. Seeded per family, so the same arguments time the same
+    cases."""
+    import random
+
+    if max_cases < 1:
+        raise ConfigError(f"--max-cases must be at least 1, got {max_cases}")
+    for family in ("gemm", "prefill", "decode", "collectives"):
+        cases = getattr(sweep, family)
+        if len(cases) <= max_cases:
+            continue
+        keep = sorted(random.Random(f"{seed}:{family}").sample(range(len(cases)), max_cases))
+        setattr(sweep, family, [cases[i] for i in keep])
+        sweep.notes.append(f"{family}: {max_cases} of {len(cases)} cases, drawn at random over the grid "
+                           f"(--max-cases {max_cases}, --seed {seed})")
+    return sweep
 
 
 def describe(sweep: Sweep) -> str:

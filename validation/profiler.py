@@ -836,6 +836,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-fp8", action="store_true", help="skip the fp8 GEMMs")
     p.add_argument("--max-seconds", type=float,
                    help="stop starting new cases after this many seconds and keep what was measured")
+    p.add_argument("--max-cases", type=int,
+                   help="time at most this many cases per operator family, drawn at random over the whole "
+                        "grid (seeded by --seed): a broad sweep that fits a short GPU session")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --max-cases draw (default 0)")
     p.add_argument("--dry-run", action="store_true", help="print the sweep's size and exit (no GPU needed)")
     return p
 
@@ -849,6 +853,8 @@ def _check_args(args) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]
         raise ConfigError(f"--warmup must be 0 or more, got {args.warmup}")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise ConfigError(f"--max-seconds must be positive, got {args.max_seconds}")
+    if getattr(args, "max_cases", None) is not None and args.max_cases < 1:
+        raise ConfigError(f"--max-cases must be at least 1, got {args.max_cases}")
     ops = sweeps.parse_list(args.ops, "--ops", choices=sweeps.OPS)
     models = sweeps.parse_list(args.models, "--models") if args.models is not None else ()
     tps = sweeps.parse_ints(args.tp, "--tp") if args.tp is not None else None
@@ -864,6 +870,8 @@ def run(args, backend: TimingBackend | None = None) -> int:
     if args.dry_run:
         sweep = sweeps.build_sweep(models or None, quick=args.quick, ops=ops, tp_degrees=tps,
                                    fp8=not args.no_fp8, gpu_count=max(sweeps.COLLECTIVE_WORLDS))
+        if getattr(args, "max_cases", None):
+            sweeps.sample(sweep, args.max_cases, args.seed)
         print(sweeps.describe(sweep))
         if "collectives" in ops:
             print("(collectives counted for 8 GPUs; a run times those of the GPUs it sees)")
@@ -876,6 +884,8 @@ def run(args, backend: TimingBackend | None = None) -> int:
     try:
         sweep = sweeps.build_sweep(models or None, quick=args.quick, ops=ops, tp_degrees=tps,
                                    fp8=not args.no_fp8 and backend.supports_fp8, gpu_count=backend.gpu_count)
+        if getattr(args, "max_cases", None):
+            sweeps.sample(sweep, args.max_cases, args.seed)
         if not args.no_fp8 and not backend.supports_fp8 and "gemm" in ops:
             sweep.notes.append(f"fp8 GEMMs skipped: {backend.device_name} has no fp8 GEMM "
                                f"(needs compute capability >= 8.9 and torch with float8 and _scaled_mm)")

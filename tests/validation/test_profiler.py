@@ -162,6 +162,25 @@ def test_quick_is_a_smaller_subset_of_the_full_sweep():
     assert len(sw.build_sweep(gpu_count=8).gemm) > 5 * len(quick.gemm)  # the whole catalogue
 
 
+def test_max_cases_draws_a_seeded_subset_of_every_family_in_run_order():
+    full = sw.build_sweep(["llama-3.1-8b", "llama-3.1-70b"], gpu_count=8)
+    a = sw.sample(sw.build_sweep(["llama-3.1-8b", "llama-3.1-70b"], gpu_count=8), 50, seed=3)
+    b = sw.sample(sw.build_sweep(["llama-3.1-8b", "llama-3.1-70b"], gpu_count=8), 50, seed=3)
+    c = sw.sample(sw.build_sweep(["llama-3.1-8b", "llama-3.1-70b"], gpu_count=8), 50, seed=4)
+    for fam in ("gemm", "prefill", "decode", "collectives"):
+        whole, part = getattr(full, fam), getattr(a, fam)
+        assert len(part) == 50 and set(part) <= set(whole), fam
+        pos = [whole.index(x) for x in part]
+        assert pos == sorted(pos), fam                      # run order kept
+        assert pos[-1] - pos[0] > len(whole) // 2, fam      # spread over the grid, not its first rows
+        assert part == getattr(b, fam) and part != getattr(c, fam), fam
+    assert any("50 of" in n and "--seed 3" in n for n in a.notes)
+    small = sw.sample(sw.build_sweep(["llama-3.1-8b"], quick=True), 10_000)
+    assert small.gemm == sw.build_sweep(["llama-3.1-8b"], quick=True).gemm  # under the cap: untouched
+    with pytest.raises(ConfigError, match="--max-cases"):
+        sw.sample(full, 0)
+
+
 def test_fp8_needs_dims_divisible_by_16_and_can_be_left_out(tmp_path):
     # qkv n = 3 * 10 * 100 = 3000 and o k = 1000 are not multiples of 16; the MLP and LM head are
     cfg = {"architectures": ["LlamaForCausalLM"], "hidden_size": 1024, "num_attention_heads": 10, "head_dim": 100,
