@@ -384,10 +384,75 @@ def _attn_step_work(par, ctx, steps):
     return 2.0 * heads * (hd + vhd), row * kvb
 
 
+#: the op tables ``_decode_run_kernel`` reads, in the order ``_pack_run_tables`` packs them:
+#: (name, float64 elements per operator, float64 elements per deployment)
+_RUN_FLOAT_TABLES = (("par", _PAR_WIDTH, 0), ("mult", 1, 0), ("theta", _MAX_FEATURES, 0), ("floor", 1, 0),
+                     ("dev", 4, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
+                     ("op_time", 1, 0), ("tab", 7, 0), ("scratch", 0, _MAX_FEATURES + _PAR_WIDTH),
+                     ("shape", 0, _PAR_WIDTH))
+#: the int64 tables, each one element per operator
+_RUN_INT_TABLES = ("cls", "kind", "nfeat", "nnet")
+
+
+def _pack_run_tables(cls, kind, par, mult, theta, nfeat, floor, dev, power, net, nnet, range_):
+    """The op tables of ``_decode_run_kernel`` as two flat buffers (float64, int64), so that a call
+    hands the compiled kernel two arrays instead of fifteen (each array argument costs the extension
+    wrapper a conversion). The float buffer also holds the kernel's scratch space (per-op times and
+    work, feature rows), private to it. ``_run_tables`` takes them apart again."""
+    n = cls.size
+    parts = {"par": par, "mult": mult, "theta": theta, "floor": floor, "dev": dev, "power": power, "net": net,
+             "range": range_}
+    chunks = []
+    for name, per_op, fixed in _RUN_FLOAT_TABLES:
+        want = n * per_op + fixed
+        a = parts.get(name)
+        a = np.zeros(want) if a is None else np.ascontiguousarray(a, np.float64).reshape(-1)
+        if a.size != want:
+            raise ValueError(f"op table {name}: {a.size} values, want {want}")
+        chunks.append(a)
+    ints = np.concatenate([np.ascontiguousarray(a, np.int64).reshape(-1) for a in (cls, kind, nfeat, nnet)])
+    return np.concatenate(chunks), ints
+
+
+@njit(cache=True, inline="always")
+def _run_tables(fpack, ipack):
+    """Views of the tables ``_pack_run_tables`` packed (the same order and sizes)."""
+    n = ipack.size // 4
+    op_cls = ipack[:n]
+    op_kind = ipack[n:2 * n]
+    op_nfeat = ipack[2 * n:3 * n]
+    op_nnet = ipack[3 * n:]
+    f = 0
+    op_par = fpack[f:f + n * _PAR_WIDTH].reshape((n, _PAR_WIDTH))
+    f += n * _PAR_WIDTH
+    op_mult = fpack[f:f + n]
+    f += n
+    op_theta = fpack[f:f + n * _MAX_FEATURES].reshape((n, _MAX_FEATURES))
+    f += n * _MAX_FEATURES
+    op_floor = fpack[f:f + n]
+    f += n
+    op_dev = fpack[f:f + 4 * n].reshape((n, 4))
+    f += 4 * n
+    op_power = fpack[f:f + 2]
+    f += 2
+    op_net = fpack[f:f + n * 2 * _MAX_NET].reshape((n, _MAX_NET, 2))
+    f += n * 2 * _MAX_NET
+    op_range = fpack[f:f + n * 2 * _MAX_RANGE].reshape((n, 2, _MAX_RANGE))
+    f += n * 2 * _MAX_RANGE
+    op_time = fpack[f:f + n]
+    f += n
+    tab = fpack[f:f + 7 * n].reshape((n, 7))
+    f += 7 * n
+    scratch = fpack[f:f + _MAX_FEATURES + _PAR_WIDTH]
+    f += _MAX_FEATURES + _PAR_WIDTH
+    shape = fpack[f:f + _PAR_WIDTH]
+    return (op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet,
+            scratch, shape, op_range, op_time, tab)
+
+
 @njit(cache=True)
-def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor,
-                       op_dev, op_power, op_net, op_nnet, scratch, shape, op_range, op_time, by_size, by_size_have,
-                       attn_memo, mode, launch, host, sync, tp, start_s, start_j, sums, times, energies, at, ctx_add):
+def _decode_run_kernel(decode_ctx, steps, fpack, ipack, by_size, by_size_have, attn_memo, mode, launch, host, sync,
+                       tp, start_s, start_j, sums, times, energies, at, ctx_add):
     """Seconds and joules of ``steps`` decode-only iterations, written into ``times[at:at + steps]`` and
     ``energies[at:at + steps]``; the contexts are ``decode_ctx + ctx_add`` at the first step and grow by one each step,
     engine time included: each step's GPU seconds ``g`` become ``max(g, launch)`` plus the host
@@ -407,13 +472,14 @@ def _decode_run_kernel(decode_ctx, steps, op_cls, op_kind, op_par, op_mult, op_t
     (``_attn_step_work``) they grow by ``n`` times a constant instead of being summed afresh; and
     with one decode-attention operator a remembered row also keeps the step's summed seconds and
     joules over all operators, which depend only on that row and ``n``."""
+    (op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch,
+     shape, op_range, op_time, tab) = _run_tables(fpack, ipack)
     empty = decode_ctx[:0]
     ctx = decode_ctx + ctx_add
     tokens, seqs = _batch_size(empty, ctx)
     n_ops = op_cls.size
-    # per op: seconds, joules; per decode-attention op also its summed context, FLOPs and bytes at the
-    # step, and what a step adds to the last two (per request; -1: sum afresh)
-    tab = np.empty((n_ops, 7))
+    # per op (``tab``): seconds, joules; per decode-attention op also its summed context, FLOPs and
+    # bytes at the step, and what a step adds to the last two (per request; -1: sum afresh)
     t_op = tab[:, 0]
     e_op = tab[:, 1]
     work = tab[:, 2:]
@@ -626,6 +692,7 @@ class Deployment:
         self._attn_memo = None  # decode_run's remembered decode-attention prices (allocated at first use)
         self._by_rows = None  # iteration's remembered prices of the row-count operators (allocated at first use)
         self._run_args = None  # decode_run's kernel arguments (the op tables and its remembered prices)
+        self._run_packed = None  # the op tables packed for decode_run's kernel (_pack_run_tables)
         self._terms: list[tuple] = []  # decode_run's engine terms per batch size
         self._tp_f = float(self.tp)
         self._by_rows_have = None
@@ -1131,10 +1198,11 @@ class Deployment:
                 self._by_size, self._by_size_have = grown, have
             if self._attn_memo is None:
                 self._attn_memo = np.full((_ATTN_MEMO_ROWS, _ATTN_MEMO_COLS), -1.0)
-            args = self._run_args = (self._cls, self._kind, self._par, self._mult, self._theta, self._nfeat,
-                                     self._floor, self._dev, self._power, self._net, self._nnet, self._scratch,
-                                     self._shape, self._range, self._op_time, self._by_size, self._by_size_have,
-                                     self._attn_memo)
+            if self._run_packed is None:
+                self._run_packed = _pack_run_tables(self._cls, self._kind, self._par, self._mult, self._theta,
+                                                    self._nfeat, self._floor, self._dev, self._power, self._net,
+                                                    self._nnet, self._range)
+            args = self._run_args = (*self._run_packed, self._by_size, self._by_size_have, self._attn_memo)
             self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
             self._run_aot = _aot_kernel("_decode_run_kernel", 2, args)
         mode, launch, host, sync = self._terms[seqs]

@@ -97,3 +97,31 @@ def test_decode_runs_that_add_attention_work_per_step_equal_the_step_by_step_que
         ctx = ctx.astype(np.int64)
         t, e = dep.decode_run(ctx, 12)
         assert [dep.iteration(E, E, ctx + k) for k in range(12)] == list(zip(t.tolist(), e.tolist()))
+
+
+@pytest.mark.parametrize("model,tp", [("llama-3.1-8b", 1), ("qwen3-30b-a3b", 2), ("llama-2-70b", 8)])
+def test_packed_op_tables_unpack_to_the_deployments_tables(model, tp):
+    """decode_run hands its kernel the op tables packed in two buffers (``_pack_run_tables``); the
+    kernel's views of them (``_run_tables``) are the deployment's tables, element for element, and a
+    run through them prices every step as the step-by-step query (which reads the unpacked tables)."""
+    from llmsim.hwmodels import deployment as dm
+
+    dep = Deployment(model, "h100", tp=tp, engine="vllm")
+    fpack, ipack = dm._pack_run_tables(dep._cls, dep._kind, dep._par, dep._mult, dep._theta, dep._nfeat, dep._floor,
+                                       dep._dev, dep._power, dep._net, dep._nnet, dep._range)
+    views = dm._run_tables.py_func(fpack, ipack)
+    names = ("cls", "kind", "par", "mult", "theta", "nfeat", "floor", "dev", "power", "net", "nnet")
+    for name, view in zip(names, views[:11]):
+        table = getattr(dep, "_" + name)
+        assert view.shape == table.shape and view.dtype == table.dtype and np.array_equal(view, table), name
+    assert np.array_equal(views[13], dep._range)
+    scratch, shape, op_time, tab = views[11], views[12], views[14], views[15]
+    assert scratch.size == dep._scratch.size and shape.size == dep._shape.size
+    assert op_time.size == len(dep.op_names) and tab.shape == (len(dep.op_names), 7)
+    assert fpack.size == sum(len(dep.op_names) * per + fixed for _, per, fixed in dm._RUN_FLOAT_TABLES)
+    with pytest.raises(ValueError, match="op table theta"):
+        dm._pack_run_tables(dep._cls, dep._kind, dep._par, dep._mult, dep._theta[:, :-1], dep._nfeat, dep._floor,
+                            dep._dev, dep._power, dep._net, dep._nnet, dep._range)
+    ctx = np.arange(100, 3100, 97, dtype=np.int64)
+    t, e = dep.decode_run(ctx, 5)
+    assert [dep.iteration(E, E, ctx + k) for k in range(5)] == list(zip(t.tolist(), e.tolist()))
