@@ -693,6 +693,8 @@ class Deployment:
         self._by_rows = None  # iteration's remembered prices of the row-count operators (allocated at first use)
         self._run_args = None  # decode_run's kernel arguments (the op tables and its remembered prices)
         self._run_packed = None  # the op tables packed for decode_run's kernel (_pack_run_tables)
+        self._run_sizes = 0  # decode_run_into's fast path takes 0 < decodes < this (set with _run_args)
+        self._run_ends = self._run_spent = None  # the last buffer pair decode_run_into handed the built kernel
         self._terms: list[tuple] = []  # decode_run's engine terms per batch size
         self._tp_f = float(self.tp)
         self._by_rows_have = None
@@ -1137,12 +1139,19 @@ class Deployment:
         ctx = decode_ctx
         seqs = ctx.size
         args = self._run_args
-        if args is not None and self.dp_ep == 1 and 0 < seqs < len(self._terms):  # the simulator's usual call
+        if args is not None and 0 < seqs < self._run_sizes:  # the simulator's usual call
             mode, launch, host, sync = self._terms[seqs]
             fn = self._run_aot
-            if fn is None or not _c_array(ctx, _I64) or not self._run_buffers_ok(ends, spent):
+            if fn is None or not _c_array(ctx, _I64):
                 fn = _decode_run_kernel
-            fn(ctx, steps, *args, mode, launch, host, sync, self._tp_f, start_s, start_j, True, ends, spent, at, ctx_add)
+            elif ends is not self._run_ends or spent is not self._run_spent:  # not the buffers of the last call
+                if self._run_buffers_ok(ends, spent):
+                    self._run_ends, self._run_spent = ends, spent
+                else:
+                    fn = _decode_run_kernel
+            f_pack, i_pack, by_size, have, memo = args
+            fn(ctx, steps, f_pack, i_pack, by_size, have, memo, mode, launch, host, sync, self._tp_f, start_s, start_j,
+               True, ends, spent, at, ctx_add)
             return
         if self.dp_ep > 1 or seqs == 0:
             t, e = self.decode_run(ctx + ctx_add, steps)
@@ -1205,6 +1214,7 @@ class Deployment:
             args = self._run_args = (*self._run_packed, self._by_size, self._by_size_have, self._attn_memo)
             self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
             self._run_aot = _aot_kernel("_decode_run_kernel", 2, args)
+            self._run_sizes = len(self._terms) if self.dp_ep == 1 else 0
         mode, launch, host, sync = self._terms[seqs]
         fn = self._run_aot
         if fn is None or not _c_array(ctx, _I64) or not self._run_buffers_ok(times, energies):
@@ -1218,6 +1228,7 @@ class Deployment:
         state = dict(self.__dict__)
         state["_iter_aot"] = state["_run_aot"] = None
         state["_aot_bufs"] = {}
+        state["_run_ends"] = state["_run_spent"] = None
         return state
 
     def _run_buffers_ok(self, times, energies) -> bool:
