@@ -141,6 +141,10 @@ class TimingBackend:
     def environment(self) -> dict:
         return {}
 
+    def ceilings(self) -> dict:
+        """The GPU's measured ceilings (copy bandwidth, a large bf16 matrix product), for the record."""
+        return {}
+
     def kernel_for(self, case: AttentionCase) -> str:
         """``kernel_source`` of an attention row."""
         return self.attention_kernel
@@ -407,6 +411,42 @@ class TorchBackend(TimingBackend):
         }
         return env
 
+    def ceilings(self) -> dict:
+        """Two ceilings measured once per run, so a profile says what this card reached today: a
+        device-to-device copy (bytes read + written over the median of 10 copies of up to 4 GiB, an
+        eighth of the card's memory at most) and an 8192^3 bf16 matrix product on random data (median
+        of 10 after 3 warm-ups), each between CUDA events."""
+        torch = self.torch
+
+        def median_s(fn):
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(10):
+                a, b = self._event(), self._event()
+                a.record()
+                fn()
+                b.record()
+                b.synchronize()
+                times.append(float(a.elapsed_time(b)) * 1e-3)
+            return statistics.median(times)
+
+        total = int(getattr(self.props, "total_memory", 0) or 0)
+        elements = min(2 ** 30, max(2 ** 20, total // 8 // 4))  # fp32 elements of each of the two buffers
+        src = torch.randn(elements, device=self.dev, dtype=torch.float32)
+        dst = torch.empty(elements, device=self.dev, dtype=torch.float32)
+        t_copy = median_s(lambda: dst.copy_(src))
+        del src, dst
+        x, y = self._randn(8192, 8192), self._randn(8192, 8192)
+        t_mm = median_s(lambda: torch.matmul(x, y))
+        del x, y
+        torch.cuda.empty_cache()
+        return {"copy_bytes_per_s": 2.0 * elements * 4 / t_copy, "copy_bytes": 2 * elements * 4,
+                "bf16_matmul_flops_per_s": 2.0 * 8192 ** 3 / t_mm,
+                "method": "CUDA events; median of 10 after 3 warm-ups; copy counts bytes read and written; "
+                          "matmul 8192^3 bf16 on random normal data"}
+
     def close(self) -> None:
         self._flush_buf = None
         try:
@@ -420,6 +460,19 @@ def _safe(fn):
         return fn()
     except Exception:
         return None
+
+
+def _ceilings(backend: TimingBackend) -> dict:
+    """``backend.ceilings()``, or what stopped it (a run goes on without them)."""
+    try:
+        return backend.ceilings()
+    except Exception as e:  # noqa: BLE001 - out of memory, a driver error: recorded, not fatal
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        try:
+            backend.torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001
+            pass
+        return {"error": f"{type(e).__name__}: {first}"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -690,6 +743,7 @@ def profile(sweep: Sweep, backend: TimingBackend, out_dir: str | Path, *, device
         "argv": list(argv) if argv is not None else None,
         "host": {"python": platform.python_version(), "platform": platform.platform()},
         "backend": _safe(backend.environment) or {},
+        "ceilings": _ceilings(backend),
         "nvidia_smi_before": nvidia_smi(),
         "nvidia_smi_after": None,
         "driver": None,

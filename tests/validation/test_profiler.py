@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import subprocess
 import sys
 import types
@@ -483,6 +484,10 @@ class _T:
     def zero_(self):
         return self
 
+    def copy_(self, other):
+        assert other.shape == self.shape and other.dtype == self.dtype
+        return self
+
 
 def make_stub_torch(*, gqa: bool = True, capability=(9, 0), graph_fails: bool = False, gpus: int = 1, log=None):
     log = log if log is not None else []
@@ -559,7 +564,13 @@ def make_stub_torch(*, gqa: bool = True, capability=(9, 0), graph_fails: bool = 
         log.append(("sdpa", q.shape, k.shape, is_causal, enable_gqa))
         return _T(q.shape, q.dtype)
 
+    def matmul(a, b):
+        assert a.dtype == b.dtype == "bf16" and a.shape[1] == b.shape[0], (a.shape, b.shape)
+        log.append(("matmul", a.shape, b.shape))
+        return _T((a.shape[0], b.shape[1]), "bf16")
+
     torch._scaled_mm = scaled_mm
+    torch.matmul = matmul
     torch.float64 = "fp64"
     torch.tensor = lambda data, device=None, dtype=None: types.SimpleNamespace(item=lambda: data[0])
 
@@ -651,6 +662,10 @@ def test_torch_backend_plumbing_with_a_stub_torch(tmp_path, monkeypatch, gqa):
 
     env = backend.environment()
     assert env["gpu"]["compute_capability"] == "9.0" and env["torch"] == "2.9.0+stub" and env["nccl"] == "2.21.5"
+    c = backend.ceilings()  # stub events: 1 ms each; 80 GiB card -> two 2.5 GiB... capped at 4 GiB buffers
+    assert c["copy_bytes"] == 2 * 4 * 2 ** 30 and c["copy_bytes_per_s"] == pytest.approx(2 * 4 * 2 ** 30 / 1e-3)
+    assert c["bf16_matmul_flops_per_s"] == pytest.approx(2 * 8192 ** 3 / 1e-3)
+    assert ("matmul", (8192, 8192), (8192, 8192)) in log
     assert backend.time_collectives([sw.CollectiveCase("all_reduce", 2, 1024)])[1] == ["collectives skipped: 1 GPU visible"]
 
     # a whole (tiny) run through run() with the stub: tables and environment written
@@ -661,6 +676,55 @@ def test_torch_backend_plumbing_with_a_stub_torch(tmp_path, monkeypatch, gqa):
         + len(sw.build_sweep(["llama-3.1-8b"], quick=True, tp_degrees=(8,), ops=("attention",)).prefill) \
         + len(sw.build_sweep(["llama-3.1-8b"], quick=True, tp_degrees=(8,), ops=("attention",)).decode)
     assert (t["measured_s"] > 0).all()
+    env = json.loads((out / "environment.json").read_text())
+    assert env["ceilings"]["bf16_matmul_flops_per_s"] > 0
+
+
+def test_a_failing_ceiling_measurement_is_recorded_and_the_run_goes_on(tmp_path):
+    class Broken(prof.TimingBackend):
+        torch = None
+
+        def ceilings(self):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 4.00 GiB\nmore")
+
+    assert prof._ceilings(Broken()) == {"error": "RuntimeError: CUDA out of memory. Tried to allocate 4.00 GiB"}
+
+
+def test_gpu_session_script_runs_end_to_end_with_a_stub_torch(tmp_path):
+    """validation/gpu_session.sh, the one call a short GPU lease makes, run here with python replaced by
+    one that has the stub torch: every step runs, and the tarball holds the three profile folders."""
+    import tarfile
+
+    shim = tmp_path / "shim.py"
+    shim.write_text(f"""
+import runpy, sys
+sys.path.insert(0, {str(ROOT / 'tests' / 'validation')!r})
+sys.path.insert(0, {str(ROOT)!r})
+import test_profiler as t
+torch, mods, log = t.make_stub_torch()
+sys.modules.update(mods)
+sys.modules["flash_attn"] = None
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+""")
+    py = tmp_path / "python"
+    py.write_text(f"#!/bin/sh\nexec {sys.executable} {shim} \"$@\"\n")
+    py.chmod(0o755)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": str(py), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    r = subprocess.run(["bash", str(ROOT / "validation" / "gpu_session.sh"), "h100-sxm"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (out / "session.log").read_text()
+    for step in ("quick sweep", "broad sample", "quick bf16 GEMMs with the L2 flushed", "done"):
+        assert f" {step}" in log, step
+    assert "Traceback" not in log
+    with tarfile.open(out / "measured.tar.gz") as tar:
+        names = set(tar.getnames())
+    for folder in ("quick", "broad", "quick_flush_l2"):
+        assert f"./{folder}/environment.json" in names and f"./{folder}/gemm_perf.parquet" in names, names
+    assert "./broad/generation_attention_perf.parquet" in names and not (out / "work").exists()
 
 
 def test_torch_backend_collectives_plumbing(monkeypatch):
