@@ -390,7 +390,7 @@ _RUN_FLOAT_TABLES = (("par", _PAR_WIDTH, 0), ("mult", 1, 0), ("theta", _MAX_FEAT
                      ("dev", 4, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
                      ("op_time", 1, 0), ("tab", 7, 0), ("scratch", 0, _MAX_FEATURES + _PAR_WIDTH),
                      ("shape", 0, _PAR_WIDTH))
-#: the int64 tables, each one element per operator
+#: the int64 tables, each one element per operator, in packing order (``_run_tables`` reads them so)
 _RUN_INT_TABLES = ("cls", "kind", "nfeat", "nnet")
 
 
@@ -401,7 +401,7 @@ def _pack_run_tables(cls, kind, par, mult, theta, nfeat, floor, dev, power, net,
     work, feature rows), private to it. ``_run_tables`` takes them apart again."""
     n = cls.size
     parts = {"par": par, "mult": mult, "theta": theta, "floor": floor, "dev": dev, "power": power, "net": net,
-             "range": range_}
+             "range": range_, "cls": cls, "kind": kind, "nfeat": nfeat, "nnet": nnet}
     chunks = []
     for name, per_op, fixed in _RUN_FLOAT_TABLES:
         want = n * per_op + fixed
@@ -410,8 +410,13 @@ def _pack_run_tables(cls, kind, par, mult, theta, nfeat, floor, dev, power, net,
         if a.size != want:
             raise ValueError(f"op table {name}: {a.size} values, want {want}")
         chunks.append(a)
-    ints = np.concatenate([np.ascontiguousarray(a, np.int64).reshape(-1) for a in (cls, kind, nfeat, nnet)])
-    return np.concatenate(chunks), ints
+    ints = []
+    for name in _RUN_INT_TABLES:
+        a = np.ascontiguousarray(parts[name], np.int64).reshape(-1)
+        if a.size != n:
+            raise ValueError(f"op table {name}: {a.size} values, want {n}")
+        ints.append(a)
+    return np.concatenate(chunks), np.concatenate(ints)
 
 
 @njit(cache=True, inline="always")
