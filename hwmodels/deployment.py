@@ -266,15 +266,18 @@ def _batch_size(prefill_lens, decode_ctx):
 
 
 @njit(cache=True)
-def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, op_cls, op_kind, op_par, op_mult,
-                      op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, scratch, shape, op_range,
-                      op_time, by_rows, by_rows_have):
+def _iteration_kernel(prefill_lens, prefill_offsets, decode_ctx, fpack, ipack, scratch, shape, op_time, by_rows,
+                      by_rows_have):
     """(seconds, joules, tokens) of one iteration; per-op seconds (already multiplied) into ``op_time``.
+    The op tables come packed (``_pack_run_tables``); ``scratch``, ``shape`` and ``op_time`` are the
+    caller's (a breakdown reads ``op_time``; concurrent callers pass their own).
 
     Every operator but attention is priced by its row count alone (the batch's tokens, or its
     sequences for the ``_SEQS`` kinds), so ``by_rows[m, o]`` remembers (seconds, joules) of operator
     ``o`` at ``m`` rows once ``by_rows_have[m, o]`` is set (a remembered price is the same bits as a
     fresh one); row counts past the table are priced each call."""
+    (op_cls, op_kind, op_par, op_mult, op_theta, op_nfeat, op_floor, op_dev, op_power, op_net, op_nnet, _scratch,
+     _shape, op_range, _op_time, _tab) = _run_tables(fpack, ipack)
     tokens, seqs = _batch_size(prefill_lens, decode_ctx)
     total_t = 0.0
     total_e = 0.0
@@ -697,7 +700,7 @@ class Deployment:
         self._attn_memo = None  # decode_run's remembered decode-attention prices (allocated at first use)
         self._by_rows = None  # iteration's remembered prices of the row-count operators (allocated at first use)
         self._run_args = None  # decode_run's kernel arguments (the op tables and its remembered prices)
-        self._run_packed = None  # the op tables packed for decode_run's kernel (_pack_run_tables)
+        self._run_packed = None  # the op tables packed for the two kernels (_packed_tables)
         self._run_sizes = 0  # decode_run_into's fast path takes 0 < decodes < this (set with _run_args)
         self._run_ends = self._run_spent = None  # the last buffer pair decode_run_into handed the built kernel
         self._terms: list[tuple] = []  # decode_run's engine terms per batch size
@@ -1065,6 +1068,14 @@ class Deployment:
                         ranks_d[r]))
         return out
 
+    def _packed_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """The op tables packed for the kernels (``_pack_run_tables``), made at first use."""
+        if self._run_packed is None:
+            self._run_packed = _pack_run_tables(self._cls, self._kind, self._par, self._mult, self._theta,
+                                                self._nfeat, self._floor, self._dev, self._power, self._net,
+                                                self._nnet, self._range)
+        return self._run_packed
+
     def _rank_iteration(self, prefill_lens: np.ndarray, prefill_offsets: np.ndarray,
                         decode_ctx: np.ndarray, scratch: np.ndarray, shape: np.ndarray,
                         op_time: np.ndarray) -> tuple[float, float]:
@@ -1076,18 +1087,17 @@ class Deployment:
         if by_rows is None:
             by_rows = self._by_rows = np.zeros((_BY_ROWS, self._cls.size, 2))
             self._by_rows_have = np.zeros((_BY_ROWS, self._cls.size), np.uint8)
+            f_pack, i_pack = self._packed_tables()
             self._iter_aot = _aot_kernel("_iteration_kernel", 3, (
-                self._cls, self._kind, self._par, self._mult, self._theta, self._nfeat, self._floor, self._dev,
-                self._power, self._net, self._nnet, self._scratch, self._shape, self._range, self._op_time, by_rows,
-                self._by_rows_have))
+                f_pack, i_pack, self._scratch, self._shape, self._op_time, by_rows, self._by_rows_have))
+        f_pack, i_pack = self._run_packed
         fn = self._iter_aot
         if (fn is None or scratch is not self._scratch or shape is not self._shape or op_time is not self._op_time
                 or not (_c_array(prefill_lens, _I64) and _c_array(prefill_offsets, _I64)
                         and _c_array(decode_ctx, _I64))):
             fn = _iteration_kernel
-        g, e, tokens = fn(prefill_lens, prefill_offsets, decode_ctx, self._cls, self._kind, self._par, self._mult,
-                          self._theta, self._nfeat, self._floor, self._dev, self._power, self._net, self._nnet, scratch,
-                          shape, self._range, op_time, by_rows, self._by_rows_have)
+        g, e, tokens = fn(prefill_lens, prefill_offsets, decode_ctx, f_pack, i_pack, scratch, shape, op_time, by_rows,
+                          self._by_rows_have)
         if self._piecewise:
             tokens = int(tokens)
             if tokens > self._graph_max:
@@ -1212,11 +1222,7 @@ class Deployment:
                 self._by_size, self._by_size_have = grown, have
             if self._attn_memo is None:
                 self._attn_memo = np.full((_ATTN_MEMO_ROWS, _ATTN_MEMO_COLS), -1.0)
-            if self._run_packed is None:
-                self._run_packed = _pack_run_tables(self._cls, self._kind, self._par, self._mult, self._theta,
-                                                    self._nfeat, self._floor, self._dev, self._power, self._net,
-                                                    self._nnet, self._range)
-            args = self._run_args = (*self._run_packed, self._by_size, self._by_size_have, self._attn_memo)
+            args = self._run_args = (*self._packed_tables(), self._by_size, self._by_size_have, self._attn_memo)
             self._terms = [self._engine_terms(n) for n in range(self._by_size_have.size)]
             self._run_aot = _aot_kernel("_decode_run_kernel", 2, args)
             self._run_sizes = len(self._terms) if self.dp_ep == 1 else 0
