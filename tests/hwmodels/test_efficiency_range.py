@@ -45,8 +45,11 @@ def test_mha_decode_at_tp1_follows_the_bytes_streamed(b, L):
     # (inside them the fit is kept bit for bit, including its ~5% wiggle at launch-bound sizes)
     roof32 = _decode_row(b, L, 32, 32)[7] / DEV[1]
     roof8 = _decode_row(b, L, 32, 8)[7] / DEV[1]
-    if roof8 >= 5 * np.exp(p.log_floor):  # not launch-bound: the efficiency at 8 heads is a bandwidth efficiency
-        expected = roof32 / (roof8 / t[-1])
+    floor = np.exp(p.log_floor)
+    if roof8 >= 5 * floor:  # not launch-bound: the efficiency at 8 heads is a bandwidth efficiency
+        # the model is floor + roofline / efficiency: the floor is per call and does not scale with the bytes
+        # (without it, b=128 L=274 gave 0.762 of the expected time; over 11k cases with it: 0.82-1.00)
+        expected = floor + (t[-1] - floor) * roof32 / roof8
         assert expected / 1.3 <= t[heads.index(32)] <= 1.3 * expected
 
 
