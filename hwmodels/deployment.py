@@ -702,7 +702,6 @@ class Deployment:
         self._run_args = None  # decode_run's kernel arguments (the op tables and its remembered prices)
         self._run_packed = None  # the op tables packed for the two kernels (_packed_tables)
         self._run_sizes = 0  # decode_run_into's fast path takes 0 < decodes < this (set with _run_args)
-        self._run_ends = self._run_spent = None  # the last buffer pair decode_run_into handed the built kernel
         self._terms: list[tuple] = []  # decode_run's engine terms per batch size
         self._tp_f = float(self.tp)
         self._by_rows_have = None
@@ -1157,13 +1156,8 @@ class Deployment:
         if args is not None and 0 < seqs < self._run_sizes:  # the simulator's usual call
             mode, launch, host, sync = self._terms[seqs]
             fn = self._run_aot
-            if fn is None or not _c_array(ctx, _I64):
+            if fn is None or not _c_array(ctx, _I64) or not self._run_buffers_ok(ends, spent):
                 fn = _decode_run_kernel
-            elif ends is not self._run_ends or spent is not self._run_spent:  # not the buffers of the last call
-                if self._run_buffers_ok(ends, spent):
-                    self._run_ends, self._run_spent = ends, spent
-                else:
-                    fn = _decode_run_kernel
             f_pack, i_pack, by_size, have, memo = args
             fn(ctx, steps, f_pack, i_pack, by_size, have, memo, mode, launch, host, sync, self._tp_f, start_s, start_j,
                True, ends, spent, at, ctx_add)
@@ -1239,7 +1233,6 @@ class Deployment:
         state = dict(self.__dict__)
         state["_iter_aot"] = state["_run_aot"] = None
         state["_aot_bufs"] = {}
-        state["_run_ends"] = state["_run_spent"] = None
         return state
 
     def _run_buffers_ok(self, times, energies) -> bool:
