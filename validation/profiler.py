@@ -288,7 +288,7 @@ class TorchBackend(TimingBackend):
             except Exception as exc:  # capture unsupported for this op: time it eagerly from now on
                 graph = None
                 self._graphs_ok[family] = False
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                first = _first_line(exc)
                 self.notes.append(f"{family}: CUDA graph capture failed ({type(exc).__name__}: {first}); "
                                   f"timed eagerly (launch overhead included) from then on")
                 torch.cuda.synchronize()
@@ -313,7 +313,7 @@ class TorchBackend(TimingBackend):
             return run()
         except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
             what = "out of memory" if isinstance(e, torch.cuda.OutOfMemoryError) else type(e).__name__
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            first = _first_line(e)
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
             raise CaseSkipped(f"{what}: {first}") from None
@@ -455,6 +455,12 @@ class TorchBackend(TimingBackend):
             pass
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' when it has none), for a one-line note."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def _safe(fn):
     try:
         return fn()
@@ -467,7 +473,7 @@ def _ceilings(backend: TimingBackend) -> dict:
     try:
         return backend.ceilings()
     except Exception as e:  # noqa: BLE001 - out of memory, a driver error: recorded, not fatal
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = _first_line(e)
         try:
             backend.torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001
@@ -564,7 +570,7 @@ def _run_collectives(torch, cases: list[CollectiveCase], cfg: TimingConfig):
                 with open(path) as fh:
                     measured = {(op, int(el)): float(sec) for op, el, sec in json.load(fh)}
             except Exception as e:
-                notes.append(f"collectives on {world} GPUs failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                notes.append(f"collectives on {world} GPUs failed: {type(e).__name__}: {_first_line(e)}")
                 continue
         for c in group:
             if (c.op, c.elements) in measured:
