@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim.hwmodels.efficiency import FEATURE_SET_VERSION, NUM_FEATURES, NUM_LATENCY, RANGE_COLUMNS, no_range
-from llmsim.workloads.errors import ConfigError, MissingDataError
+from llmsim.hwmodels.efficiency import (DEV_WITH_REF, FEATURE_SET_VERSION, NUM_FEATURES, NUM_LATENCY, RANGE_COLUMNS,
+                                       no_range)
+from llmsim.workloads.errors import ConfigError, LLMSimError, MissingDataError
 
 SCHEMA_VERSION = 1
 GENERIC = "generic"
@@ -36,7 +37,10 @@ class ClassParams:
     """Coefficients of one (architecture class, operator class, dtype group).
 
     ``shape_lo`` / ``shape_hi``: the fitted rows' range of the class's RANGE_COLUMNS
-    (hwmodels/efficiency.py; sizes in elements/tokens), None when not recorded (nothing is clamped)."""
+    (hwmodels/efficiency.py; sizes in elements/tokens), None when not recorded (nothing is clamped).
+    ``fitted_device``: catalogue name of the one device whose rows fitted the entry ('' when several
+    devices did, or not recorded); another device priced by the entry is priced by sibling transfer
+    (``Profile.sibling_vector``)."""
 
     log_floor: float
     theta: np.ndarray
@@ -44,6 +48,7 @@ class ClassParams:
     fit_median_ape: float = float("nan")
     shape_lo: np.ndarray | None = None
     shape_hi: np.ndarray | None = None
+    fitted_device: str = ""
 
     def shape_range(self, op_class: str) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) for the predictor: the recorded range, or one that clamps nothing."""
@@ -70,6 +75,38 @@ class Profile:
         from llmsim.hwmodels.priors import achieved_vector
 
         return achieved_vector(device, dev, compute_dtype)
+
+    def sibling_vector(self, p: ClassParams, device, dev: np.ndarray, raw_peak: float,
+                       compute_dtype: str | None = None, reference_peaks=None) -> np.ndarray:
+        """The device vector that prices entry ``p`` on ``device``: ``dev`` itself (from ``device_vector``)
+        when the entry was fitted on several devices or on one with this peak and bandwidth, else ``dev`` extended to
+        efficiency.DEV_WITH_REF entries with the fitted device's peak and bandwidth (after the same
+        roofline), so that the part of the fitted time above the roofline that is memory-side latency
+        stays in seconds on a sibling (efficiency.py ``_combine_sibling``). ``raw_peak``: the operator's
+        datasheet peak on ``device`` (FLOP/s); ``reference_peaks(ref_spec)`` gives the fitted device's
+        (peak, bandwidth) for the operator when it is not ``ref.peak_flops(compute_dtype)`` and its
+        main-memory bandwidth. A fitted device without the operator's compute format (an H100 for an
+        FP4 GEMM priced by 16-bit coefficients) is given the sibling's speed-up of that format over
+        bf16, so the transfer sees the devices' difference, not the format's."""
+        name = p.fitted_device
+        if not name or device is None:
+            return dev
+        from llmsim.hwmodels.devices import get_device
+
+        ref = get_device(name)
+        bw = ref.memory_bandwidth_bytes_per_s
+        try:
+            peak, bw = reference_peaks(ref) if reference_peaks is not None else \
+                (ref.peak_flops(compute_dtype or "bf16"), bw)
+        except LLMSimError:
+            peak = ref.peak_flops("bf16") * raw_peak / device.peak_flops("bf16")
+        rv = self.device_vector(ref, np.array((peak, bw, float(ref.num_sms), bw)), compute_dtype)
+        if rv[0] == dev[0] and rv[1] == dev[1]:
+            return dev  # the fitted device's own peaks: the fitted form, bit for bit
+        out = np.zeros(DEV_WITH_REF)
+        out[:dev.size] = dev
+        out[DEV_WITH_REF - 2], out[DEV_WITH_REF - 1] = rv[0], rv[1]
+        return out
 
     def lookup(self, arch: str, op_class: str, group: str) -> tuple[ClassParams, str]:
         """Parameters for an operator, and the key they came from (for reports).
@@ -111,6 +148,8 @@ class Profile:
 def _params_json(op_class: str, p: ClassParams) -> dict:
     out = {"log_floor": p.log_floor, "theta": [float(v) for v in p.theta], "rows": p.rows,
            "fit_median_ape": p.fit_median_ape}
+    if p.fitted_device:
+        out["fitted_device"] = p.fitted_device
     if p.shape_lo is not None and p.shape_hi is not None and RANGE_COLUMNS[op_class]:
         out["shape_range"] = {"columns": list(RANGE_COLUMNS[op_class]), "min": [float(v) for v in p.shape_lo],
                               "max": [float(v) for v in p.shape_hi]}
@@ -159,7 +198,7 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                 lo, hi = _range_from_json(f"{where}: params.{arch}.{cls}.{group}", cls, p)
                 params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),
-                    float(p.get("fit_median_ape", float("nan"))), lo, hi)
+                    float(p.get("fit_median_ape", float("nan"))), lo, hi, str(p.get("fitted_device", "")))
     return Profile(params=params, split=dict(data.get("split", {})),
                    sources=tuple(data.get("sources", ())), path=path, roofline=roofline)
 

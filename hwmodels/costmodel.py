@@ -227,6 +227,7 @@ class OperatorCostModel:
             table = table[~mixed]
         rest = np.flatnonzero(~mixed)
         for grp in operator_groups(table, device=device):
+            first = table.iloc[grp.positions[:1]]
             grp = dataclasses.replace(grp, positions=rest[grp.positions])
             if grp.error:
                 reason[grp.positions] = grp.error
@@ -238,6 +239,9 @@ class OperatorCostModel:
                 continue
             lo, hi = p.shape_range(grp.op_class)
             dev = self.profile.device_vector(grp.device, grp.device_vector)  # datasheet or achieved roofline
+            dev = self.profile.sibling_vector(  # fitted on another device: sibling transfer
+                p, grp.device, dev, float(grp.device_vector[0]), reference_peaks=lambda ref, c=grp.op_class, g=first: tuple(
+                    OperatorCostModel.shape_rows(c, g, ref)[1][:2]))
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
                                                              dev, p.log_floor, p.theta, lo, hi)
             if grp.op_class == "gemm":

@@ -72,6 +72,7 @@ _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQ
 _MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES[c] + eff.NUM_LATENCY[c] for c in eff.NUM_FEATURES)
 _MAX_RANGE = max(eff.NUM_RANGE.values())
+_DEV_LEN = eff.DEV_WITH_REF  # device-vector entries per operator: base, L2, sibling reference (0 when off)
 # per class index: how many range columns it has and how long its shape row is
 _NUM_RANGE = np.array([eff.NUM_RANGE[c] for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
 _SHAPE_LEN = np.array([len(eff.SHAPE_COLUMNS[c]) for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
@@ -390,7 +391,7 @@ def _attn_step_work(par, ctx, steps):
 #: the op tables ``_decode_run_kernel`` reads, in the order ``_pack_run_tables`` packs them:
 #: (name, float64 elements per operator, float64 elements per deployment)
 _RUN_FLOAT_TABLES = (("par", _PAR_WIDTH, 0), ("mult", 1, 0), ("theta", _MAX_FEATURES, 0), ("floor", 1, 0),
-                     ("dev", 4, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
+                     ("dev", eff.DEV_WITH_REF, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
                      ("op_time", 1, 0), ("tab", 7, 0), ("scratch", 0, _MAX_FEATURES + _PAR_WIDTH),
                      ("shape", 0, _PAR_WIDTH))
 #: the int64 tables, each one element per operator, in packing order (``_run_tables`` reads them so)
@@ -439,8 +440,8 @@ def _run_tables(fpack, ipack):
     f += n * _MAX_FEATURES
     op_floor = fpack[f:f + n]
     f += n
-    op_dev = fpack[f:f + 4 * n].reshape((n, 4))
-    f += 4 * n
+    op_dev = fpack[f:f + _DEV_LEN * n].reshape((n, _DEV_LEN))
+    f += _DEV_LEN * n
     op_power = fpack[f:f + 2]
     f += 2
     op_net = fpack[f:f + n * 2 * _MAX_NET].reshape((n, _MAX_NET, 2))
@@ -929,6 +930,7 @@ class Deployment:
         self.op_names = tuple(r[0] for r in rows)
         self.op_param_keys = []
         self._op_fallback: dict[str, str] = {}
+        self._op_sibling: dict[str, str] = {}  # op -> the device its entry was fitted on (sibling transfer)
         self._cls = np.zeros(n, np.int64)
         self._kind = np.zeros(n, np.int64)
         self._par = np.zeros((n, _PAR_WIDTH))
@@ -936,7 +938,7 @@ class Deployment:
         self._theta = np.zeros((n, _MAX_FEATURES))
         self._nfeat = np.zeros(n, np.int64)
         self._floor = np.zeros(n)
-        self._dev = np.zeros((n, 4))
+        self._dev = np.zeros((n, _DEV_LEN))
         self._range = np.zeros((n, 2, _MAX_RANGE))
         self._range[:, 0, :] = -np.inf
         self._range[:, 1, :] = np.inf
@@ -953,7 +955,7 @@ class Deployment:
                 self._par[i, :len(par)] = par
                 self._mult[i] = mult
                 self._cls[i] = eff.CLASS_INDEX[cls]
-                self._dev[i] = (d.peak_flops(compute), bw, d.num_sms, link)
+                self._dev[i, :4] = (d.peak_flops(compute), bw, d.num_sms, link)
                 continue
             if group == QUANT_PASS_GROUP:
                 p, key = quant_pass_params(self.profile, d.arch_class)
@@ -972,8 +974,11 @@ class Deployment:
             lo, hi = p.shape_range(cls)
             self._range[i, 0, :lo.size] = lo
             self._range[i, 1, :hi.size] = hi
-            self._dev[i] = self.profile.device_vector(d, np.array((d.peak_flops(compute), bw, d.num_sms, link)),
-                                                      compute)
+            v = self.profile.device_vector(d, np.array((d.peak_flops(compute), bw, d.num_sms, link)), compute)
+            v = self.profile.sibling_vector(p, d, v, d.peak_flops(compute), compute)  # fitted on another device
+            self._dev[i, :v.size] = v
+            if v.size >= eff.DEV_WITH_REF and v[eff.DEV_WITH_REF - 2] > 0.0:
+                self._op_sibling[name] = p.fitted_device
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])
 
@@ -981,15 +986,19 @@ class Deployment:
         """Which calibration entry priced each operator (``arch/class/group``, or 'network' for the
         alpha-beta path), the operators priced by another architecture class's or kernel family's
         coefficients, whether the device's own architecture class is calibrated at all and whether the
-        device itself had kernel measurements (hwmodels/data/calibration/uncertainty.json)."""
+        device itself had kernel measurements (hwmodels/data/calibration/uncertainty.json); where entries
+        fitted on another device of the class priced operators, `sibling_transfer_from` maps each to it."""
         from llmsim.hwmodels.uncertainty import default_error_model
 
         own = self.device.arch_class in self.profile.params
         measured = default_error_model().device_measured(self.device.name)
         fallback = {n: f for n, f in self._op_fallback.items() if f}
-        return {"priced_by": dict(zip(self.op_names, self.op_param_keys)), "fallback_ops": fallback,
-                "device_class_calibrated": bool(own), "device_measured": bool(measured),
-                "extrapolated": bool(fallback) or not own or not measured}
+        out = {"priced_by": dict(zip(self.op_names, self.op_param_keys)), "fallback_ops": fallback,
+               "device_class_calibrated": bool(own), "device_measured": bool(measured),
+               "extrapolated": bool(fallback) or not own or not measured}
+        if self._op_sibling:  # priced from another device of the class (efficiency.py _combine_sibling)
+            out["sibling_transfer_from"] = dict(self._op_sibling)
+        return out
 
     def time_band(self, error_model=None) -> tuple[float, float]:
         """(lo, hi) factors of the 80% interval of an iteration's time (hwmodels/uncertainty.py): every

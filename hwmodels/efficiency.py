@@ -100,6 +100,12 @@ def _monomials(v, degree, x, j):
 L2_HIT_EXPONENT = 4.0
 #: Device-vector length with the L2 entries (capacity bytes, L2 bandwidth B/s) after the four base entries.
 DEV_WITH_L2 = 6
+#: Device-vector length with the sibling-transfer entries (the fitted device's peak FLOP/s and bandwidth B/s,
+#: after the L2 entries, which are 0 when the L2 term is off): ``_combine_sibling``.
+DEV_WITH_REF = 8
+#: Sharpness of the memory-bound share w = 1 / (1 + (t_compute / t_memory)^p) of ``_combine_sibling``: ~1 for a
+#: shape with half the compute time of its memory time, 0.5 at the ridge [U: a shape chosen, not fitted].
+SIBLING_BOUND_EXPONENT = 4.0
 
 
 @njit(cache=True, inline="always")
@@ -486,6 +492,41 @@ def _true_base(s, dev):
 
 
 @njit(cache=True, inline="always")
+def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
+    """Price shape ``s`` on a sibling of the device the coefficients were fitted on (dev[6], dev[7]: that
+    device's peak FLOP/s and bandwidth B/s; same architecture class and kernels).
+
+    On the fitted device the time is floor + latency + R x E (R: roofline seconds, E >= 1 the fitted
+    inverse efficiency). The excess R_fit (E - 1) is split by how memory-bound the shape is there,
+    w = 1 / (1 + (t_compute / t_mem)^p) (p = SIBLING_BOUND_EXPONENT): the memory-side share is DRAM latency and too few bytes in flight,
+    which a sibling with more bandwidth and the same SMs does not shorten, so it stays in seconds; the
+    compute-side share (tile and pipeline losses) scales with the sibling's roofline as before:
+        t = floor + latency + R (1 + (E - 1)(1 - w)) + R_fit (E - 1) w.
+    It equals the plain form on the fitted device; it grows with R, so a faster sibling is never slower;
+    where E < 1 (faster than the datasheet roofline) the plain form prices it."""
+    nf = min(_NF[cls], theta.shape[0])
+    acc = 0.0
+    for j in range(nf):
+        acc += x[j] * theta[j]
+    lat = 0.0
+    if theta.shape[0] > nf:
+        z = 0.0
+        for j in range(nf, theta.shape[0]):
+            z += x[j] * theta[j]
+        lat = math.exp(z)
+    e_inv = math.exp(acc)
+    r = math.exp(base)
+    floor = math.exp(log_floor)
+    if e_inv <= 1.0:
+        return floor + r * e_inv + lat
+    n = s.size
+    t_mem = max(s[n - 1], 1.0) / dev[7]
+    t_cmp = max(s[n - 2], 1.0) / dev[6] if cls != 4 else 0.0  # elementwise kernels: memory roofline only
+    w = 1.0 / (1.0 + (t_cmp / t_mem) ** SIBLING_BOUND_EXPONENT)
+    return floor + lat + r * (1.0 + (e_inv - 1.0) * (1.0 - w)) + max(t_mem, t_cmp) * (e_inv - 1.0) * w
+
+
+@njit(cache=True, inline="always")
 def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
     if lo.size == 0 or not _outside(cls, s, lo, hi):
         base = _fill(cls, s, dev, x)
@@ -493,6 +534,8 @@ def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
         _clamp_row(cls, s, lo, hi, sc[:s.size])
         _fill(cls, sc[:s.size], dev, x)
         base = _true_base(s, dev)
+    if dev.shape[0] >= DEV_WITH_REF and dev[DEV_WITH_REF - 2] > 0.0 and cls != 5:
+        return _combine_sibling(cls, s, base, x, log_floor, theta, dev)
     return _combine(cls, base, x, log_floor, theta)
 
 

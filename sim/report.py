@@ -111,6 +111,9 @@ def calibration_status(summary: Mapping, details: str = "see the JSON") -> list[
         fallback = cal.get("fallback_ops") or {}
         if fallback:
             why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
+        sibling = sorted(set((cal.get("sibling_transfer_from") or {}).values()))
+        if sibling:
+            why.append(f"priced from {', '.join(sibling)} by sibling transfer")
         out.append((label, f"EXTRAPOLATED for {dep.get('device')}: {'; '.join(why) or details}"))
     return out
 

@@ -198,6 +198,12 @@ def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
     return eff.NUM_FEATURES[op_class] + (eff.NUM_LATENCY[op_class] if op_class in latency_classes else 0)
 
 
+def _one_device(names) -> str:
+    """The catalogue name when every row came from one device, else '' (``ClassParams.fitted_device``)."""
+    names = set(names)
+    return next(iter(names)) if len(names) == 1 else ""
+
+
 def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fraction: float = DEFAULT_HOLDOUT,
                 exclude_devices: tuple[str, ...] = (), generic: bool = True,
                 arch_classes: tuple[str, ...] = (), coefficients_from: Profile | None = None,
@@ -282,11 +288,12 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             X, base = np.zeros((len(grp.positions), _num_columns(grp.op_class, latency_classes))), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
         if not generic_only:
-            buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes))
+            buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes,
+                                                                              grp.device.name))
         g = in_generic[grp.positions]
         if generic and g.any():
             buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
-                                                                grp.shapes[g]))
+                                                                grp.shapes[g], grp.device.name))
 
     params: dict = {}
     used = np.zeros(len(fit_rows), dtype=bool)  # rows some fitted class saw (what rows_in_fit counts)
@@ -295,11 +302,14 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         X = np.concatenate([p[0] for p in parts])
         base = np.concatenate([p[1] for p in parts])
         y = np.concatenate([p[2] for p in parts])
-        if len(y) < 2 * eff.NUM_FEATURES[cls]:
-            continue  # too few rows to fit this class: the fallback chain covers it
+        if len(y) < 2 * eff.NUM_FEATURES[cls] and coefficients_from is None:
+            continue  # too few rows to fit this class: the fallback chain covers it (or fit_small_classes)
         lo, hi = eff.shape_range(cls, np.concatenate([p[4] for p in parts]))
         if not eff.NUM_RANGE[cls]:
             lo = hi = None
+        # sibling transfer within an architecture class only (its kernels are the device's): a generic entry
+        # prices other architectures, whose kernels' latency differs (docs/trust.md "Sibling transfer")
+        fitted_device = _one_device(p[5] for p in parts) if arch != GENERIC else ""
         if coefficients_from is not None:
             old = coefficients_from.params.get(arch, {}).get(cls, {}).get(group)
             if old is None:
@@ -307,7 +317,8 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             if old.rows != len(y):
                 raise ConfigError(f"{arch}/{cls}/{group}: the profile was fitted on {old.rows} rows, these data "
                                   f"give {len(y)}: not the data or split it was fitted on")
-            params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(old, shape_lo=lo, shape_hi=hi)
+            params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(
+                old, shape_lo=lo, shape_hi=hi, fitted_device=fitted_device)
             continue
         for p in parts:
             used[p[3]] = True
@@ -317,7 +328,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                                             fixed_latency=fixed_latency.get(cls),
                                             held=eff.LATENCY_HELD.get(cls, ()) if latency else ())
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
-                                                                             lo, hi)
+                                                                             lo, hi, fitted_device)
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
     for arch, classes in params.items():
         for cls, groups in classes.items():
@@ -416,7 +427,7 @@ def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, l
         mdape = float(np.median(np.abs(after - y) / y))
         params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
             fallback.log_floor, theta, int(len(y)), mdape, lo if eff.NUM_RANGE[cls] else None,
-            hi if eff.NUM_RANGE[cls] else None)
+            hi if eff.NUM_RANGE[cls] else None, _one_device(g.device.name for g in parts))
         added.append({"class": f"{arch}/{cls}/{group}", "rows": int(len(y)), "from": fkey,
                       "train_median_ape_before": float(np.median(np.abs(before - y) / y)),
                       "train_median_ape_after": mdape})

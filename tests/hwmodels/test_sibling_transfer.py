@@ -1,0 +1,144 @@
+"""Sibling transfer (hwmodels/efficiency.py ``_combine_sibling``, ``Profile.sibling_vector``): an entry fitted
+on one device prices another device of its class with the memory-side excess over the roofline held in
+seconds; on the fitted device itself nothing changes."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim.hwmodels import efficiency as eff
+from llmsim.hwmodels.calibration import GENERIC, Profile, default_profile, profile_from_json
+from llmsim.hwmodels.costmodel import OperatorCostModel
+from llmsim.hwmodels.deployment import Deployment
+from llmsim.hwmodels.devices import get_device
+from llmsim.workloads import operators as ops
+
+
+def _gemm_rows(device: str, m, n=8192.0, k=8192.0, dtype="bf16") -> pd.DataFrame:
+    m = np.asarray(m, dtype=float)
+    return pd.DataFrame({"device": device, "kind": "gemm", "dtype": dtype, "m": m, "n": n, "k": k,
+                         "measured_s": np.nan, "source": "", "kv_dtype": "", "kernel": "", "variant": "",
+                         "shape_key": [f"s{i}" for i in range(m.size)]})
+
+
+def _proportional(monkeypatch):
+    """The plain form everywhere: what the prices were before the transfer."""
+    monkeypatch.setattr(Profile, "sibling_vector", lambda self, p, device, dev, *a, **k: dev)
+
+
+def test_single_device_entries_of_a_class_record_their_device_generic_ones_do_not():
+    prof = default_profile()
+    assert prof.lookup("hopper", "gemm", "bf16")[0].fitted_device == "h100-sxm"
+    assert prof.lookup("ampere", "attn_decode", "bf16")[0].fitted_device == "a100-sxm-80gb"
+    assert prof.lookup("ada", "gemm", "bf16")[0].fitted_device == "rtx-4090"
+    assert all(not p.fitted_device for groups in prof.params[GENERIC].values() for p in groups.values())
+    # the field survives the JSON round trip
+    again = profile_from_json(prof.to_json())
+    assert again.lookup("hopper", "gemm", "bf16")[0].fitted_device == "h100-sxm"
+
+
+def test_the_fitted_device_and_a_generic_entry_keep_the_plain_form():
+    prof = default_profile()
+    p, _ = prof.lookup("hopper", "gemm", "bf16")
+    h100 = get_device("h100")
+    dev = np.array([h100.peak_flops("bf16"), h100.memory_bandwidth_bytes_per_s, h100.num_sms, 450e9])
+    assert prof.sibling_vector(p, h100, dev, dev[0], "bf16") is dev
+    g, _ = prof.lookup(GENERIC, "gemm", "bf16")
+    b200 = get_device("b200")
+    assert prof.sibling_vector(g, b200, dev, dev[0], "bf16") is dev
+
+
+def test_identity_when_the_reference_is_the_device_itself():
+    p, _ = default_profile().lookup("hopper", "attn_decode", "bf16")
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(50):
+        b, L = 2.0 ** rng.integers(0, 9), 2.0 ** rng.uniform(4, 16)
+        f, by = ops.attention_decode_work(b, L, 32.0, 8.0, 128.0, 128.0, 2.0, 0)
+        rows.append([b, L, 32.0, 8.0, 128.0, 0.0, f, by])
+    shapes = np.array(rows)
+    dev = np.array([989.4e12, 3.35e12, 132.0, 450e9])
+    ref = np.zeros(eff.DEV_WITH_REF)
+    ref[:4] = dev
+    ref[6:] = dev[:2]
+    lo, hi = p.shape_range("attn_decode")
+    a = eff.predict_rows_ranged(2, shapes, dev, p.log_floor, p.theta, lo, hi)
+    b = eff.predict_rows_ranged(2, shapes, ref, p.log_floor, p.theta, lo, hi)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_h200_memory_bound_gemms_keep_the_h100_latency_compute_bound_ones_do_not_change(monkeypatch):
+    model = OperatorCostModel()
+    m = [1.0, 16.0, 8192.0]
+    h100 = model.price(_gemm_rows("h100", m)).seconds
+    h200 = model.price(_gemm_rows("h200", m)).seconds
+    _proportional(monkeypatch)
+    plain = OperatorCostModel().price(_gemm_rows("h200", m)).seconds
+    # memory-bound rows: slower than the roofline-proportional price, still faster than the H100
+    assert np.all(h200[:2] > plain[:2] * 1.02) and np.all(h200[:2] < h100[:2])
+    # a compute-bound GEMM: the two have the same tensor peak, so the same price (to the memory share's tail)
+    assert h200[2] == pytest.approx(h100[2], rel=1e-3) and h200[2] == pytest.approx(plain[2], rel=1e-3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bw=st.floats(1.0, 4.0), flops=st.floats(1.0, 4.0))
+def test_a_faster_sibling_is_never_slower(seed, bw, flops):
+    """More bandwidth or FLOP/s than the fitted device (and than a slower sibling) never costs more."""
+    p, _ = default_profile().lookup("hopper", "gemm", "bf16")
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(16):
+        m, n, k = 2.0 ** rng.uniform(0, 14), 2.0 ** rng.uniform(7, 15), 2.0 ** rng.uniform(7, 15)
+        f, b = ops.gemm_work(m, n, k, 2.0, 2.0)
+        rows.append([m, n, k, f, b])
+    shapes = np.array(rows)
+    fitted = np.array([989.4e12, 3.35e12, 132.0, 450e9])
+    lo, hi = p.shape_range("gemm")
+
+    def price(scale_bw, scale_flops):
+        dev = np.zeros(eff.DEV_WITH_REF)
+        dev[:4] = fitted
+        dev[0] *= scale_flops
+        dev[1] *= scale_bw
+        dev[6:] = fitted[:2]
+        return eff.predict_rows_ranged(0, shapes, dev, p.log_floor, p.theta, lo, hi)
+
+    base = eff.predict_rows_ranged(0, shapes, fitted, p.log_floor, p.theta, lo, hi)
+    faster = price(bw, flops)
+    assert np.all(faster <= base * (1 + 1e-12))
+    slower = price(1.0 / bw, 1.0 / flops)
+    assert np.all(slower >= base * (1 - 1e-12))
+    assert np.all(price(bw * 1.5, flops) <= faster * (1 + 1e-12))
+
+
+def test_deployment_prices_the_sibling_like_the_kernel_table_and_reports_it():
+    h200 = Deployment("llama-3.1-8b", "h200", tp=1, engine="vllm")
+    h100 = Deployment("llama-3.1-8b", "h100", tp=1, engine="vllm")
+    info = h200.calibration_info()
+    assert set(info["sibling_transfer_from"].values()) == {"h100-sxm"}
+    assert "sibling_transfer_from" not in h100.calibration_info()
+    i = h200.op_names.index("qkv_proj")
+    assert h200._dev[i, 6] == get_device("h100").peak_flops("bf16") and h100._dev[i, 6] == 0.0
+    # a one-token decode step: memory-bound, the H200 is faster than the H100 but by less than its bandwidth
+    d = np.array([1024], np.int64)
+    empty = np.zeros(0, np.int64)
+    t200, t100 = h200.iteration(empty, empty, d)[0], h100.iteration(empty, empty, d)[0]
+    assert 3.35 / 4.8 < t200 / t100 < 1.0
+
+
+def test_a_rescaled_fitted_device_is_priced_by_transfer_too():
+    """A catalogue device edited in place (same name, more bandwidth) is a sibling, not the fitted device."""
+    h100 = get_device("h100")
+    memory = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * 1.4)
+                   if t.bandwidth_bytes_per_s is not None else t for t in h100.memory)
+    fast = dataclasses.replace(h100, memory=memory)
+    model = OperatorCostModel()
+    t_fast = model.price(_gemm_rows("h100", [1.0]), device=fast).seconds[0]
+    t_h100 = model.price(_gemm_rows("h100", [1.0])).seconds[0]
+    t_h200 = model.price(_gemm_rows("h200", [1.0])).seconds[0]
+    assert t_fast < t_h100 and t_fast == pytest.approx(t_h200, rel=0.02)
