@@ -6,7 +6,8 @@ bandwidth its rows were fitted on:
 * ``plain``: today's form, floor + roofline x E (E: fitted inverse efficiency);
 * ``additive``: the whole excess R_ref (E - 1) held in seconds, floor + excess + roofline;
 * ``sibling``: the shipped sibling transfer (hwmodels/efficiency.py ``_combine_sibling``): only the
-  memory-side share of the excess held in seconds.
+  memory-side excess beyond the streaming shortfall (the left-out class's prior share of DRAM bandwidth,
+  hwmodels/data/calibration/priors.yaml) held in seconds.
 
     .venv/bin/python benchmarks/bench_loao_transfer.py [--arch ada ...]     # ~10 min on 2 cores
 
@@ -29,6 +30,7 @@ from bench_loao import arch_of, loao_profile  # noqa: E402
 from llmsim.hwmodels import efficiency as eff  # noqa: E402
 from llmsim.hwmodels.calibration import default_profile  # noqa: E402
 from llmsim.hwmodels.costmodel import OperatorCostModel, operator_groups  # noqa: E402
+from llmsim.hwmodels.priors import roofline_shares  # noqa: E402
 from llmsim.validation import calibrate as cal  # noqa: E402
 from llmsim.validation.loaders import load_measurements  # noqa: E402
 from llmsim.workloads.operators import KIND_CLASS  # noqa: E402
@@ -77,7 +79,8 @@ def main() -> None:
             extra = plain.seconds[grp.positions] - t_plain  # the activation-quantisation pass, if any
             sib = np.zeros(eff.DEV_WITH_REF)
             sib[:4] = dev
-            sib[6:] = ref
+            sib[6:8] = ref
+            sib[8] = roofline_shares(grp.device.arch_class, "bf16")[1]  # streaming share of DRAM bandwidth
             out["sibling"][grp.positions] = eff.predict_rows_ranged(ci, grp.shapes, sib, p.log_floor, p.theta,
                                                                     lo, hi) + extra
             dref = dev.copy()

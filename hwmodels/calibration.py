@@ -40,7 +40,9 @@ class ClassParams:
     (hwmodels/efficiency.py; sizes in elements/tokens), None when not recorded (nothing is clamped).
     ``fitted_device``: catalogue name of the one device whose rows fitted the entry ('' when several
     devices did, or not recorded); another device priced by the entry is priced by sibling transfer
-    (``Profile.sibling_vector``)."""
+    (``Profile.sibling_vector``). ``stream_share``: the share of DRAM bandwidth the entry's kernels reach on
+    large memory-bound shapes of that device (validation/calibrate.py ``stream_share``; 0: not recorded,
+    the class's prior stands in)."""
 
     log_floor: float
     theta: np.ndarray
@@ -49,6 +51,7 @@ class ClassParams:
     shape_lo: np.ndarray | None = None
     shape_hi: np.ndarray | None = None
     fitted_device: str = ""
+    stream_share: float = 0.0
 
     def shape_range(self, op_class: str) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) for the predictor: the recorded range, or one that clamps nothing."""
@@ -81,8 +84,10 @@ class Profile:
         """The device vector that prices entry ``p`` on ``device``: ``dev`` itself (from ``device_vector``)
         when the entry was fitted on several devices or on one with this peak and bandwidth, else ``dev`` extended to
         efficiency.DEV_WITH_REF entries with the fitted device's peak and bandwidth (after the same
-        roofline), so that the part of the fitted time above the roofline that is memory-side latency
-        stays in seconds on a sibling (efficiency.py ``_combine_sibling``). ``raw_peak``: the operator's
+        roofline) and the share of DRAM bandwidth its kernels stream at (``p.stream_share``, else the
+        class's prior in hwmodels/data/calibration/priors.yaml),
+        so that the part of the fitted time above the roofline that is memory-side latency stays in
+        seconds on a sibling (efficiency.py ``_combine_sibling``). ``raw_peak``: the operator's
         datasheet peak on ``device`` (FLOP/s); ``reference_peaks(ref_spec)`` gives the fitted device's
         (peak, bandwidth) for the operator when it is not ``ref.peak_flops(compute_dtype)`` and its
         main-memory bandwidth. A fitted device without the operator's compute format (an H100 for an
@@ -103,9 +108,12 @@ class Profile:
         rv = self.device_vector(ref, np.array((peak, bw, float(ref.num_sms), bw)), compute_dtype)
         if rv[0] == dev[0] and rv[1] == dev[1]:
             return dev  # the fitted device's own peaks: the fitted form, bit for bit
+        from llmsim.hwmodels.priors import roofline_shares
+
         out = np.zeros(DEV_WITH_REF)
         out[:dev.size] = dev
-        out[DEV_WITH_REF - 2], out[DEV_WITH_REF - 1] = rv[0], rv[1]
+        out[DEV_WITH_REF - 3], out[DEV_WITH_REF - 2] = rv[0], rv[1]
+        out[DEV_WITH_REF - 1] = p.stream_share or roofline_shares(ref.arch_class, compute_dtype or "bf16")[1]
         return out
 
     def lookup(self, arch: str, op_class: str, group: str) -> tuple[ClassParams, str]:
@@ -150,6 +158,8 @@ def _params_json(op_class: str, p: ClassParams) -> dict:
            "fit_median_ape": p.fit_median_ape}
     if p.fitted_device:
         out["fitted_device"] = p.fitted_device
+    if p.stream_share > 0:
+        out["stream_share"] = p.stream_share
     if p.shape_lo is not None and p.shape_hi is not None and RANGE_COLUMNS[op_class]:
         out["shape_range"] = {"columns": list(RANGE_COLUMNS[op_class]), "min": [float(v) for v in p.shape_lo],
                               "max": [float(v) for v in p.shape_hi]}
@@ -198,7 +208,8 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                 lo, hi = _range_from_json(f"{where}: params.{arch}.{cls}.{group}", cls, p)
                 params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),
-                    float(p.get("fit_median_ape", float("nan"))), lo, hi, str(p.get("fitted_device", "")))
+                    float(p.get("fit_median_ape", float("nan"))), lo, hi, str(p.get("fitted_device", "")),
+                    float(p.get("stream_share", 0.0)))
     return Profile(params=params, split=dict(data.get("split", {})),
                    sources=tuple(data.get("sources", ())), path=path, roofline=roofline)
 

@@ -101,8 +101,9 @@ L2_HIT_EXPONENT = 4.0
 #: Device-vector length with the L2 entries (capacity bytes, L2 bandwidth B/s) after the four base entries.
 DEV_WITH_L2 = 6
 #: Device-vector length with the sibling-transfer entries (the fitted device's peak FLOP/s and bandwidth B/s,
-#: after the L2 entries, which are 0 when the L2 term is off): ``_combine_sibling``.
-DEV_WITH_REF = 8
+#: and the class's streaming share of DRAM bandwidth, after the L2 entries, which are 0 when the L2 term is
+#: off): ``_combine_sibling``.
+DEV_WITH_REF = 9
 #: Sharpness of the memory-bound share w = 1 / (1 + (t_compute / t_memory)^p) of ``_combine_sibling``: ~1 for a
 #: shape with half the compute time of its memory time, 0.5 at the ridge [U: a shape chosen, not fitted].
 SIBLING_BOUND_EXPONENT = 4.0
@@ -494,14 +495,16 @@ def _true_base(s, dev):
 @njit(cache=True, inline="always")
 def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     """Price shape ``s`` on a sibling of the device the coefficients were fitted on (dev[6], dev[7]: that
-    device's peak FLOP/s and bandwidth B/s; same architecture class and kernels).
+    device's peak FLOP/s and bandwidth B/s; dev[8]: the share eta of DRAM bandwidth that streaming kernels
+    of the class reach; same architecture class and kernels).
 
     On the fitted device the time is floor + latency + R x E (R: roofline seconds, E >= 1 the fitted
-    inverse efficiency). The excess R_fit (E - 1) is split by how memory-bound the shape is there,
-    w = 1 / (1 + (t_compute / t_mem)^p) (p = SIBLING_BOUND_EXPONENT): the memory-side share is DRAM latency and too few bytes in flight,
-    which a sibling with more bandwidth and the same SMs does not shorten, so it stays in seconds; the
-    compute-side share (tile and pipeline losses) scales with the sibling's roofline as before:
-        t = floor + latency + R (1 + (E - 1)(1 - w)) + R_fit (E - 1) w.
+    inverse efficiency). The excess R (E - 1) is split by how memory-bound the shape is there,
+    w = 1 / (1 + (t_compute / t_memory)^p) (p = SIBLING_BOUND_EXPONENT). Of the memory-side share, up to
+    the streaming shortfall 1 / eta - 1 is bandwidth efficiency and scales with the sibling's roofline; the
+    rest is DRAM latency and too few bytes in flight, which a sibling with more bandwidth and the same SMs
+    does not shorten, so it stays in seconds. The compute-side share (tile and pipeline losses) scales:
+        t = floor + latency + R (1 + (E - 1)(1 - w) + w min(E - 1, 1/eta - 1)) + R_fit w max(0, E - 1/eta).
     It equals the plain form on the fitted device; it grows with R, so a faster sibling is never slower;
     where E < 1 (faster than the datasheet roofline) the plain form prices it."""
     nf = min(_NF[cls], theta.shape[0])
@@ -523,7 +526,10 @@ def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     t_mem = max(s[n - 1], 1.0) / dev[7]
     t_cmp = max(s[n - 2], 1.0) / dev[6] if cls != 4 else 0.0  # elementwise kernels: memory roofline only
     w = 1.0 / (1.0 + (t_cmp / t_mem) ** SIBLING_BOUND_EXPONENT)
-    return floor + lat + r * (1.0 + (e_inv - 1.0) * (1.0 - w)) + max(t_mem, t_cmp) * (e_inv - 1.0) * w
+    stream = 1.0 / dev[8] - 1.0
+    held = max(e_inv - 1.0 - stream, 0.0)
+    scaled = 1.0 + (e_inv - 1.0) * (1.0 - w) + w * min(e_inv - 1.0, stream)
+    return floor + lat + r * scaled + max(t_mem, t_cmp) * w * held
 
 
 @njit(cache=True, inline="always")

@@ -198,6 +198,31 @@ def _num_columns(op_class: str, latency_classes: tuple[str, ...] = ()) -> int:
     return eff.NUM_FEATURES[op_class] + (eff.NUM_LATENCY[op_class] if op_class in latency_classes else 0)
 
 
+#: rows whose memory roofline is at least this long (s) and whose compute time is under half of it measure
+#: how well an entry's kernels stream (``stream_share``): long enough that launch latency is a few percent
+#: and that the working set (>= 50 us x the bandwidth, 100+ MB on an HBM GPU) does not stay in L2
+STREAM_MIN_MEMORY_S = 50e-6
+STREAM_MIN_ROWS = 20
+
+
+def stream_share(op_class: str, p: ClassParams, shapes: np.ndarray, dev: np.ndarray) -> float:
+    """The share of DRAM bandwidth an entry's kernels reach on the fitted device, as the model prices them:
+    the 90th percentile of roofline / (time above the floor) over its large memory-bound fitted shapes
+    (``STREAM_MIN_MEMORY_S``), capped at 1; 0 when fewer than ``STREAM_MIN_ROWS`` such shapes were fitted
+    (the class's prior then stands in: hwmodels/data/calibration/priors.yaml). Sibling transfer scales
+    this much of the memory-side excess with the sibling's bandwidth and holds the rest in seconds."""
+    flops, nbytes = np.maximum(shapes[:, -2], 1.0), np.maximum(shapes[:, -1], 1.0)
+    t_mem = nbytes / dev[1]
+    t_cmp = flops / dev[0] if op_class != "elementwise" else np.zeros_like(t_mem)
+    sel = (t_mem >= STREAM_MIN_MEMORY_S) & (t_cmp < 0.5 * t_mem)
+    if sel.sum() < STREAM_MIN_ROWS:
+        return 0.0
+    X, _ = eff.features(eff.CLASS_INDEX[op_class], np.ascontiguousarray(shapes[sel]), dev, p.theta.size)
+    nf = eff.NUM_FEATURES[op_class]
+    e_inv = np.exp(X[:, :nf] @ p.theta[:nf])
+    return float(min(1.0, np.quantile(1.0 / e_inv, 0.9)))
+
+
 def _one_device(names) -> str:
     """The catalogue name when every row came from one device, else '' (``ClassParams.fitted_device``)."""
     names = set(names)
@@ -287,13 +312,14 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         else:  # only the row count and shapes are needed
             X, base = np.zeros((len(grp.positions), _num_columns(grp.op_class, latency_classes))), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
+        dvec = shaper.device_vector(grp.device, grp.device_vector)
         if not generic_only:
             buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes,
-                                                                              grp.device.name))
+                                                                              grp.device.name, dvec))
         g = in_generic[grp.positions]
         if generic and g.any():
             buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
-                                                                grp.shapes[g], grp.device.name))
+                                                                grp.shapes[g], grp.device.name, dvec))
 
     params: dict = {}
     used = np.zeros(len(fit_rows), dtype=bool)  # rows some fitted class saw (what rows_in_fit counts)
@@ -310,6 +336,11 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         # sibling transfer within an architecture class only (its kernels are the device's): a generic entry
         # prices other architectures, whose kernels' latency differs (docs/trust.md "Sibling transfer")
         fitted_device = _one_device(p[5] for p in parts) if arch != GENERIC else ""
+        if fitted_device and cls != "collective":
+            shapes_all = np.concatenate([p[4] for p in parts])
+            share_of = lambda q: stream_share(cls, q, shapes_all, parts[0][6])  # noqa: E731
+        else:
+            share_of = lambda q: 0.0  # noqa: E731
         if coefficients_from is not None:
             old = coefficients_from.params.get(arch, {}).get(cls, {}).get(group)
             if old is None:
@@ -318,7 +349,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
                 raise ConfigError(f"{arch}/{cls}/{group}: the profile was fitted on {old.rows} rows, these data "
                                   f"give {len(y)}: not the data or split it was fitted on")
             params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(
-                old, shape_lo=lo, shape_hi=hi, fitted_device=fitted_device)
+                old, shape_lo=lo, shape_hi=hi, fitted_device=fitted_device, stream_share=share_of(old))
             continue
         for p in parts:
             used[p[3]] = True
@@ -327,8 +358,9 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if latency else None,
                                             fixed_latency=fixed_latency.get(cls),
                                             held=eff.LATENCY_HELD.get(cls, ()) if latency else ())
-        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(log_floor, theta, int(len(y)), mdape,
-                                                                             lo, hi, fitted_device)
+        fitted = ClassParams(log_floor, theta, int(len(y)), mdape, lo, hi, fitted_device)
+        params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(fitted,
+                                                                                     stream_share=share_of(fitted))
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.
     for arch, classes in params.items():
         for cls, groups in classes.items():
@@ -425,9 +457,14 @@ def fit_small_classes(table: pd.DataFrame, profile: Profile) -> tuple[Profile, l
         after = floor + np.exp(fixed + A @ delta)
         lo, hi = eff.shape_range(cls, np.concatenate([g.shapes for g in parts]))
         mdape = float(np.median(np.abs(after - y) / y))
-        params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
+        small = ClassParams(
             fallback.log_floor, theta, int(len(y)), mdape, lo if eff.NUM_RANGE[cls] else None,
             hi if eff.NUM_RANGE[cls] else None, _one_device(g.device.name for g in parts))
+        if small.fitted_device:
+            small = dataclasses.replace(small, stream_share=stream_share(
+                cls, small, np.concatenate([g.shapes for g in parts]),
+                profile.device_vector(parts[0].device, parts[0].device_vector)))
+        params.setdefault(arch, {}).setdefault(cls, {})[group] = small
         added.append({"class": f"{arch}/{cls}/{group}", "rows": int(len(y)), "from": fkey,
                       "train_median_ape_before": float(np.median(np.abs(before - y) / y)),
                       "train_median_ape_after": mdape})

@@ -65,29 +65,56 @@ def test_identity_when_the_reference_is_the_device_itself():
     dev = np.array([989.4e12, 3.35e12, 132.0, 450e9])
     ref = np.zeros(eff.DEV_WITH_REF)
     ref[:4] = dev
-    ref[6:] = dev[:2]
+    ref[6:8] = dev[:2]
+    ref[8] = 0.834
     lo, hi = p.shape_range("attn_decode")
     a = eff.predict_rows_ranged(2, shapes, dev, p.log_floor, p.theta, lo, hi)
     b = eff.predict_rows_ranged(2, shapes, ref, p.log_floor, p.theta, lo, hi)
     np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-def test_h200_memory_bound_gemms_keep_the_h100_latency_compute_bound_ones_do_not_change(monkeypatch):
+def test_h200_small_gemms_keep_the_h100_latency_streaming_and_compute_bound_ones_scale(monkeypatch):
     model = OperatorCostModel()
-    m = [1.0, 16.0, 8192.0]
-    h100 = model.price(_gemm_rows("h100", m)).seconds
-    h200 = model.price(_gemm_rows("h200", m)).seconds
+    small = _gemm_rows("h200", [1.0, 16.0], n=1024.0, k=1024.0)  # 2 MB of weights: launch and DRAM latency
+    big = _gemm_rows("h200", [1.0, 8192.0])  # a 134 MB GEMV streams at bandwidth; m = 8192 is compute-bound
+    h100_small = model.price(small.assign(device="h100")).seconds
+    h100_big = model.price(big.assign(device="h100")).seconds
+    t_small, t_big = model.price(small).seconds, model.price(big).seconds
     _proportional(monkeypatch)
-    plain = OperatorCostModel().price(_gemm_rows("h200", m)).seconds
-    # memory-bound rows: slower than the roofline-proportional price, still faster than the H100
-    assert np.all(h200[:2] > plain[:2] * 1.02) and np.all(h200[:2] < h100[:2])
+    plain_small = OperatorCostModel().price(small).seconds
+    plain_big = OperatorCostModel().price(big).seconds
+    # latency-bound rows: slower than the roofline-proportional price, still no slower than the H100
+    assert np.all(t_small > plain_small * 1.05) and np.all(t_small <= h100_small)
+    # the streaming GEMV scales with bandwidth (its H100 time is ~0.9 of what DRAM allows): close to plain
+    assert t_big[0] == pytest.approx(plain_big[0], rel=0.02) and 3.35 / 4.8 <= t_big[0] / h100_big[0] < 0.75
     # a compute-bound GEMM: the two have the same tensor peak, so the same price (to the memory share's tail)
-    assert h200[2] == pytest.approx(h100[2], rel=1e-3) and h200[2] == pytest.approx(plain[2], rel=1e-3)
+    assert t_big[1] == pytest.approx(h100_big[1], rel=1e-3) and t_big[1] == pytest.approx(plain_big[1], rel=1e-3)
+
+
+def test_stream_share_is_recorded_from_the_fitted_rows():
+    prof = default_profile()
+    for arch, cls in (("hopper", "gemm"), ("ampere", "gemm"), ("ampere", "attn_decode")):
+        p, _ = prof.lookup(arch, cls, "bf16")
+        assert 0.5 < p.stream_share <= 1.0
+    # the share bounds what is held: with share 1 every memory-side excess is latency, with a small share
+    # none of it is, and the price moves between the two monotonically
+    p, _ = prof.lookup("hopper", "gemm", "bf16")
+    f, b = ops.gemm_work(16.0, 2048.0, 2048.0, 2.0, 2.0)
+    shapes = np.array([[16.0, 2048.0, 2048.0, f, b]])
+    dev = np.zeros(eff.DEV_WITH_REF)
+    dev[:4] = (989.4e12, 4.8e12, 132.0, 450e9)
+    dev[6:8] = (989.4e12, 3.35e12)
+    lo, hi = p.shape_range("gemm")
+    prices = []
+    for share in (0.2, 0.5, 0.8, 1.0):
+        dev[8] = share
+        prices.append(eff.predict_rows_ranged(0, shapes, dev, p.log_floor, p.theta, lo, hi)[0])
+    assert np.all(np.diff(prices) >= 0)
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), bw=st.floats(1.0, 4.0), flops=st.floats(1.0, 4.0))
-def test_a_faster_sibling_is_never_slower(seed, bw, flops):
+@given(seed=st.integers(0, 2**32 - 1), bw=st.floats(1.0, 4.0), flops=st.floats(1.0, 4.0), eta=st.floats(0.5, 1.0))
+def test_a_faster_sibling_is_never_slower(seed, bw, flops, eta):
     """More bandwidth or FLOP/s than the fitted device (and than a slower sibling) never costs more."""
     p, _ = default_profile().lookup("hopper", "gemm", "bf16")
     rng = np.random.default_rng(seed)
@@ -105,7 +132,8 @@ def test_a_faster_sibling_is_never_slower(seed, bw, flops):
         dev[:4] = fitted
         dev[0] *= scale_flops
         dev[1] *= scale_bw
-        dev[6:] = fitted[:2]
+        dev[6:8] = fitted[:2]
+        dev[8] = eta
         return eff.predict_rows_ranged(0, shapes, dev, p.log_floor, p.theta, lo, hi)
 
     base = eff.predict_rows_ranged(0, shapes, fitted, p.log_floor, p.theta, lo, hi)
@@ -134,11 +162,13 @@ def test_deployment_prices_the_sibling_like_the_kernel_table_and_reports_it():
 def test_a_rescaled_fitted_device_is_priced_by_transfer_too():
     """A catalogue device edited in place (same name, more bandwidth) is a sibling, not the fitted device."""
     h100 = get_device("h100")
-    memory = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * 1.4)
+    memory = tuple(dataclasses.replace(t, bandwidth_bytes_per_s=t.bandwidth_bytes_per_s * 4.8 / 3.35)
                    if t.bandwidth_bytes_per_s is not None else t for t in h100.memory)
     fast = dataclasses.replace(h100, memory=memory)
     model = OperatorCostModel()
-    t_fast = model.price(_gemm_rows("h100", [1.0]), device=fast).seconds[0]
-    t_h100 = model.price(_gemm_rows("h100", [1.0])).seconds[0]
-    t_h200 = model.price(_gemm_rows("h200", [1.0])).seconds[0]
-    assert t_fast < t_h100 and t_fast == pytest.approx(t_h200, rel=0.02)
+    rows = _gemm_rows("h100", [1.0, 64.0], n=1024.0, k=1024.0)
+    t_fast = model.price(rows, device=fast).seconds
+    t_h100 = model.price(rows).seconds
+    t_h200 = model.price(rows.assign(device="h200")).seconds
+    assert np.all(t_fast < t_h100)
+    np.testing.assert_allclose(t_fast, t_h200, rtol=1e-9)  # the H200's peaks: the H200's price
