@@ -48,6 +48,9 @@ def parse(lines):
 def main(strings_txt: str, out_dir: str) -> None:
     t = parse(Path(strings_txt).read_text(errors="replace").splitlines())
     t = t[(t["b"] == 1) & t["arch"].isin(DEVICES) & t["dtype"].isin(DTYPES)]
+    # sm_90's fp8 rows reach up to 2.42 PFLOP/s at 4096^3, above the H100's 1.98 PFLOP/s dense fp8 peak
+    # (datasheet): not kernel times of that GPU, so not copied
+    t = t[~((t["arch"] == "sm_90") & (t["dtype"] == "f8e4m3fnxf8e4m3fn->bf16"))]
     for arch, g in t.groupby("arch"):
         out = pd.DataFrame({
             "framework": "xla-gemm-perf-table", "version": "jax-cuda12-pjrt 0.12.0.1", "device": DEVICES[arch],
