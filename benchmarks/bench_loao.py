@@ -115,6 +115,29 @@ def score(table: pd.DataFrame, profile: Profile, residuals: dict | None = None) 
     return rows
 
 
+def pooled(parts: list[np.ndarray]) -> np.ndarray:
+    """Residuals of several left-out classes, each resampled to the smallest count (each class weighs the same)."""
+    n = min(len(p) for p in parts)
+    return np.concatenate([np.quantile(p, (np.arange(n) + 0.5) / n) for p in parts])
+
+
+def band_check(residuals: dict, classes: list[str]) -> None:
+    """The extrapolated band's coverage on an architecture it was not fitted on: for each left-out class, the
+    p10-p90 band of the other classes' pooled residuals, scored on this class's residuals (target 80%)."""
+    from llmsim.hwmodels import uncertainty as unc
+
+    print("leave-one-class-out coverage of the extrapolated 80% band (band from the other classes):")
+    for cls, parts in sorted(residuals.items()):
+        if len(parts) != len(classes) or len(parts) < 3:
+            continue
+        cells = []
+        for i, left in enumerate(classes):
+            lo, hi = np.quantile(pooled([p for j, p in enumerate(parts) if j != i]), unc.QUANTILES)
+            r = parts[i]
+            cells.append(f"{left} {100 * np.mean((r >= lo) & (r <= hi)):5.1f}% [{np.exp(lo):.2f}, {np.exp(hi):.2f}]x")
+        print(f"  {cls:13s} " + "   ".join(cells))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", action="append", default=[], help="only this left-out class (repeatable)")
@@ -137,6 +160,9 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], choices=TARGET_CLASSES,
                     help="refit and score only this operator class (repeatable; the figures of a class do not "
                          "depend on the others, so this is the same number, faster)")
+    ap.add_argument("--band-check", action="store_true",
+                    help="also score the pooled band on a class it was not fitted on: for each left-out class, "
+                         "the band from the other classes' residuals and its 80%% coverage of this class's rows")
     ap.add_argument("--write-uncertainty", action="store_true",
                     help="write the pooled residual bands per operator class into the `extrapolated` part of "
                          "hwmodels/data/calibration/uncertainty.json (every class must be left out)")
@@ -191,6 +217,8 @@ def main() -> None:
                   f"{100 * r['median_ape']:6.1f}% {r['median_ratio']:9.3f}{flag}")
     print(f"target: MAPE <= {100 * TARGET_MAPE:.0f}% for {', '.join(TARGET_CLASSES)}; missed: "
           f"{', '.join(missed) or 'none'}; total {time.perf_counter() - t0:.0f}s")
+    if args.band_check:
+        band_check(residuals, classes)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     if args.write_uncertainty:
@@ -199,12 +227,9 @@ def main() -> None:
         if args.arch:
             raise SystemExit("--write-uncertainty needs every class left out (no --arch)")
         # each left-out class weighs the same: resample every class's residuals to the smallest count
-        pooled = {}
-        for cls, parts in residuals.items():
-            n = min(len(p) for p in parts)
-            pooled[cls] = np.concatenate([np.quantile(p, (np.arange(n) + 0.5) / n) for p in parts])
-        bands = unc.class_bands(np.concatenate(list(pooled.values())),
-                                np.concatenate([[c] * len(v) for c, v in pooled.items()]))
+        pooled_by_class = {cls: pooled(parts) for cls, parts in residuals.items()}
+        bands = unc.class_bands(np.concatenate(list(pooled_by_class.values())),
+                                np.concatenate([[c] * len(v) for c, v in pooled_by_class.items()]))
         dest = Path(cal.SHIPPED_PROFILE).parent / unc.FILE_NAME
         data = json.loads(dest.read_text()) if dest.is_file() else unc.ErrorModel({}, {}).to_json()
         data["extrapolated"] = {k: [v[0], v[1], v[2]] for k, v in sorted(bands.items())}
