@@ -145,6 +145,8 @@ class PricedRows:
     extrapolated: np.ndarray | None = None  # True where the shape lies outside its class's fitted range
     fallback: np.ndarray | None = None      # '' where the device's own class and kernel family priced the row,
                                             # else 'class' (another architecture class) or 'family' (another kernel family)
+    sibling: np.ndarray | None = None       # the device the entry was fitted on where sibling transfer priced the
+                                            # row (efficiency.py _combine_sibling), else ''
 
 
 class OperatorCostModel:
@@ -220,9 +222,10 @@ class OperatorCostModel:
         op_class = np.array([ops.KIND_CLASS.get(k, "") for k in table["kind"]], dtype=object)
         extra = np.zeros(n, dtype=bool)
         fallback = np.full(n, "", dtype=object)
+        sibling = np.full(n, "", dtype=object)
         mixed = (table["kind"] == MIXED_ATTENTION).to_numpy()
         if mixed.any():
-            self._price_mixed(table, mixed, device, seconds, reason, key, extra, fallback)
+            self._price_mixed(table, mixed, device, seconds, reason, key, extra, fallback, sibling)
             op_class[mixed] = MIXED_ATTENTION
             table = table[~mixed]
         rest = np.flatnonzero(~mixed)
@@ -242,6 +245,8 @@ class OperatorCostModel:
             dev = self.profile.sibling_vector(  # fitted on another device: sibling transfer
                 p, grp.device, dev, float(grp.device_vector[0]), reference_peaks=lambda ref, c=grp.op_class, g=first: tuple(
                     OperatorCostModel.shape_rows(c, g, ref)[1][:2]))
+            if dev.size >= eff.DEV_WITH_REF and dev[eff.DEV_WITH_REF - 2] > 0.0:
+                sibling[grp.positions] = p.fitted_device
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
                                                              dev, p.log_floor, p.theta, lo, hi)
             if grp.op_class == "gemm":
@@ -252,7 +257,7 @@ class OperatorCostModel:
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
             fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)
-        return PricedRows(seconds, reason, key, op_class, extra, fallback)
+        return PricedRows(seconds, reason, key, op_class, extra, fallback, sibling)
 
     def _quant_pass(self, grp: OperatorGroup, activation_dtype: str, dev: np.ndarray) -> np.ndarray:
         """Seconds of the activation-quantisation pass of every GEMM row of ``grp`` (``needs_quant_pass``)."""
@@ -262,7 +267,7 @@ class OperatorCostModel:
                                 elems * quant_pass_bytes_per_element(activation_dtype)])
         return eff.predict_rows(eff.CLASS_INDEX["elementwise"], rows, dev, p.log_floor, p.theta)
 
-    def _price_mixed(self, table, mixed, device, seconds, reason, key, extra, fallback) -> None:
+    def _price_mixed(self, table, mixed, device, seconds, reason, key, extra, fallback, sibling) -> None:
         """A mixed prefill+decode attention row is priced as its prefill part plus its decode part."""
         rows = table[mixed]
         pre = rows.assign(kind="attn_prefill")
@@ -274,6 +279,7 @@ class OperatorCostModel:
         key[pos] = [f"{ka} + {kb}" if ka and kb else "" for ka, kb in zip(a.param_key, b.param_key)]
         extra[pos] = a.extrapolated | b.extrapolated
         fallback[pos] = [fa or fb for fa, fb in zip(a.fallback, b.fallback)]
+        sibling[pos] = [sa or sb for sa, sb in zip(a.sibling, b.sibling)]
 
 
 def fallback_kind(param_key: str, arch: str, op_class: str, group: str) -> str:

@@ -82,6 +82,7 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
 
     extra = priced.extrapolated if priced.extrapolated is not None else np.zeros(len(table), dtype=bool)
     fb = priced.fallback if priced.fallback is not None else np.full(len(table), "", dtype=object)
+    sib = priced.sibling if priced.sibling is not None else np.full(len(table), "", dtype=object)
     report = error_stats(priced.seconds[ok], meas[ok])
     report["rows_in_fit"] = int(in_fit[ok].sum())
     report["extrapolated"] = int(extra[ok].sum())
@@ -107,6 +108,9 @@ def validate_kernels(paths: list[str], *, fmt: str = "auto", device: str | None 
         g["interval_rel"] = [float(np.median(lo[sel] / priced.seconds[sel])), float(np.median(hi[sel] / priced.seconds[sel]))]
         g["interval_coverage"] = float(inside[sel & scored].mean()) if (sel & scored).any() else None
         g["fallback"] = {f: int((sel & (fb == f)).sum()) for f in ("class", "family") if (sel & (fb == f)).any()}
+        fitted_on = sorted(set(sib[sel]) - {""})
+        if fitted_on:  # priced from another device of the class (hwmodels/efficiency.py _combine_sibling)
+            g["sibling_transfer_from"] = {d: int((sel & (sib == d)).sum()) for d in fitted_on}
         groups.append(g)
     report["groups"] = groups
     report["not_expressed"] = unpriced_rows(names, priced.reason, ~ok)
@@ -132,7 +136,8 @@ def _alpha_beta_collectives(table: pd.DataFrame, priced: PricedRows, in_fit: np.
                         param_key=np.where(coll, names, priced.param_key).astype(object),
                         op_class=np.where(coll, "collective", priced.op_class).astype(object),
                         extrapolated=np.where(coll, False, old_extra),
-                        fallback=np.where(coll, fb, old_fb).astype(object))
+                        fallback=np.where(coll, fb, old_fb).astype(object),
+                        sibling=np.where(coll, "", priced.sibling if priced.sibling is not None else "").astype(object))
     in_fit = np.where(coll, nw.rows_in_fit(table, params), in_fit)
     band_rows = np.where(coll, nw.band_fit_rows(table, params), band_rows)
     band_key = priced.param_key.astype(object).copy()
@@ -159,6 +164,12 @@ def format_table(report: dict) -> str:
         for g in fallen:
             what = ", ".join(f"{n} by another {f}" for f, n in sorted(g["fallback"].items()))
             lines.append(f"  {g['name']}: {what} ({', '.join(g['params'])})")
+    siblings = [g for g in report["groups"] if g.get("sibling_transfer_from")]
+    if siblings:
+        lines.append("sibling transfer: rows priced by coefficients fitted on another device of the class, the "
+                     "memory-side latency held in seconds (docs/trust.md):")
+        for g in siblings:
+            lines.append(f"  {g['name']}: " + ", ".join(f"{n} from {d}" for d, n in g["sibling_transfer_from"].items()))
     if report.get("not_expressed"):
         lines.append("not expressed:")
         for ne in report["not_expressed"]:

@@ -172,3 +172,15 @@ def test_a_rescaled_fitted_device_is_priced_by_transfer_too():
     t_h200 = model.price(rows.assign(device="h200")).seconds
     assert np.all(t_fast < t_h100)
     np.testing.assert_allclose(t_fast, t_h200, rtol=1e-9)  # the H200's peaks: the H200's price
+
+
+def test_validate_says_which_rows_sibling_transfer_priced():
+    from llmsim.validation import calibrate as cal
+    from llmsim.validation.validate import format_table, validate_kernels
+
+    path = str(cal.SHIPPED_DATA.parent / "heldout" / "xla_gemm" / "gemm_perf_sm_90.parquet")
+    as_h200 = validate_kernels([path], device="h200-sxm")
+    assert [g.get("sibling_transfer_from") for g in as_h200["groups"]] == [{"h100-sxm": 125}]
+    assert "125 from h100-sxm" in format_table(as_h200)
+    as_h100 = validate_kernels([path])
+    assert all("sibling_transfer_from" not in g for g in as_h100["groups"])
