@@ -98,7 +98,10 @@ class Profile:
             return dev
         from llmsim.hwmodels.devices import get_device
 
-        ref = get_device(name)
+        try:
+            ref = get_device(name)
+        except LLMSimError:  # fitted on a device this catalogue does not know (a user's own YAML): plain form
+            return dev
         bw = ref.memory_bandwidth_bytes_per_s
         try:
             peak, bw = reference_peaks(ref) if reference_peaks is not None else \

@@ -184,3 +184,12 @@ def test_validate_says_which_rows_sibling_transfer_priced():
     assert "125 from h100-sxm" in format_table(as_h200)
     as_h100 = validate_kernels([path])
     assert all("sibling_transfer_from" not in g for g in as_h100["groups"])
+
+
+def test_an_entry_fitted_on_an_unknown_device_keeps_the_plain_form():
+    prof = default_profile()
+    p, _ = prof.lookup("hopper", "gemm", "bf16")
+    mine = dataclasses.replace(p, fitted_device="my-own-gpu")  # a profile calibrated on a user's YAML device
+    h200 = get_device("h200")
+    dev = np.array([h200.peak_flops("bf16"), h200.memory_bandwidth_bytes_per_s, h200.num_sms, 450e9])
+    assert prof.sibling_vector(mine, h200, dev, dev[0], "bf16") is dev
