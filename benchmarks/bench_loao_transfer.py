@@ -7,9 +7,16 @@ bandwidth its rows were fitted on:
 * ``additive``: the whole excess R_ref (E - 1) held in seconds, floor + excess + roofline;
 * ``sibling``: the shipped sibling transfer (hwmodels/efficiency.py ``_combine_sibling``): only the
   memory-side excess beyond the streaming shortfall (the left-out class's prior share of DRAM bandwidth,
-  hwmodels/data/calibration/priors.yaml) held in seconds.
+  hwmodels/data/calibration/priors.yaml) held in seconds;
+* ``cycles``: the memory side proportional (plain), the compute-side excess scaled by the reference's
+  SMs x clock over the left-out device's (work per SM cycle: prologue, epilogue, pipeline bubbles), not by
+  the FLOP roofline: a device whose SMs do twice the FLOPs per clock does not halve them.
 
-    .venv/bin/python benchmarks/bench_loao_transfer.py [--arch ada ...]     # ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_loao_transfer.py [--arch ada ...]     # ~13 min on 2 cores
+    .venv/bin/python benchmarks/bench_loao_transfer.py --xla                # the B200 from the H100's entries, 2 s
+
+``--xla`` prices OpenXLA's held-out B200 GEMMs (validation/data/heldout/xla_gemm) from the H100's own
+(hopper) entries in the four forms, next to the same table's H100 rows (the stack's share of the error).
 
 The shipped profile applies the sibling form only within a class (an entry fitted on one device pricing
 another device of its class); this benchmark measures it across classes, where kernels differ.
@@ -36,24 +43,99 @@ from llmsim.validation.loaders import load_measurements  # noqa: E402
 from llmsim.workloads.operators import KIND_CLASS  # noqa: E402
 
 CLASSES = ("gemm", "attn_prefill", "attn_decode")
-MODES = ("plain", "additive", "sibling")
+MODES = ("plain", "additive", "sibling", "cycles")
+#: SM clock (Hz) under each device's datasheet peak, for the ``cycles`` form
+CLOCK_HZ = {
+    "a100-sxm-80gb": 1.41e9,   # [S] OpenXLA device description of an "NVIDIA A100-SXM4-80GB" (clock_rate_ghz 1.41)
+    "h100-sxm": 1.98e9,        # [S] OpenXLA device description of an "NVIDIA H100 80GB HBM3" (1.98)
+    "b200": 1.965e9,           # [S] OpenXLA device description of an "NVIDIA B200" (1.965)
+    "rtx-4090": 2.52e9,        # [D] 165.2 TFLOP/s / (128 SMs x 512 FLOP per clock, FP32 accumulation at half rate)
+    "rtx-pro-6000": 2.617e9,   # [D] 503.8 TFLOP/s / (188 SMs x 1024 FLOP per clock)
+}
+
+
+def sm_clock(device) -> float:
+    return device.num_sms * CLOCK_HZ[device.name]
 
 
 def reference_peaks(table) -> dict:
-    """(op class, group) -> row-weighted geometric mean (peak FLOP/s, bandwidth B/s) of ``table``'s rows."""
+    """(op class, group) -> row-weighted geometric mean (peak FLOP/s, bandwidth B/s, SMs x clock) of
+    ``table``'s rows."""
     acc: dict = {}
     for grp in operator_groups(table):
         if grp.error or grp.op_class not in CLASSES:
             continue
-        a = acc.setdefault((grp.op_class, grp.group), np.zeros(3))
-        a += len(grp.positions) * np.array([np.log(grp.device_vector[0]), np.log(grp.device_vector[1]), 1.0])
-    return {k: (float(np.exp(v[0] / v[2])), float(np.exp(v[1] / v[2]))) for k, v in acc.items()}
+        a = acc.setdefault((grp.op_class, grp.group), np.zeros(4))
+        a += len(grp.positions) * np.array([np.log(grp.device_vector[0]), np.log(grp.device_vector[1]),
+                                            np.log(sm_clock(grp.device)), 1.0])
+    return {k: tuple(float(x) for x in np.exp(v[:3] / v[3])) for k, v in acc.items()}
+
+
+def forms(p, grp, ref, t_plain) -> dict:
+    """Seconds of ``grp``'s rows priced by entry ``p`` from reference device ``ref`` (peak, bandwidth,
+    SMs x clock) in the additive, sibling and cycles forms (``t_plain``: the plain form's)."""
+    lo, hi = p.shape_range(grp.op_class)
+    ci = eff.CLASS_INDEX[grp.op_class]
+    dev = grp.device_vector
+    out = {"plain": t_plain}
+    sib = np.zeros(eff.DEV_WITH_REF + 1)
+    sib[:4] = dev
+    sib[6:8] = ref[:2]
+    sib[8] = roofline_shares(grp.device.arch_class, "bf16")[1]  # streaming share of DRAM bandwidth
+    out["sibling"] = eff.predict_rows_ranged(ci, grp.shapes, sib[:eff.DEV_WITH_REF], p.log_floor, p.theta, lo, hi)
+    sib[8] = 1e-9  # memory side proportional
+    sib[eff.DEV_WITH_REF] = ref[2] / sm_clock(grp.device)
+    out["cycles"] = eff.predict_rows_ranged(ci, grp.shapes, sib, p.log_floor, p.theta, lo, hi)
+    dref = dev.copy()
+    dref[0], dref[1] = ref[:2]
+    t_ref = eff.predict_rows_ranged(ci, grp.shapes, dref, p.log_floor, p.theta, lo, hi)
+    flops, nbytes = np.maximum(grp.shapes[:, -2], 1.0), np.maximum(grp.shapes[:, -1], 1.0)
+    r_ref = np.maximum(flops / ref[0], nbytes / ref[1])
+    r_dev = np.maximum(flops / dev[0], nbytes / dev[1])
+    excess = t_ref - np.exp(p.log_floor) - r_ref
+    out["additive"] = np.where(excess >= 0, t_ref - r_ref + r_dev, t_plain)
+    return out
+
+
+def xla() -> None:
+    """OpenXLA's B200 GEMMs priced from the H100's own entries in every form, and the table's H100 rows."""
+    from llmsim.hwmodels.devices import get_device
+
+    rows = load_measurements(Path(cal.SHIPPED_DATA).parent / "heldout" / "xla_gemm")
+    meas = rows["measured_s"].to_numpy(np.float64)
+    prof = default_profile()
+    h100 = get_device("h100")
+    out = {m: np.full(len(rows), np.nan) for m in MODES}
+    for grp in operator_groups(rows):
+        p, _ = prof.lookup("hopper", grp.op_class, grp.group)
+        lo, hi = p.shape_range(grp.op_class)
+        t_plain = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector, p.log_floor,
+                                          p.theta, lo, hi)
+        ref = (h100.peak_flops("fp8" if grp.group.startswith("fp8") else "bf16"), h100.memory_bandwidth_bytes_per_s,
+               sm_clock(h100))
+        for m, t in forms(p, grp, ref, t_plain).items():
+            out[m][grp.positions] = t
+    print("OpenXLA GEMM table priced from the H100's own entries: MAPE (median predicted / measured)")
+    for (dev, dtype), g in rows.groupby(["device", "dtype"]):
+        sel = g.index.to_numpy()
+        cells = [f"{m} {100 * np.mean(np.abs(out[m][sel] - meas[sel]) / meas[sel]):5.1f}% "
+                 f"({np.median(out[m][sel] / meas[sel]):.3f})" for m in MODES]
+        print(f"  {dev:22s} {dtype:5s} {len(sel):4d} rows  " + "   ".join(cells))
+        for lo_us, hi_us in ((0, 10), (10, 30), (30, 1000)):
+            b = sel[(meas[sel] >= lo_us * 1e-6) & (meas[sel] < hi_us * 1e-6)]
+            if b.size:
+                print(f"  {'':22s} measured {lo_us:>3d}-{hi_us:<4d} us {b.size:4d} rows  "
+                      + "   ".join(f"{m} {np.median(out[m][b] / meas[b]):.3f}" for m in MODES))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", action="append", default=[], help="only this left-out class (repeatable)")
+    ap.add_argument("--xla", action="store_true", help="score the forms on OpenXLA's held-out B200 GEMMs instead")
     args = ap.parse_args()
+    if args.xla:
+        xla()
+        return
     shipped = default_profile()
     table = load_measurements(cal.SHIPPED_DATA)
     table = table[table["kind"].map(KIND_CLASS).isin(set(CLASSES) | {"elementwise"}).to_numpy()].reset_index(drop=True)
@@ -73,24 +155,11 @@ def main() -> None:
             if ref is None:
                 continue
             lo, hi = p.shape_range(grp.op_class)
-            ci = eff.CLASS_INDEX[grp.op_class]
-            dev = grp.device_vector
-            t_plain = eff.predict_rows_ranged(ci, grp.shapes, dev, p.log_floor, p.theta, lo, hi)
+            t_plain = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes, grp.device_vector,
+                                              p.log_floor, p.theta, lo, hi)
             extra = plain.seconds[grp.positions] - t_plain  # the activation-quantisation pass, if any
-            sib = np.zeros(eff.DEV_WITH_REF)
-            sib[:4] = dev
-            sib[6:8] = ref
-            sib[8] = roofline_shares(grp.device.arch_class, "bf16")[1]  # streaming share of DRAM bandwidth
-            out["sibling"][grp.positions] = eff.predict_rows_ranged(ci, grp.shapes, sib, p.log_floor, p.theta,
-                                                                    lo, hi) + extra
-            dref = dev.copy()
-            dref[0], dref[1] = ref
-            t_ref = eff.predict_rows_ranged(ci, grp.shapes, dref, p.log_floor, p.theta, lo, hi)
-            flops, nbytes = np.maximum(grp.shapes[:, -2], 1.0), np.maximum(grp.shapes[:, -1], 1.0)
-            r_ref = np.maximum(flops / ref[0], nbytes / ref[1])
-            r_dev = np.maximum(flops / dev[0], nbytes / dev[1])
-            excess = t_ref - np.exp(p.log_floor) - r_ref
-            out["additive"][grp.positions] = np.where(excess >= 0, t_ref - r_ref + r_dev, t_plain) + extra
+            for m, t in forms(p, grp, ref, t_plain).items():
+                out[m][grp.positions] = t + extra
         print(f"== {left_out} left out: MAPE (median predicted / measured)")
         cls = np.array([KIND_CLASS[k] for k in rows["kind"]], dtype=object)
         for c in CLASSES:

@@ -528,8 +528,14 @@ def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     w = 1.0 / (1.0 + (t_cmp / t_mem) ** SIBLING_BOUND_EXPONENT)
     stream = 1.0 / dev[8] - 1.0
     held = max(e_inv - 1.0 - stream, 0.0)
+    r_fit = max(t_mem, t_cmp)
+    if dev.shape[0] > DEV_WITH_REF and dev[DEV_WITH_REF] > 0.0:
+        # experimental (benchmarks/bench_loao_transfer.py --cycles, off in every pricing path): the compute-side
+        # excess scaled by the fitted device's SMs x clock over the priced device's, not by the FLOP roofline
+        return (floor + lat + r * (1.0 + w * min(e_inv - 1.0, stream))
+                + r_fit * ((e_inv - 1.0) * (1.0 - w) * dev[DEV_WITH_REF] + w * held))
     scaled = 1.0 + (e_inv - 1.0) * (1.0 - w) + w * min(e_inv - 1.0, stream)
-    return floor + lat + r * scaled + max(t_mem, t_cmp) * w * held
+    return floor + lat + r * scaled + r_fit * w * held
 
 
 @njit(cache=True, inline="always")

@@ -193,3 +193,27 @@ def test_an_entry_fitted_on_an_unknown_device_keeps_the_plain_form():
     h200 = get_device("h200")
     dev = np.array([h200.peak_flops("bf16"), h200.memory_bandwidth_bytes_per_s, h200.num_sms, 450e9])
     assert prof.sibling_vector(mine, h200, dev, dev[0], "bf16") is dev
+
+
+def test_the_experimental_cycles_form_is_the_fitted_form_on_the_fitted_device_and_grows_with_the_ratio():
+    """efficiency.py _combine_sibling with a tenth entry (benchmarks/bench_loao_transfer.py: the compute-side
+    excess scaled by SMs x clock; never set by a pricing path)."""
+    p, _ = default_profile().lookup("hopper", "gemm", "bf16")
+    rows = []
+    for m in (16.0, 256.0, 4096.0):
+        f, b = ops.gemm_work(m, 4096.0, 4096.0, 2.0, 2.0)
+        rows.append([m, 4096.0, 4096.0, f, b])
+    shapes = np.array(rows)
+    fitted = np.array([989.4e12, 3.35e12, 132.0, 450e9])
+    lo, hi = p.shape_range("gemm")
+    plain = eff.predict_rows_ranged(0, shapes, fitted, p.log_floor, p.theta, lo, hi)
+    dev = np.zeros(eff.DEV_WITH_REF + 1)
+    dev[:4] = fitted
+    dev[6:8] = fitted[:2]
+    dev[8] = 0.9
+    prices = []
+    for k in (1.0, 1.5, 3.0):
+        dev[eff.DEV_WITH_REF] = k
+        prices.append(eff.predict_rows_ranged(0, shapes, dev, p.log_floor, p.theta, lo, hi))
+    np.testing.assert_allclose(prices[0], plain, rtol=1e-12)
+    assert np.all(prices[1] >= prices[0]) and np.all(prices[2] >= prices[1]) and prices[2][-1] > prices[0][-1]
