@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsim.hwmodels.efficiency import (DEV_WITH_REF, FEATURE_SET_VERSION, NUM_FEATURES, NUM_LATENCY, RANGE_COLUMNS,
+from llmsim.hwmodels.efficiency import (DEV_WITH_CYCLES, DEV_WITH_REF, FEATURE_SET_VERSION, NUM_FEATURES, NUM_LATENCY, RANGE_COLUMNS,
                                        no_range)
 from llmsim.workloads.errors import ConfigError, LLMSimError, MissingDataError
 
@@ -87,7 +87,9 @@ class Profile:
         roofline) and the share of DRAM bandwidth its kernels stream at (``p.stream_share``, else the
         class's prior in hwmodels/data/calibration/priors.yaml),
         so that the part of the fitted time above the roofline that is memory-side latency stays in
-        seconds on a sibling (efficiency.py ``_combine_sibling``). ``raw_peak``: the operator's
+        seconds on a sibling (efficiency.py ``_combine_sibling``); where both devices give an SM clock,
+        a tenth entry (DEV_WITH_CYCLES) with the fitted device's SM cycles per second over this one's, by
+        which the compute-side excess (work per SM cycle) scales instead of by the FLOP roofline. ``raw_peak``: the operator's
         datasheet peak on ``device`` (FLOP/s); ``reference_peaks(ref_spec)`` gives the fitted device's
         (peak, bandwidth) for the operator when it is not ``ref.peak_flops(compute_dtype)`` and its
         main-memory bandwidth. A fitted device without the operator's compute format (an H100 for an
@@ -113,10 +115,13 @@ class Profile:
             return dev  # the fitted device's own peaks: the fitted form, bit for bit
         from llmsim.hwmodels.priors import roofline_shares
 
-        out = np.zeros(DEV_WITH_REF)
+        cycles_ref, cycles_dev = ref.sm_cycles_per_s(), device.sm_cycles_per_s()
+        out = np.zeros(DEV_WITH_CYCLES if cycles_ref and cycles_dev else DEV_WITH_REF)
         out[:dev.size] = dev
         out[DEV_WITH_REF - 3], out[DEV_WITH_REF - 2] = rv[0], rv[1]
         out[DEV_WITH_REF - 1] = p.stream_share or roofline_shares(ref.arch_class, compute_dtype or "bf16")[1]
+        if out.size == DEV_WITH_CYCLES:  # compute-side excess in SM cycles: the fitted device's over this one's
+            out[DEV_WITH_REF] = cycles_ref / cycles_dev
         return out
 
     def lookup(self, arch: str, op_class: str, group: str) -> tuple[ClassParams, str]:

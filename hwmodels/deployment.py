@@ -72,7 +72,7 @@ _GEMM_TOKENS, _GEMM_SEQS, _ATTN_PREFILL, _ATTN_DECODE, _MOE, _EW_TOKENS, _EW_SEQ
 _MAX_NET = 16
 _MAX_FEATURES = max(eff.NUM_FEATURES[c] + eff.NUM_LATENCY[c] for c in eff.NUM_FEATURES)
 _MAX_RANGE = max(eff.NUM_RANGE.values())
-_DEV_LEN = eff.DEV_WITH_REF  # device-vector entries per operator: base, L2, sibling reference (0 when off)
+_DEV_LEN = eff.DEV_WITH_CYCLES  # device-vector entries per operator: base, L2, sibling reference (0 when off)
 # per class index: how many range columns it has and how long its shape row is
 _NUM_RANGE = np.array([eff.NUM_RANGE[c] for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
 _SHAPE_LEN = np.array([len(eff.SHAPE_COLUMNS[c]) for c in sorted(eff.CLASS_INDEX, key=eff.CLASS_INDEX.get)], np.int64)
@@ -391,7 +391,7 @@ def _attn_step_work(par, ctx, steps):
 #: the op tables ``_decode_run_kernel`` reads, in the order ``_pack_run_tables`` packs them:
 #: (name, float64 elements per operator, float64 elements per deployment)
 _RUN_FLOAT_TABLES = (("par", _PAR_WIDTH, 0), ("mult", 1, 0), ("theta", _MAX_FEATURES, 0), ("floor", 1, 0),
-                     ("dev", eff.DEV_WITH_REF, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
+                     ("dev", _DEV_LEN, 0), ("power", 0, 2), ("net", 2 * _MAX_NET, 0), ("range", 2 * _MAX_RANGE, 0),
                      ("op_time", 1, 0), ("tab", 7, 0), ("scratch", 0, _MAX_FEATURES + _PAR_WIDTH),
                      ("shape", 0, _PAR_WIDTH))
 #: the int64 tables, each one element per operator, in packing order (``_run_tables`` reads them so)

@@ -193,7 +193,8 @@ class ComputeUnit:
     PyTorch and vLLM GEMMs and attention run in. ``fp16_accumulate_peak_flops_per_s`` (optional)
     lists the higher peaks of dtypes whose tensor cores run faster when accumulating in FP16
     (GeForce parts: RTX 4090 FP16 330 vs 165 TFLOP/s, FP8 661 vs 330); a dtype absent from it
-    runs at the same rate either way. ``clock_hz`` is optional (FPGA kernel clocks).
+    runs at the same rate either way. ``clock_hz`` is optional: an FPGA's kernel clock, a GPU's SM clock
+    under its datasheet peaks (sibling transfer scales per-SM-cycle work by it: ``DeviceSpec.sm_cycles_per_s``).
     """
 
     name: str
@@ -360,6 +361,12 @@ class DeviceSpec:
     def supports(self, dtype: str) -> bool:
         """Whether some compute unit has a peak for ``dtype`` (an unknown dtype name raises)."""
         return _check_dtype(dtype) in self.dtypes
+
+    def sm_cycles_per_s(self) -> float | None:
+        """SM cycles per second of the whole device (SMs x the clock under the datasheet peaks, after
+        ``compute_clock_scale``), or None where the catalogue gives no clock."""
+        clock = next((u.clock_hz for u in self.compute if u.clock_hz is not None), None)
+        return None if clock is None else self.num_sms * clock * self.compute_clock_scale
 
     def peak_flops(self, dtype: str, unit: str | None = None, accumulate: str = "fp32") -> float:
         """Dense peak in FLOP/s (OP/s for integers) for ``dtype``, after ``compute_clock_scale``.

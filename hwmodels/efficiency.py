@@ -104,6 +104,8 @@ DEV_WITH_L2 = 6
 #: and the class's streaming share of DRAM bandwidth, after the L2 entries, which are 0 when the L2 term is
 #: off): ``_combine_sibling``.
 DEV_WITH_REF = 9
+#: ... and one more: the fitted device's SM cycles per second over the priced device's (``_combine_sibling``).
+DEV_WITH_CYCLES = DEV_WITH_REF + 1
 #: Sharpness of the memory-bound share w = 1 / (1 + (t_compute / t_memory)^p) of ``_combine_sibling``: ~1 for a
 #: shape with half the compute time of its memory time, 0.5 at the ridge [U: a shape chosen, not fitted].
 SIBLING_BOUND_EXPONENT = 4.0
@@ -503,8 +505,11 @@ def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     w = 1 / (1 + (t_compute / t_memory)^p) (p = SIBLING_BOUND_EXPONENT). Of the memory-side share, up to
     the streaming shortfall 1 / eta - 1 is bandwidth efficiency and scales with the sibling's roofline; the
     rest is DRAM latency and too few bytes in flight, which a sibling with more bandwidth and the same SMs
-    does not shorten, so it stays in seconds. The compute-side share (tile and pipeline losses) scales:
-        t = floor + latency + R (1 + (E - 1)(1 - w) + w min(E - 1, 1/eta - 1)) + R_fit w max(0, E - 1/eta).
+    does not shorten, so it stays in seconds. The compute-side share (tile and pipeline losses) scales with
+    the sibling's roofline,
+        t = floor + latency + R (1 + (E - 1)(1 - w) + w min(E - 1, 1/eta - 1)) + R_fit w max(0, E - 1/eta),
+    or, where dev[9] = k (the fitted device's SM cycles per second over the sibling's) is given, with k:
+        t = floor + latency + R (1 + w min(E - 1, 1/eta - 1)) + R_fit ((E - 1)(1 - w) k + w max(0, E - 1/eta)).
     It equals the plain form on the fitted device; it grows with R, so a faster sibling is never slower;
     where E < 1 (faster than the datasheet roofline) the plain form prices it."""
     nf = min(_NF[cls], theta.shape[0])
@@ -529,9 +534,10 @@ def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     stream = 1.0 / dev[8] - 1.0
     held = max(e_inv - 1.0 - stream, 0.0)
     r_fit = max(t_mem, t_cmp)
-    if dev.shape[0] > DEV_WITH_REF and dev[DEV_WITH_REF] > 0.0:
-        # experimental (benchmarks/bench_loao_transfer.py --cycles, off in every pricing path): the compute-side
-        # excess scaled by the fitted device's SMs x clock over the priced device's, not by the FLOP roofline
+    if dev.shape[0] >= DEV_WITH_CYCLES and dev[DEV_WITH_REF] > 0.0:
+        # the compute-side excess is work per SM cycle (prologue, epilogue, pipeline bubbles): scaled by the
+        # fitted device's SM cycles per second over this one's, not by the FLOP roofline (a sibling whose SMs
+        # do twice the FLOPs a clock does not halve it); the same as the roofline ratio where both do equal work
         return (floor + lat + r * (1.0 + w * min(e_inv - 1.0, stream))
                 + r_fit * ((e_inv - 1.0) * (1.0 - w) * dev[DEV_WITH_REF] + w * held))
     scaled = 1.0 + (e_inv - 1.0) * (1.0 - w) + w * min(e_inv - 1.0, stream)

@@ -217,3 +217,24 @@ def test_the_experimental_cycles_form_is_the_fitted_form_on_the_fitted_device_an
         prices.append(eff.predict_rows_ranged(0, shapes, dev, p.log_floor, p.theta, lo, hi))
     np.testing.assert_allclose(prices[0], plain, rtol=1e-12)
     assert np.all(prices[1] >= prices[0]) and np.all(prices[2] >= prices[1]) and prices[2][-1] > prices[0][-1]
+
+
+def test_compute_side_excess_scales_with_sm_cycles_where_the_catalogue_gives_clocks(monkeypatch):
+    """The L40S's SMs do twice the RTX 4090's FLOPs a clock (full-rate FP32 accumulation), so the 4090's
+    compute-side excess (work per SM cycle) does not halve on it; the H100 PCIe does the H100 SXM's work a
+    clock, so its price is the FLOP-roofline one."""
+    prof = default_profile()
+    p, _ = prof.lookup("ada", "gemm", "bf16")
+    l40s, rtx = get_device("l40s"), get_device("rtx-4090")
+    dev = np.array([l40s.peak_flops("bf16"), l40s.memory_bandwidth_bytes_per_s, l40s.num_sms, 32e9])
+    v = prof.sibling_vector(p, l40s, dev, dev[0], "bf16")
+    assert v.size == eff.DEV_WITH_CYCLES
+    assert v[eff.DEV_WITH_REF] == pytest.approx(rtx.num_sms * 2.52e9 / (l40s.num_sms * 2.49e9))
+    big = _gemm_rows("l40s", [8192.0])
+    with_cycles = OperatorCostModel().price(big).seconds[0]
+    h_pcie = OperatorCostModel().price(_gemm_rows("h100-pcie", [8192.0])).seconds[0]
+    _proportional(monkeypatch)
+    plain = OperatorCostModel().price(big).seconds[0]
+    plain_pcie = OperatorCostModel().price(_gemm_rows("h100-pcie", [8192.0])).seconds[0]
+    assert with_cycles > plain * 1.05  # the L40S reaches a smaller share of its peak than the 4090 does
+    assert h_pcie == pytest.approx(plain_pcie, rel=2e-3)
