@@ -195,9 +195,9 @@ def test_an_entry_fitted_on_an_unknown_device_keeps_the_plain_form():
     assert prof.sibling_vector(mine, h200, dev, dev[0], "bf16") is dev
 
 
-def test_the_experimental_cycles_form_is_the_fitted_form_on_the_fitted_device_and_grows_with_the_ratio():
-    """efficiency.py _combine_sibling with a tenth entry (benchmarks/bench_loao_transfer.py: the compute-side
-    excess scaled by SMs x clock; never set by a pricing path)."""
+def test_the_sm_cycle_form_is_the_fitted_form_on_the_fitted_device_and_grows_with_the_ratio():
+    """efficiency.py _combine_sibling with the tenth entry (the compute-side excess scaled by the fitted
+    device's SM cycles per second over the priced one's)."""
     p, _ = default_profile().lookup("hopper", "gemm", "bf16")
     rows = []
     for m in (16.0, 256.0, 4096.0):
