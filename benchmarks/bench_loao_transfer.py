@@ -44,18 +44,14 @@ from llmsim.workloads.operators import KIND_CLASS  # noqa: E402
 
 CLASSES = ("gemm", "attn_prefill", "attn_decode")
 MODES = ("plain", "additive", "sibling", "cycles")
-#: SM clock (Hz) under each device's datasheet peak, for the ``cycles`` form
-CLOCK_HZ = {
-    "a100-sxm-80gb": 1.41e9,   # [S] OpenXLA device description of an "NVIDIA A100-SXM4-80GB" (clock_rate_ghz 1.41)
-    "h100-sxm": 1.98e9,        # [S] OpenXLA device description of an "NVIDIA H100 80GB HBM3" (1.98)
-    "b200": 1.965e9,           # [S] OpenXLA device description of an "NVIDIA B200" (1.965)
-    "rtx-4090": 2.52e9,        # [D] 165.2 TFLOP/s / (128 SMs x 512 FLOP per clock, FP32 accumulation at half rate)
-    "rtx-pro-6000": 2.617e9,   # [D] 503.8 TFLOP/s / (188 SMs x 1024 FLOP per clock)
-}
 
 
 def sm_clock(device) -> float:
-    return device.num_sms * CLOCK_HZ[device.name]
+    """SM cycles per second (the catalogue's clock_hz: DeviceSpec.sm_cycles_per_s)."""
+    cycles = device.sm_cycles_per_s()
+    if cycles is None:
+        raise SystemExit(f"{device.name}: the device catalogue gives no clock_hz, which the cycles form needs")
+    return cycles
 
 
 def reference_peaks(table) -> dict:

@@ -245,7 +245,7 @@ class OperatorCostModel:
             dev = self.profile.sibling_vector(  # fitted on another device: sibling transfer
                 p, grp.device, dev, float(grp.device_vector[0]), reference_peaks=lambda ref, c=grp.op_class, g=first: tuple(
                     OperatorCostModel.shape_rows(c, g, ref)[1][:2]))
-            if dev.size >= eff.DEV_WITH_REF and dev[eff.DEV_WITH_REF - 2] > 0.0:
+            if eff.has_sibling_reference(dev):
                 sibling[grp.positions] = p.fitted_device
             seconds[grp.positions] = eff.predict_rows_ranged(eff.CLASS_INDEX[grp.op_class], grp.shapes,
                                                              dev, p.log_floor, p.theta, lo, hi)

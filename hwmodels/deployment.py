@@ -977,7 +977,7 @@ class Deployment:
             v = self.profile.device_vector(d, np.array((d.peak_flops(compute), bw, d.num_sms, link)), compute)
             v = self.profile.sibling_vector(p, d, v, d.peak_flops(compute), compute)  # fitted on another device
             self._dev[i, :v.size] = v
-            if v.size >= eff.DEV_WITH_REF and v[eff.DEV_WITH_REF - 2] > 0.0:
+            if eff.has_sibling_reference(v):
                 self._op_sibling[name] = p.fitted_device
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])

@@ -495,6 +495,13 @@ def _true_base(s, dev):
 
 
 @njit(cache=True, inline="always")
+def has_sibling_reference(dev):
+    """Whether device vector ``dev`` carries a fitted device's peaks (``Profile.sibling_vector``): it is then
+    priced by ``_combine_sibling``."""
+    return dev.shape[0] >= DEV_WITH_REF and dev[DEV_WITH_REF - 2] > 0.0
+
+
+@njit(cache=True, inline="always")
 def _combine_sibling(cls, s, base, x, log_floor, theta, dev):
     """Price shape ``s`` on a sibling of the device the coefficients were fitted on (dev[6], dev[7]: that
     device's peak FLOP/s and bandwidth B/s; dev[8]: the share eta of DRAM bandwidth that streaming kernels
@@ -552,7 +559,7 @@ def _predict(cls, s, dev, log_floor, theta, x, lo, hi, sc):
         _clamp_row(cls, s, lo, hi, sc[:s.size])
         _fill(cls, sc[:s.size], dev, x)
         base = _true_base(s, dev)
-    if dev.shape[0] >= DEV_WITH_REF and dev[DEV_WITH_REF - 2] > 0.0 and cls != 5:
+    if cls != 5 and has_sibling_reference(dev):
         return _combine_sibling(cls, s, base, x, log_floor, theta, dev)
     return _combine(cls, base, x, log_floor, theta)
 

@@ -207,7 +207,8 @@ STREAM_MIN_ROWS = 20
 
 def stream_share(op_class: str, p: ClassParams, shapes: np.ndarray, dev: np.ndarray) -> float:
     """The share of DRAM bandwidth an entry's kernels reach on the fitted device, as the model prices them:
-    the 90th percentile of roofline / (time above the floor) over its large memory-bound fitted shapes
+    the 90th percentile of the fitted efficiency 1 / E (roofline / the time above the floor and the latency
+    term) over its large memory-bound fitted shapes
     (``STREAM_MIN_MEMORY_S``), capped at 1; 0 when fewer than ``STREAM_MIN_ROWS`` such shapes were fitted
     (the class's prior then stands in: hwmodels/data/calibration/priors.yaml). Sibling transfer scales
     this much of the memory-side excess with the sibling's bandwidth and holds the rest in seconds."""
