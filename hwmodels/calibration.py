@@ -42,7 +42,9 @@ class ClassParams:
     devices did, or not recorded); another device priced by the entry is priced by sibling transfer
     (``Profile.sibling_vector``). ``stream_share``: the share of DRAM bandwidth the entry's kernels reach on
     large memory-bound shapes of that device (validation/calibrate.py ``stream_share``; 0: not recorded,
-    the class's prior stands in)."""
+    the class's prior stands in). ``host_floor_s``: seconds; > 0 where the entry was fitted on eagerly timed
+    calls (loaders ``timing``), whose measured time is max(host dispatch of a call, GPU time): the fitted
+    dispatch floor, which only rows timed that way pay; ``log_floor`` and ``theta`` are the GPU's."""
 
     log_floor: float
     theta: np.ndarray
@@ -52,6 +54,7 @@ class ClassParams:
     shape_hi: np.ndarray | None = None
     fitted_device: str = ""
     stream_share: float = 0.0
+    host_floor_s: float = 0.0
 
     def shape_range(self, op_class: str) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) for the predictor: the recorded range, or one that clamps nothing."""
@@ -168,6 +171,8 @@ def _params_json(op_class: str, p: ClassParams) -> dict:
         out["fitted_device"] = p.fitted_device
     if p.stream_share > 0:
         out["stream_share"] = p.stream_share
+    if p.host_floor_s > 0:
+        out["host_floor_s"] = p.host_floor_s
     if p.shape_lo is not None and p.shape_hi is not None and RANGE_COLUMNS[op_class]:
         out["shape_range"] = {"columns": list(RANGE_COLUMNS[op_class]), "min": [float(v) for v in p.shape_lo],
                               "max": [float(v) for v in p.shape_hi]}
@@ -185,6 +190,13 @@ def _range_from_json(where: str, op_class: str, p: dict) -> tuple[np.ndarray | N
     if lo.shape != (len(cols),) or hi.shape != (len(cols),) or np.any(lo > hi):
         raise ConfigError(f"{where}: shape_range.min/max must be {len(cols)} values each with min <= max")
     return lo, hi
+
+
+def _host_floor(where: str, p: dict) -> float:
+    v = p.get("host_floor_s", 0.0)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+        raise ConfigError(f"{where}.host_floor_s must be seconds in [0, 1), got {v!r}")
+    return float(v)
 
 
 def profile_from_json(data: dict, path: str = "") -> Profile:
@@ -217,7 +229,7 @@ def profile_from_json(data: dict, path: str = "") -> Profile:
                 params.setdefault(arch, {}).setdefault(cls, {})[group] = ClassParams(
                     float(p["log_floor"]), theta, int(p.get("rows", 0)),
                     float(p.get("fit_median_ape", float("nan"))), lo, hi, str(p.get("fitted_device", "")),
-                    float(p.get("stream_share", 0.0)))
+                    float(p.get("stream_share", 0.0)), _host_floor(f"{where}: params.{arch}.{cls}.{group}", p))
     return Profile(params=params, split=dict(data.get("split", {})),
                    sources=tuple(data.get("sources", ())), path=path, roofline=roofline)
 

@@ -229,8 +229,10 @@ class OperatorCostModel:
             op_class[mixed] = MIXED_ATTENTION
             table = table[~mixed]
         rest = np.flatnonzero(~mixed)
+        eager_timed = (table["timing"] == "eager").to_numpy() if "timing" in table.columns else np.zeros(len(table), bool)
         for grp in operator_groups(table, device=device):
             first = table.iloc[grp.positions[:1]]
+            eager = eager_timed[grp.positions]
             grp = dataclasses.replace(grp, positions=rest[grp.positions])
             if grp.error:
                 reason[grp.positions] = grp.error
@@ -254,6 +256,9 @@ class OperatorCostModel:
                 if needs_quant_pass(act, pkey):
                     seconds[grp.positions] += self._quant_pass(grp, act, dev)
                     pkey += QUANT_PASS_SUFFIX
+            if p.host_floor_s > 0 and eager.any():  # timed eagerly: a call costs at least its host dispatch
+                sel = grp.positions[eager]
+                seconds[sel] = np.maximum(seconds[sel], p.host_floor_s)
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
             key[grp.positions] = pkey
             fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)

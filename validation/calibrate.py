@@ -63,8 +63,8 @@ def file_sha256(path: str | Path) -> str:
 
 def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.ndarray | None = None,
               f_scale: float = 0.05, max_iter: int = 60, fixed_latency: float | None = None,
-              held: tuple[tuple[int, float], ...] = (),
-              _offset: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
+              held: tuple[tuple[int, float], ...] = (), floor_s: float | None = None, host_floor: bool = False,
+              _offset: np.ndarray | None = None) -> tuple:
     """Fit log t = log(floor + exp(base + X theta) [+ exp(Z phi)]) robustly in log space.
 
     ``Z`` (optional): device-independent latency features (efficiency.NUM_LATENCY); the returned
@@ -79,8 +79,15 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     (efficiency.LATENCY_HELD). The fit then starts from the fit without latency and from each of
     LATENCY_STARTS_S as the latency constant, and keeps the lowest loss (the loss has several
     minima: a latency can trade against the floor and the small-shape efficiency).
-    Returns (log_floor, theta, median APE on the fitted rows).
+    ``floor_s`` (seconds): the floor is held at this value instead of fitted.
+    ``host_floor``: the rows were timed as back-to-back eager calls (loaders ``timing`` 'eager'), so each
+    measures max(h, GPU time) with h the host's dispatch time of a call: h is fitted with the rest
+    (rows at h say only that the GPU was faster; they pull on h alone), and the returned floor and theta
+    are the GPU's. Rows at h carry no information about the GPU floor, so pass ``floor_s`` with it.
+    Returns (log_floor, theta, median APE on the fitted rows), and h (seconds) fourth with ``host_floor``.
     """
+    if host_floor and Z is not None:
+        raise ValueError("host_floor is fitted without latency columns")
     if fixed_latency is not None:
         if Z is None or not fixed_latency > 0:
             raise ValueError("fixed_latency needs latency columns Z and a positive latency")
@@ -95,6 +102,8 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         return log_floor, np.r_[theta, phi], float(np.median(np.abs(pred - seconds) / seconds))
     y = np.log(seconds)
     nz = 0 if Z is None else Z.shape[1]
+    nh = 1 if host_floor else 0
+    h0 = float(np.quantile(seconds, 0.1)) if nh else 0.0  # the host-bound rows are the fastest
     if nz:
         floor0 = 0.25 * float(np.min(seconds))
         phi0 = np.zeros(nz)
@@ -107,9 +116,14 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     off = 0.0 if _offset is None else _offset  # seconds every row's model adds (the fixed latency)
     if _offset is not None:
         floor0 = 0.5 * float(np.min(np.maximum(seconds - off, 0.05 * seconds)))
+    if floor_s is not None:
+        floor0 = float(floor_s)
     target = np.log(np.maximum(seconds - floor0 - lat0 - off, 0.05 * seconds)) - base
-    theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
-    p = np.r_[np.log(floor0), theta0, phi0]
+    gpu_bound = seconds > 2.0 * h0  # without a host floor: every row
+    if gpu_bound.sum() <= X.shape[1]:
+        gpu_bound[:] = True
+    theta0, *_ = np.linalg.lstsq(X[gpu_bound], target[gpu_bound], rcond=None)
+    p = np.r_[np.log(floor0), theta0, phi0, np.log([h0] * nh)]
     n, k = X.shape
     prior = np.r_[np.zeros(k), phi0]
     eye = np.eye(k + nz)
@@ -120,17 +134,22 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         lat = np.exp(ZZ @ q[k + 1:]) if nz else np.zeros(n)
         return e, lat, np.exp(q[0]) + e + lat + off
 
+    def measured(q, t):
+        return np.maximum(t, np.exp(q[-1])) if nh else t
+
     def loss(q):
-        r = np.log(model(q)[2]) - y
-        d = q[1:] - prior
+        r = np.log(measured(q, model(q)[2])) - y
+        d = q[1:k + 1 + nz] - prior
         return f_scale ** 2 * np.sum(2.0 * (np.sqrt(1.0 + (r / f_scale) ** 2) - 1.0)) + RIDGE * d @ d, r
 
     for col, value in held:
         phi0[col] = prior[k + col] = value
 
     def project(q):
+        if floor_s is not None:
+            q[0] = math.log(floor_s)
         if nz > 1:
-            q[k + 2:] = np.maximum(q[k + 2:], 0.0)
+            q[k + 2:k + 1 + nz] = np.maximum(q[k + 2:k + 1 + nz], 0.0)
         for col, value in held:
             q[k + 1 + col] = value
         return q
@@ -140,17 +159,23 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         damping = 1e-3
         for _ in range(max_iter):
             e, lat, t = model(p)
-            J = np.empty((n, k + 1 + nz))
-            J[:, 0] = np.exp(p[0]) / t
+            J = np.zeros((n, k + 1 + nz + nh))
+            J[:, 0] = np.exp(p[0]) / t if floor_s is None else 0.0
             J[:, 1:k + 1] = X * (e / t)[:, None]
             if nz:
-                J[:, k + 1:] = ZZ * (lat / t)[:, None]
+                J[:, k + 1:k + 1 + nz] = ZZ * (lat / t)[:, None]
+            if nh:  # a row the host bounds moves with h alone
+                host = np.exp(p[-1]) > t
+                J[host] = 0.0
+                J[:, -1] = host
             JW = J / np.sqrt(1.0 + (r / f_scale) ** 2)[:, None]  # soft-L1 reweighting
             A = J.T @ JW
             g = JW.T @ r
-            A[1:, 1:] += RIDGE * eye
-            g[1:] += RIDGE * (p[1:] - prior)
+            A[1:k + 1 + nz, 1:k + 1 + nz] += RIDGE * eye
+            g[1:k + 1 + nz] += RIDGE * (p[1:k + 1 + nz] - prior)
             A[0, 0] += 1e-9  # the floor's column vanishes where the floor is negligible
+            if nh:
+                A[-1, -1] += 1e-9
             improved = False
             while damping < 1e8:
                 step = _solve(A + damping * np.diag(np.diag(A) + 1e-12), -g, assume_a="pos")
@@ -182,8 +207,9 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         if best is None or cost < best[1]:
             best = (q, cost)
     p = best[0]
-    pred = model(p)[2]
-    return float(p[0]), p[1:].copy(), float(np.median(np.abs(pred - seconds) / seconds))
+    pred = measured(p, model(p)[2])
+    out = (float(p[0]), p[1:k + 1 + nz].copy(), float(np.median(np.abs(pred - seconds) / seconds)))
+    return (*out, float(np.exp(p[-1]))) if nh else out
 
 
 #: Operator classes the latency term (efficiency.NUM_LATENCY) can be fitted for (``fit_profile(latency_classes=)``).
@@ -222,6 +248,25 @@ def stream_share(op_class: str, p: ClassParams, shapes: np.ndarray, dev: np.ndar
     nf = eff.NUM_FEATURES[op_class]
     e_inv = np.exp(X[:, :nf] @ p.theta[:nf])
     return float(min(1.0, np.quantile(1.0 / e_inv, 0.9)))
+
+
+#: The graph-timed group whose fitted floor an eagerly timed group's GPU floor is held at (the rows
+#: at the host floor say nothing of it): vLLM's block-scaled FP8 linear runs the per-tensor path's two
+#: kernels, an activation quantisation and a scaled GEMM (``per_token_group_quant_fp8`` then the
+#: block GEMM, against ``scaled_fp8_quant`` then ``cutlass_scaled_mm``) [D: vLLM fp8_utils.py / fp8.py].
+GPU_FLOOR_FROM = {"fp8_block": "fp8"}
+
+
+def _eager_gpu_floor(fitted: dict, group: str, all_eager: bool, latency: bool) -> float | None:
+    """Seconds the GPU floor of an eagerly timed group is held at, or None: fit it as graph-timed rows
+    (rows not all eager, latency columns, or no fitted graph-timed group to take the floor from)."""
+    ref = GPU_FLOOR_FROM.get(group.split(":", 1)[0])
+    cands = [g for g in fitted if ref is not None and (g == ref or g.startswith(ref + ":"))
+             and fitted[g].host_floor_s == 0]
+    if not all_eager or latency or not cands:
+        return None
+    principal = max(cands, key=lambda g: (fitted[g].rows, g))  # the dtype's principal kernel family
+    return math.exp(fitted[principal].log_floor)
 
 
 def _one_device(names) -> str:
@@ -302,6 +347,7 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
         generic = False
     fit_rows = fit_rows[keep_rows].reset_index(drop=True)
     in_generic = np.isin(fit_rows["source"].map(formats).to_numpy(), GENERIC_FORMATS)
+    eager_rows = (fit_rows["timing"] == "eager").to_numpy() if "timing" in fit_rows else np.zeros(len(fit_rows), bool)
     buckets: dict[tuple[str, str, str], list] = defaultdict(list)
     for grp in operator_groups(fit_rows):
         if grp.error:
@@ -314,13 +360,14 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             X, base = np.zeros((len(grp.positions), _num_columns(grp.op_class, latency_classes))), np.zeros(len(grp.positions))
         y = fit_rows["measured_s"].to_numpy()[grp.positions]
         dvec = shaper.device_vector(grp.device, grp.device_vector)
+        eager = eager_rows[grp.positions]
         if not generic_only:
             buckets[(grp.device.arch_class, grp.op_class, grp.group)].append((X, base, y, grp.positions, grp.shapes,
-                                                                              grp.device.name, dvec))
+                                                                              grp.device.name, dvec, eager))
         g = in_generic[grp.positions]
         if generic and g.any():
             buckets[(GENERIC, grp.op_class, grp.group)].append((X[g], base[g], y[g], grp.positions[g],
-                                                                grp.shapes[g], grp.device.name, dvec))
+                                                                grp.shapes[g], grp.device.name, dvec, eager[g]))
 
     params: dict = {}
     used = np.zeros(len(fit_rows), dtype=bool)  # rows some fitted class saw (what rows_in_fit counts)
@@ -356,10 +403,16 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             used[p[3]] = True
         nf = eff.NUM_FEATURES[cls]
         latency = X.shape[1] > nf
-        log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if latency else None,
-                                            fixed_latency=fixed_latency.get(cls),
-                                            held=eff.LATENCY_HELD.get(cls, ()) if latency else ())
-        fitted = ClassParams(log_floor, theta, int(len(y)), mdape, lo, hi, fitted_device)
+        gpu_floor = _eager_gpu_floor(params.get(arch, {}).get(cls, {}), group,
+                                     all(p[7].all() for p in parts), latency)
+        if gpu_floor is not None:  # eagerly timed: max(host dispatch, GPU) (docs/trust.md "Eager-timed rows")
+            log_floor, theta, mdape, host = fit_class(X, base, y, floor_s=gpu_floor, host_floor=True)
+        else:
+            host = 0.0
+            log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if latency else None,
+                                                fixed_latency=fixed_latency.get(cls),
+                                                held=eff.LATENCY_HELD.get(cls, ()) if latency else ())
+        fitted = ClassParams(log_floor, theta, int(len(y)), mdape, lo, hi, fitted_device, host_floor_s=host)
         params.setdefault(arch, {}).setdefault(cls, {})[group] = dataclasses.replace(fitted,
                                                                                      stream_share=share_of(fitted))
     # A bare dtype group names the dtype's principal kernel family: the one with the most rows.

@@ -26,7 +26,9 @@ that could not be mapped, with ``variant`` saying why), ``op`` (the source's own
 (raw: aiconfigurator's ``device``, vidur's path component such as ``a100`` / ``h100_dgx``, LLMCompass's
 file suffix ``A100``), ``model`` (vidur ``<org>/<model>``), ``dtype`` / ``kv_dtype`` (normalised:
 bf16, fp16, fp8, fp8_block, int8, int4_wo, w4a16_mxfp4, fp32), ``kernel`` (kernel_source / backend /
-how it was timed), GEMM ``m, n, k`` (tokens x out x in; ``batch`` only for batched matmuls), attention
+how it was timed), ``timing`` (``graph``: the harness replayed a CUDA graph of the call, so the time
+is the GPU's; ``eager``: back-to-back eager calls between two events, so a call the host dispatches more
+slowly than the GPU runs it measures the host; ``''``: not known), GEMM ``m, n, k`` (tokens x out x in; ``batch`` only for batched matmuls), attention
 ``batch, seq, ctx, heads, kv_heads, head_dim, window``, ``tokens, hidden, inter``, MoE ``topk, experts,
 moe_tp, moe_ep, distribution``, ``tp`` (vidur workers; 4 for the LLMCompass TP-4 layer), collectives
 ``num_gpus, message_bytes``, ``measured_s``, ``variant`` and ``shape_key``.
@@ -106,13 +108,13 @@ __all__ = [
 
 #: The standard measurement table's columns, in order.
 COLUMNS: tuple[str, ...] = (
-    "source", "group", "row", "kind", "op", "device", "model", "dtype", "kernel",
+    "source", "group", "row", "kind", "op", "device", "model", "dtype", "kernel", "timing",
     "m", "n", "k", "batch", "seq", "ctx", "heads", "kv_heads", "head_dim", "window", "kv_dtype",
     "tokens", "hidden", "inter", "topk", "experts", "moe_tp", "moe_ep", "distribution",
     "tp", "num_gpus", "message_bytes", "decode_batch", "decode_ctx", "measured_s", "variant", "shape_key",
 )
 STR_COLUMNS: frozenset[str] = frozenset({
-    "source", "group", "kind", "op", "device", "model", "dtype", "kernel", "kv_dtype",
+    "source", "group", "kind", "op", "device", "model", "dtype", "kernel", "timing", "kv_dtype",
     "distribution", "variant", "shape_key",
 })
 FLOAT_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in STR_COLUMNS and c != "row")
@@ -406,6 +408,15 @@ _NCCL_OPS = {"all_gather": "all_gather", "alltoall": "all_to_all", "all_to_all":
              "reduce_scatter": "reduce_scatter", "all_reduce": "all_reduce"}
 
 
+def _aiconfigurator_gemm_timing(dtype: np.ndarray) -> np.ndarray:
+    """How aiconfigurator's vLLM collector timed each GEMM: a CUDA graph of the layer, except the
+    block-scaled FP8 layers, which it runs eagerly (``collector/vllm/collect_gemm.py``:
+    ``benchmark_with_power(..., use_cuda_graph=gemm_type != "fp8_block")``; ``collector/helper.py`` then
+    times ``num_runs`` back-to-back eager calls between two CUDA events [S: read from the collector's
+    source]). A table with a ``timing`` column of its own says so itself."""
+    return np.where(dtype == "fp8_block", "eager", "graph").astype(object)
+
+
 def load_aiconfigurator(path: str | os.PathLike, *, device: str | None = None,
                         model: str | None = None) -> pd.DataFrame:
     """Load one aiconfigurator ``*_perf.parquet`` table into the standard table.
@@ -442,7 +453,9 @@ def load_aiconfigurator(path: str | os.PathLike, *, device: str | None = None,
     rows = np.flatnonzero(ops == "gemm")
     if rows.size:
         handled[rows] = True
-        chunks.append(common(rows, "gemm", dtype=dtype_col("gemm_dtype", rows) if "gemm_dtype" in df else "",
+        gemm_dtype = dtype_col("gemm_dtype", rows) if "gemm_dtype" in df else np.full(rows.size, "", dtype=object)
+        timing = t.text("timing", rows, default="") if "timing" in df else _aiconfigurator_gemm_timing(gemm_dtype)
+        chunks.append(common(rows, "gemm", dtype=gemm_dtype, timing=timing,
                              m=t.num("m", rows, positive=True, integer=True),
                              n=t.num("n", rows, positive=True, integer=True),
                              k=t.num("k", rows, positive=True, integer=True)))
