@@ -119,10 +119,10 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     if floor_s is not None:
         floor0 = float(floor_s)
     target = np.log(np.maximum(seconds - floor0 - lat0 - off, 0.05 * seconds)) - base
-    gpu_bound = seconds > 2.0 * h0  # without a host floor: every row
-    if gpu_bound.sum() <= X.shape[1]:
-        gpu_bound[:] = True
-    theta0, *_ = np.linalg.lstsq(X[gpu_bound], target[gpu_bound], rcond=None)
+    if nh and (seconds > 2.0 * h0).sum() > X.shape[1]:  # start from the rows the GPU bounds
+        theta0, *_ = np.linalg.lstsq(X[seconds > 2.0 * h0], target[seconds > 2.0 * h0], rcond=None)
+    else:
+        theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
     p = np.r_[np.log(floor0), theta0, phi0, np.log([h0] * nh)]
     n, k = X.shape
     prior = np.r_[np.zeros(k), phi0]
