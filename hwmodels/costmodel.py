@@ -214,7 +214,9 @@ class OperatorCostModel:
     # -- prediction ---------------------------------------------------------------------------
     def price(self, table: pd.DataFrame, *, device: str | DeviceSpec | None = None) -> PricedRows:
         """Predict every row of a standard measurement table (device from its `device` column
-        unless ``device`` overrides it). Rows the model cannot express get NaN and a reason."""
+        unless ``device`` overrides it). Rows the model cannot express get NaN and a reason.
+        A row whose ``timing`` is 'eager' costs at least its entry's host floor (``ClassParams.host_floor_s``);
+        any other row priced under that floor by such an entry is flagged extrapolated (never measured)."""
         n = len(table)
         seconds = np.full(n, np.nan)
         reason = np.full(n, "", dtype=object)
@@ -260,6 +262,8 @@ class OperatorCostModel:
                 sel = grp.positions[eager]
                 seconds[sel] = np.maximum(seconds[sel], p.host_floor_s)
             extra[grp.positions] = eff.extrapolated_rows(eff.CLASS_INDEX[grp.op_class], grp.shapes, lo, hi)
+            if p.host_floor_s > 0:  # a GPU time under the host floor of the entry's eager rows was never measured
+                extra[grp.positions] |= ~eager & (seconds[grp.positions] < p.host_floor_s)
             key[grp.positions] = pkey
             fallback[grp.positions] = fallback_kind(pkey, grp.device.arch_class, grp.op_class, grp.group)
         return PricedRows(seconds, reason, key, op_class, extra, fallback, sibling)

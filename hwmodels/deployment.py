@@ -931,6 +931,7 @@ class Deployment:
         self.op_param_keys = []
         self._op_fallback: dict[str, str] = {}
         self._op_sibling: dict[str, str] = {}  # op -> the device its entry was fitted on (sibling transfer)
+        self._op_host_floor: dict[str, float] = {}  # op -> host floor (s) of the eager rows its entry was fitted on
         self._cls = np.zeros(n, np.int64)
         self._kind = np.zeros(n, np.int64)
         self._par = np.zeros((n, _PAR_WIDTH))
@@ -979,6 +980,8 @@ class Deployment:
             self._dev[i, :v.size] = v
             if eff.has_sibling_reference(v):
                 self._op_sibling[name] = p.fitted_device
+            if p.host_floor_s > 0:  # fitted on eagerly timed rows: its GPU time under that floor was never seen
+                self._op_host_floor[name] = p.host_floor_s
         idle = d.power.idle_w
         self._power = np.array([idle, d.power.tdp_w - idle])
 
@@ -987,7 +990,10 @@ class Deployment:
         alpha-beta path), the operators priced by another architecture class's or kernel family's
         coefficients, whether the device's own architecture class is calibrated at all and whether the
         device itself had kernel measurements (hwmodels/data/calibration/uncertainty.json); where entries
-        fitted on another device of the class priced operators, `sibling_transfer_from` maps each to it."""
+        fitted on another device of the class priced operators, `sibling_transfer_from` maps each to it;
+        where entries fitted on eagerly timed rows priced operators (``ClassParams.host_floor_s``: their
+        measured time never went below the harness's host floor, so shorter GPU times are the fit's
+        extrapolation), `host_floor_ops` maps each to that floor in seconds, and the run is extrapolated."""
         from llmsim.hwmodels.uncertainty import default_error_model
 
         own = self.device.arch_class in self.profile.params
@@ -995,7 +1001,9 @@ class Deployment:
         fallback = {n: f for n, f in self._op_fallback.items() if f}
         out = {"priced_by": dict(zip(self.op_names, self.op_param_keys)), "fallback_ops": fallback,
                "device_class_calibrated": bool(own), "device_measured": bool(measured),
-               "extrapolated": bool(fallback) or not own or not measured}
+               "extrapolated": bool(fallback) or not own or not measured or bool(self._op_host_floor)}
+        if self._op_host_floor:
+            out["host_floor_ops"] = dict(self._op_host_floor)
         if self._op_sibling:  # priced from another device of the class (efficiency.py _combine_sibling)
             out["sibling_transfer_from"] = dict(self._op_sibling)
         return out

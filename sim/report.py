@@ -111,6 +111,10 @@ def calibration_status(summary: Mapping, details: str = "see the JSON") -> list[
         fallback = cal.get("fallback_ops") or {}
         if fallback:
             why.append(f"{len(fallback)} operator(s) priced by another class's or family's coefficients")
+        host = cal.get("host_floor_ops") or {}
+        if host:
+            why.append(f"{len(host)} operator(s) fitted on eagerly timed kernels, never measured under "
+                       f"{min(host.values()) * 1e6:.0f} us")
         sibling = sorted(set((cal.get("sibling_transfer_from") or {}).values()))
         if sibling:
             why.append(f"priced from {', '.join(sibling)} by sibling transfer")

@@ -94,3 +94,18 @@ def test_host_floor_round_trips_and_bad_values_are_named():
     data["params"]["hopper"]["gemm"]["fp8_block"]["host_floor_s"] = -1
     with pytest.raises(ConfigError, match="host_floor_s"):
         profile_from_json(data)
+
+
+def test_gpu_times_under_the_host_floor_are_flagged_extrapolated():
+    p, _ = default_profile().lookup("hopper", "gemm", "fp8_block")
+    m = [64.0, 8192.0]  # inside the DeepGEMM entry's fitted m range (32 ...)
+    graph = OperatorCostModel().price(_gemm_rows("fp8_block", m, "graph"))
+    eager = OperatorCostModel().price(_gemm_rows("fp8_block", m, "eager"))
+    assert list(graph.extrapolated) == [True, False]   # the small one's GPU time was never measured
+    assert not eager.extrapolated.any()                 # as measured: the host floor itself was
+    info = Deployment("llama-3.1-8b", "h100", tp=1, quant="fp8_block", engine="vllm").calibration_info()
+    assert info["extrapolated"] and set(info["host_floor_ops"]) == {
+        "qkv_proj", "o_proj", "mlp_up_proj", "mlp_down_proj"}
+    assert all(v == p.host_floor_s for v in info["host_floor_ops"].values())
+    plain = Deployment("llama-3.1-8b", "h100", tp=1, quant="fp8", engine="vllm").calibration_info()
+    assert "host_floor_ops" not in plain and not plain["extrapolated"]
