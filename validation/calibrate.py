@@ -64,7 +64,7 @@ def file_sha256(path: str | Path) -> str:
 def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.ndarray | None = None,
               f_scale: float = 0.05, max_iter: int = 60, fixed_latency: float | None = None,
               held: tuple[tuple[int, float], ...] = (), floor_s: float | None = None, host_floor: bool = False,
-              _offset: np.ndarray | None = None) -> tuple:
+              gpu_rows: np.ndarray | None = None, _offset: np.ndarray | None = None) -> tuple:
     """Fit log t = log(floor + exp(base + X theta) [+ exp(Z phi)]) robustly in log space.
 
     ``Z`` (optional): device-independent latency features (efficiency.NUM_LATENCY); the returned
@@ -84,6 +84,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     measures max(h, GPU time) with h the host's dispatch time of a call: h is fitted with the rest
     (rows at h say only that the GPU was faster; they pull on h alone), and the returned floor and theta
     are the GPU's. Rows at h carry no information about the GPU floor, so pass ``floor_s`` with it.
+    ``gpu_rows`` (bool per row, with ``host_floor``): rows that are GPU times (priors), not eager calls.
     Returns (log_floor, theta, median APE on the fitted rows), and h (seconds) fourth with ``host_floor``.
     """
     if host_floor and Z is not None:
@@ -103,7 +104,9 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     y = np.log(seconds)
     nz = 0 if Z is None else Z.shape[1]
     nh = 1 if host_floor else 0
-    h0 = float(np.quantile(seconds, 0.1)) if nh else 0.0  # the host-bound rows are the fastest
+    n = len(seconds)
+    direct = np.zeros(n, dtype=bool) if gpu_rows is None else np.asarray(gpu_rows, dtype=bool)
+    h0 = float(np.quantile(seconds[~direct], 0.1)) if nh else 0.0  # the host-bound eager rows are the fastest
     if nz:
         floor0 = 0.25 * float(np.min(seconds))
         phi0 = np.zeros(nz)
@@ -119,8 +122,9 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
     if floor_s is not None:
         floor0 = float(floor_s)
     target = np.log(np.maximum(seconds - floor0 - lat0 - off, 0.05 * seconds)) - base
-    if nh and (seconds > 2.0 * h0).sum() > X.shape[1]:  # start from the rows the GPU bounds
-        theta0, *_ = np.linalg.lstsq(X[seconds > 2.0 * h0], target[seconds > 2.0 * h0], rcond=None)
+    if nh and ((seconds > 2.0 * h0) | direct).sum() > X.shape[1]:  # start from the rows the GPU bounds
+        gpu = (seconds > 2.0 * h0) | direct
+        theta0, *_ = np.linalg.lstsq(X[gpu], target[gpu], rcond=None)
     else:
         theta0, *_ = np.linalg.lstsq(X, target, rcond=None)
     p = np.r_[np.log(floor0), theta0, phi0, np.log([h0] * nh)]
@@ -135,7 +139,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
         return e, lat, np.exp(q[0]) + e + lat + off
 
     def measured(q, t):
-        return np.maximum(t, np.exp(q[-1])) if nh else t
+        return np.where(direct, t, np.maximum(t, np.exp(q[-1]))) if nh else t
 
     def loss(q):
         r = np.log(measured(q, model(q)[2])) - y
@@ -165,7 +169,7 @@ def fit_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, *, Z: np.nda
             if nz:
                 J[:, k + 1:k + 1 + nz] = ZZ * (lat / t)[:, None]
             if nh:  # a row the host bounds moves with h alone
-                host = np.exp(p[-1]) > t
+                host = (np.exp(p[-1]) > t) & ~direct
                 J[host] = 0.0
                 J[:, -1] = host
             JW = J / np.sqrt(1.0 + (r / f_scale) ** 2)[:, None]  # soft-L1 reweighting
@@ -257,16 +261,38 @@ def stream_share(op_class: str, p: ClassParams, shapes: np.ndarray, dev: np.ndar
 GPU_FLOOR_FROM = {"fp8_block": "fp8"}
 
 
-def _eager_gpu_floor(fitted: dict, group: str, all_eager: bool, latency: bool) -> float | None:
-    """Seconds the GPU floor of an eagerly timed group is held at, or None: fit it as graph-timed rows
-    (rows not all eager, latency columns, or no fitted graph-timed group to take the floor from)."""
+#: A row measured under this many times the fitted host floor is taken as host-bound (its GPU time unseen).
+CENSORED_MARGIN = 1.1
+
+
+def fit_eager_class(X: np.ndarray, base: np.ndarray, seconds: np.ndarray, ref: ClassParams) -> tuple:
+    """Fit a group of eagerly timed rows as max(h, GPU time) (``fit_class(host_floor=True)``), the GPU floor
+    held at the graph-timed entry ``ref``'s, and where a row is host-bound (measured under CENSORED_MARGIN x h:
+    its GPU time was never seen) ``ref``'s price of the same shape, at most h, stands in for that GPU time (a
+    prior: the block-scaled path runs the per-tensor path's two kernels, see GPU_FLOOR_FROM).
+    Returns (log_floor, theta, median APE on the measured rows, h in seconds)."""
+    floor = math.exp(ref.log_floor)
+    _, _, _, h = fit_class(X, base, seconds, floor_s=floor, host_floor=True)
+    unseen = seconds < CENSORED_MARGIN * h
+    prior = np.minimum(floor + np.exp(base[unseen] + X[unseen] @ ref.theta[:X.shape[1]]), h)
+    n = len(seconds)
+    log_floor, theta, _, h = fit_class(np.vstack([X, X[unseen]]), np.r_[base, base[unseen]], np.r_[seconds, prior],
+                                       floor_s=floor, host_floor=True,
+                                       gpu_rows=np.r_[np.zeros(n, bool), np.ones(int(unseen.sum()), bool)])
+    pred = np.maximum(h, math.exp(log_floor) + np.exp(base + X @ theta))
+    return log_floor, theta, float(np.median(np.abs(pred - seconds) / seconds)), h
+
+
+def _eager_reference(fitted: dict, group: str, all_eager: bool, latency: bool) -> ClassParams | None:
+    """The graph-timed entry an eagerly timed group's GPU floor and unseen GPU times come from, or None: fit
+    it as graph-timed rows (rows not all eager, latency columns, or no fitted graph-timed group to use)."""
     ref = GPU_FLOOR_FROM.get(group.split(":", 1)[0])
     cands = [g for g in fitted if ref is not None and (g == ref or g.startswith(ref + ":"))
              and fitted[g].host_floor_s == 0]
     if not all_eager or latency or not cands:
         return None
     principal = max(cands, key=lambda g: (fitted[g].rows, g))  # the dtype's principal kernel family
-    return math.exp(fitted[principal].log_floor)
+    return fitted[principal]
 
 
 def _one_device(names) -> str:
@@ -403,10 +429,9 @@ def fit_profile(table: pd.DataFrame, *, salt: str = DEFAULT_SALT, holdout_fracti
             used[p[3]] = True
         nf = eff.NUM_FEATURES[cls]
         latency = X.shape[1] > nf
-        gpu_floor = _eager_gpu_floor(params.get(arch, {}).get(cls, {}), group,
-                                     all(p[7].all() for p in parts), latency)
-        if gpu_floor is not None:  # eagerly timed: max(host dispatch, GPU) (docs/trust.md "Eager-timed rows")
-            log_floor, theta, mdape, host = fit_class(X, base, y, floor_s=gpu_floor, host_floor=True)
+        ref = _eager_reference(params.get(arch, {}).get(cls, {}), group, all(p[7].all() for p in parts), latency)
+        if ref is not None:  # eagerly timed: max(host dispatch, GPU) (docs/trust.md "Eager-timed rows")
+            log_floor, theta, mdape, host = fit_eager_class(X, base, y, ref)
         else:
             host = 0.0
             log_floor, theta, mdape = fit_class(X[:, :nf], base, y, Z=X[:, nf:] if latency else None,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmsim.hwmodels.calibration import default_profile, profile_from_json
+from llmsim.hwmodels.calibration import ClassParams, default_profile, profile_from_json
 from llmsim.hwmodels.costmodel import OperatorCostModel
 from llmsim.hwmodels.deployment import Deployment
 from llmsim.validation import calibrate as cal
@@ -59,6 +59,26 @@ def test_fit_recovers_the_host_floor_and_the_gpu_time_under_it():
     assert math.exp(plain_floor) > 0.5 * host
 
 
+def test_unseen_gpu_times_take_the_graph_timed_entry_price():
+    rng = np.random.default_rng(11)
+    size = np.exp(rng.uniform(np.log(1e-7), np.log(1e-2), 400))
+    X = np.column_stack([np.ones_like(size), np.log(size)])
+    base = np.log(size)
+    ref = ClassParams(math.log(4e-6), np.array([0.9, -0.05]))  # the graph-timed (per-tensor) entry
+    gpu = 4e-6 + np.exp(base + X @ np.array([1.0, -0.05]))     # this path: ~10% slower, same shape
+    host = 8e-5
+    meas = np.maximum(host, gpu) * np.exp(rng.normal(0.0, 0.01, size.size))
+    log_floor, th, mdape, h = cal.fit_eager_class(X, base, meas, ref)
+    assert h == pytest.approx(host, rel=0.03) and math.exp(log_floor) == pytest.approx(4e-6)
+    fitted = 4e-6 + np.exp(base + X @ th)
+    seen = gpu > 1.5 * host
+    assert np.median(np.abs(fitted[seen] / gpu[seen] - 1.0)) < 0.03          # measured: its own time
+    ref_price = 4e-6 + np.exp(base + X @ ref.theta)
+    small = size < 1e-6                                                       # far under the host floor
+    assert np.median(np.abs(fitted[small] / ref_price[small] - 1.0)) < 0.1   # unseen: the reference's
+    assert mdape < 0.03
+
+
 def test_only_eagerly_timed_rows_pay_the_host_floor():
     p, _ = default_profile().lookup("hopper", "gemm", "fp8_block")
     assert p.host_floor_s > 0
@@ -75,6 +95,7 @@ def test_block_fp8_gemms_in_serving_are_priced_without_the_measurement_host_floo
     p, _ = prof.lookup("hopper", "gemm", "fp8_block")
     fp8, _ = prof.lookup("hopper", "gemm", "fp8")
     assert math.exp(p.log_floor) == pytest.approx(math.exp(fp8.log_floor))  # GPU floor: per-tensor path's
+    decode = OperatorCostModel().price(_gemm_rows("fp8", [8.0], "graph", n=6144.0, k=4096.0)).seconds[0]
     d = Deployment("llama-3.1-8b", "h100", tp=1, quant="fp8_block", engine="vllm")
     d.iteration(np.zeros(0, np.int64), np.zeros(0, np.int64), np.array([1024] * 8, np.int64))
     t = dict(zip(d.op_names, d._op_time))
@@ -82,6 +103,7 @@ def test_block_fp8_gemms_in_serving_are_priced_without_the_measurement_host_floo
     assert per_layer < p.host_floor_s                            # 8 decode tokens: far under the dispatch floor
     graph = OperatorCostModel().price(_gemm_rows("fp8_block", [8.0], "graph", n=6144.0, k=4096.0)).seconds[0]
     assert per_layer == pytest.approx(graph, rel=1e-6)
+    assert graph == pytest.approx(decode, rel=0.25)               # unseen: priced like the per-tensor path
 
 
 def test_host_floor_round_trips_and_bad_values_are_named():
