@@ -22,7 +22,8 @@ flash-decoding does); it is not vLLM's paged-KV kernel, and its rows say so (``k
 Output, in ``--out``: the aiconfigurator tables that :func:`llmsim.validation.loaders.load_aiconfigurator`
 reads (``gemm_perf.parquet``, ``context_attention_perf.parquet``, ``generation_attention_perf.parquet``,
 ``nccl_perf.parquet``; ``latency`` in milliseconds, ``device`` = ``torch.cuda.get_device_name()``,
-``framework`` ``llmsim-profile``), so ``simulate validate DIR`` and ``simulate calibrate DIR`` read them
+``framework`` ``llmsim-profile``; ``gemm_perf`` has one column more, ``timing``: ``graph`` or ``eager``, how
+each row was timed), so ``simulate validate DIR`` and ``simulate calibrate DIR`` read them
 unchanged, and ``environment.json`` (GPU, driver, CUDA, torch, clocks, date, sweep, skipped cases).
 The tables are rewritten after each operator family, so a run cut short keeps what it measured.
 
@@ -80,7 +81,7 @@ _ATTN_SCHEMA = (("framework", "str"), ("version", "str"), ("device", "str"), ("o
 SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
     "gemm": (("framework", "str"), ("version", "str"), ("device", "str"), ("op_name", "str"),
              ("kernel_source", "str"), ("gemm_dtype", "str"), ("m", "int"), ("n", "int"), ("k", "int"),
-             ("latency", "float")),
+             ("latency", "float"), ("timing", "str")),
     "prefill": _ATTN_SCHEMA,
     "decode": _ATTN_SCHEMA,
     "collectives": (("framework", "str"), ("version", "str"), ("device", "str"), ("op_name", "str"),
@@ -137,6 +138,7 @@ class TimingBackend:
     gemm_kernels: dict[str, str] = {"bf16": "torch.nn.functional.linear", "fp8": "torch._scaled_mm"}
     attention_kernel: str = "torch_sdpa_flash"
     collective_kernel: str = "NCCL"
+    timing: str = ""                       # how the last time_* call was timed: 'graph', 'eager' or '' (unknown)
 
     def environment(self) -> dict:
         return {}
@@ -303,6 +305,7 @@ class TorchBackend(TimingBackend):
             pairs.append((a, b))
         torch.cuda.synchronize()
         ms = statistics.median(float(a.elapsed_time(b)) / calls for a, b in pairs)
+        self.timing = "eager" if graph is None else "graph"  # loaders `timing`: eager rows may measure the host
         del graph
         return ms * 1e-3
 
@@ -686,7 +689,7 @@ def check_out_dir(out: str | Path) -> None:
 def _gemm_row(base: dict, backend: TimingBackend, case: GemmCase, seconds: float) -> dict:
     return {**base, "op_name": "gemm", "kernel_source": backend.gemm_kernels.get(case.dtype, case.dtype),
             "gemm_dtype": _GEMM_DTYPE_NAME.get(case.dtype, case.dtype), "m": case.m, "n": case.n, "k": case.k,
-            "latency": seconds * 1e3}
+            "latency": seconds * 1e3, "timing": backend.timing}
 
 
 def _attention_row(base: dict, backend: TimingBackend, case: AttentionCase, seconds: float) -> dict:

@@ -227,9 +227,12 @@ def test_tables_have_the_aiconfigurator_schema(tiny_run):
     out, *_ = tiny_run
     for family, ref in (("gemm", "gemm_perf"), ("prefill", "context_attention_perf"),
                         ("decode", "generation_attention_perf"), ("collectives", "nccl_perf")):
-        mine = pq.read_schema(out / prof.FILES[family])
-        theirs = pq.read_schema(AIC_H100 / f"{ref}.parquet")
-        assert [(f.name, f.type) for f in mine] == [(f.name, f.type) for f in theirs], family
+        mine = [(f.name, f.type) for f in pq.read_schema(out / prof.FILES[family])]
+        theirs = [(f.name, f.type) for f in pq.read_schema(AIC_H100 / f"{ref}.parquet")]
+        if family == "gemm":  # one column more: how each row was timed (loaders `timing`)
+            assert mine[-1] == ("timing", pa.string())
+            mine = mine[:-1]
+        assert mine == theirs, family
 
 
 def test_tables_load_as_measurements(tiny_run):
@@ -755,6 +758,13 @@ def test_torch_backend_falls_back_to_eager_when_graph_capture_fails(monkeypatch)
     assert not backend._graphs_ok["gemm"] and backend._graphs_ok["attention"]
     assert any("CUDA graph capture failed" in n for n in backend.notes)
     assert backend.time_gemm(sw.GemmCase("bf16", 16, 64, 64)) == pytest.approx(1e-3)  # eager from then on
+    assert backend.timing == "eager"  # and its rows say so (gemm_perf `timing`)
+    torch, mods, log = make_stub_torch()
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    backend = prof.TorchBackend.create(prof.TimingConfig(warmup=0, repeats=2))
+    backend.time_gemm(sw.GemmCase("bf16", 8, 64, 64))
+    assert backend.timing == "graph"
 
 
 def test_torch_backend_skips_fp8_on_older_gpus_and_turns_errors_into_skips(monkeypatch):
