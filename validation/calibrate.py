@@ -254,14 +254,17 @@ def stream_share(op_class: str, p: ClassParams, shapes: np.ndarray, dev: np.ndar
     return float(min(1.0, np.quantile(1.0 / e_inv, 0.9)))
 
 
-#: The graph-timed group whose fitted floor an eagerly timed group's GPU floor is held at (the rows
-#: at the host floor say nothing of it): vLLM's block-scaled FP8 linear runs the per-tensor path's two
-#: kernels, an activation quantisation and a scaled GEMM (``per_token_group_quant_fp8`` then the
-#: block GEMM, against ``scaled_fp8_quant`` then ``cutlass_scaled_mm``) [D: vLLM fp8_utils.py / fp8.py].
+#: The graph-timed group an eagerly timed group takes its GPU floor and its unseen GPU times from
+#: (``fit_eager_class``; the rows at the host floor say nothing of them): vLLM's block-scaled FP8 linear
+#: runs the per-tensor path's two kernels, an activation quantisation and a scaled GEMM
+#: (``per_token_group_quant_fp8`` in vLLM's ``quantization/utils/fp8_utils.py`` then the block GEMM, against
+#: ``scaled_fp8_quant`` then ``cutlass_scaled_mm``) [S: stored copies of vLLM's source; that the two paths
+#: cost alike where the block path was never measured is the assumption, U].
 GPU_FLOOR_FROM = {"fp8_block": "fp8"}
 
 
-#: A row measured under this many times the fitted host floor is taken as host-bound (its GPU time unseen).
+#: A row measured under this many times the fitted host floor is taken as host-bound (its GPU time unseen)
+#: [U: a margin for timing noise around the floor, not measured].
 CENSORED_MARGIN = 1.1
 
 
